@@ -1,0 +1,60 @@
+/**
+ * The contract between a stage's pure logic and the exactly-once runtime.
+ * Nothing here knows about Kafka clients: a stage sees decoded records and
+ * returns outcomes; the runtime owns consuming, encoding, producing, dead
+ * letters and offset commits, all in one transaction per batch.
+ */
+
+/** Dead-letter reason codes: part of the public contract (PRODUCT.md). */
+export const DEAD_LETTER_REASONS = [
+  'MALFORMED_PAYLOAD',
+  'UNKNOWN_SCHEMA',
+  'SCHEMA_VIOLATION',
+  'OVERSIZED',
+  'UNEXPECTED_EVENT_TYPE',
+  'SCORING_FAILED',
+  'DECODE_FAILED',
+] as const;
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
+
+/** Topics of a pipeline `<p>`: `<p>.<suffix>`. */
+export const TOPIC_SUFFIXES = ['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const;
+export type TopicSuffix = (typeof TOPIC_SUFFIXES)[number];
+export const topicName = (pipeline: string, suffix: TopicSuffix): string => `${pipeline}.${suffix}`;
+
+/** A record as consumed, before any decoding. */
+export interface SourceRecord {
+  topic: string;
+  partition: number;
+  /** Kafka offset as a decimal string (offsets exceed 2^53 in theory). */
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string | undefined>;
+  timestampMs: number;
+}
+
+export interface Emit<Out = unknown> {
+  kind: 'emit';
+  eventId: string;
+  /** Each output goes to `<pipeline>.<to>`, Avro-encoded with that topic's schema, under the input's key. */
+  outputs: Array<{ to: TopicSuffix; value: Out }>;
+}
+
+export interface DeadLetter {
+  kind: 'dead-letter';
+  reason: DeadLetterReason;
+  /** Human-readable detail naming the field at fault. */
+  message: string;
+  eventId?: string;
+}
+
+export type Outcome<Out = unknown> = Emit<Out> | DeadLetter;
+
+export const deadLetter = (reason: DeadLetterReason, message: string, eventId?: string): DeadLetter =>
+  eventId === undefined ? { kind: 'dead-letter', reason, message } : { kind: 'dead-letter', reason, message, eventId };
+
+/** Time is given to transforms, never read by them, so tests control it. */
+export interface Clock {
+  now(): number;
+}
