@@ -1,0 +1,25 @@
+#!/usr/bin/env -S node --disable-warning=TimeoutNegativeWarning
+/**
+ * sluice: the operator's command line. Results go to stdout, progress to
+ * stderr; a failure prints its code and what to do, and exits non-zero.
+ */
+import { Command } from 'commander';
+import { registerStackCommands } from '../cli/stack.ts';
+import { errorMessage, isSluiceError } from '../lib/errors.ts';
+
+const program = new Command()
+  .name('sluice')
+  .description('Run AI decisions in production on Apache Kafka')
+  .showHelpAfterError()
+  .enablePositionalOptions();
+
+registerStackCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  const code = isSluiceError(error) ? error.code : 'UNEXPECTED';
+  process.stderr.write(`sluice: ${code}: ${errorMessage(error)}\n`);
+  if (!isSluiceError(error) && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,59 @@
+import kafkajs from 'kafkajs';
+import type { Logger } from '../../lib/log.ts';
+
+const { Kafka, logLevel } = kafkajs;
+export type { Admin, Consumer, Producer, Kafka as KafkaClient } from 'kafkajs';
+
+/**
+ * kafkajs's retry budget adds up to about 10 s by default; a broker restart
+ * takes longer, so the client retries for about a minute before giving up.
+ */
+export const KAFKA_RETRY = { initialRetryTime: 300, maxRetryTime: 10_000, retries: 10 } as const;
+
+const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+export interface KafkaOptions {
+  brokers: string[];
+  clientId: string;
+  logger?: Logger;
+  retry?: { initialRetryTime?: number; maxRetryTime?: number; retries?: number };
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+/** The one place a Kafka client is constructed: kafkajs's logs go to pino. */
+export function createKafka(options: KafkaOptions): kafkajs.Kafka {
+  const log = options.logger?.child({ component: 'kafkajs' });
+  return new Kafka({
+    clientId: options.clientId,
+    brokers: options.brokers,
+    connectionTimeout: options.connectionTimeoutMs ?? 3_000,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    retry: { ...KAFKA_RETRY, ...options.retry },
+    logLevel: log ? logLevel.WARN : logLevel.NOTHING,
+    logCreator: () => (entry) => {
+      if (!log) return;
+      const { message, ...rest } = entry.log;
+      log[levelNames[entry.level] ?? 'info'](rest, message);
+    },
+  });
+}
+
+/** True when a broker answers a metadata request within a few seconds. */
+export async function probeKafka(brokers: string[]): Promise<boolean> {
+  const admin = createKafka({ brokers, clientId: 'sluice-probe', retry: { retries: 0 }, requestTimeoutMs: 3_000 }).admin();
+  try {
+    await admin.connect();
+    const cluster = await admin.describeCluster();
+    return cluster.brokers.length > 0;
+  } catch {
+    return false;
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
