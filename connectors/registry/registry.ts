@@ -1,0 +1,184 @@
+/**
+ * The schema registry adapter: the one place that talks to the registry and
+ * to avsc. Ids are resolved once (at start, or once per unseen id); encoding
+ * and decoding on the hot path are synchronous avsc calls on cached types,
+ * framed by the registry client's own wire encoder (magic byte + schema id).
+ */
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import wireDecoder from '@kafkajs/confluent-schema-registry/dist/wireDecoder.js';
+import { encode as wireEncode } from '@kafkajs/confluent-schema-registry/dist/wireEncoder.js';
+import avsc from 'avsc';
+import { errorMessage, SluiceError } from '../../lib/errors.ts';
+
+// A CommonJS module compiled from TypeScript: its default export sits on `.default`.
+const wireDecode = (wireDecoder as unknown as { default: (buffer: Buffer) => { registryId: number; payload: Buffer } }).default;
+
+export type AvroType = avsc.Type;
+
+const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
+
+/** The decoded form of a framed value, for callers that must not throw on data. */
+export type FramedDecode =
+  | { kind: 'decoded'; value: unknown; schemaId: number }
+  | { kind: 'unknown-schema'; schemaId: number }
+  | { kind: 'undecodable'; message: string };
+
+/** True when a value carries the Confluent wire format's framing. */
+export const isFramed = (value: Buffer | null): value is Buffer => value !== null && value.length >= 5 && value[0] === 0;
+
+export function avroType(schema: unknown): AvroType {
+  // No logical-type classes: timestamp-millis stays a number of epoch ms.
+  return avsc.Type.forSchema(schema as avsc.Schema, { wrapUnions: false });
+}
+
+function registryStatus(error: unknown): number | undefined {
+  const status = (error as { status?: unknown }).status;
+  return typeof status === 'number' ? status : undefined;
+}
+
+export class SchemaCatalog {
+  readonly url: string;
+  private readonly client: SchemaRegistry;
+  private readonly types = new Map<number, AvroType>();
+  private readonly unknownIds = new Set<number>();
+
+  constructor(url: string) {
+    this.url = url.replace(/\/+$/, '');
+    this.client = new SchemaRegistry({ host: this.url, retry: { retries: 0 } });
+  }
+
+  /**
+   * Registers `schema` under `subject` with BACKWARD compatibility enforced.
+   * Registering a schema already there returns its id; an incompatible one is
+   * refused with SCHEMA_INCOMPATIBLE, naming the subject and the field.
+   */
+  async register(subject: string, schema: unknown): Promise<number> {
+    const text = JSON.stringify(schema);
+    avroType(schema); // a schema avsc cannot parse never reaches the registry
+    let id: number;
+    try {
+      ({ id } = await this.client.register({ type: SchemaType.AVRO, schema: text }, { subject }));
+    } catch (error) {
+      const status = registryStatus(error);
+      if (status === 409 || status === 422) {
+        throw new SluiceError(
+          'SCHEMA_INCOMPATIBLE',
+          `Subject ${subject}: the new schema is not BACKWARD compatible with the registered one (${errorMessage(error)}). ` +
+            'Give every added field a default and never remove or retype a field; see schemas/.',
+          { cause: error },
+        );
+      }
+      throw this.unavailable(`registering subject ${subject}`, error);
+    }
+    await this.setCompatibility('BACKWARD', subject);
+    return id;
+  }
+
+  /** Sets the compatibility level globally (no subject) or for one subject. */
+  async setCompatibility(level: 'BACKWARD' | 'FULL' | 'NONE', subject?: string): Promise<void> {
+    const path = subject === undefined ? '/config' : `/config/${encodeURIComponent(subject)}`;
+    let response: Response;
+    try {
+      response = await fetch(this.url + path, {
+        method: 'PUT',
+        headers: { 'content-type': CONTENT_TYPE },
+        body: JSON.stringify({ compatibility: level }),
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch (error) {
+      throw this.unavailable(`setting compatibility for ${subject ?? 'the registry'}`, error);
+    }
+    if (!response.ok) {
+      throw new SluiceError('REGISTRY_UNAVAILABLE', `Setting compatibility ${level} on ${path} failed: HTTP ${response.status} ${await response.text()}`);
+    }
+  }
+
+  /** The latest id and type of a subject; SCHEMA_NOT_REGISTERED if it has none. */
+  async latest(subject: string): Promise<{ id: number; type: AvroType }> {
+    let id: number;
+    try {
+      id = await this.client.getLatestSchemaId(subject);
+    } catch (error) {
+      if (registryStatus(error) === 404) {
+        throw new SluiceError(
+          'SCHEMA_NOT_REGISTERED',
+          `Subject ${subject} has no schema in the registry at ${this.url}. Run: npx sluice schemas register --pipeline <pipeline>`,
+        );
+      }
+      throw this.unavailable(`looking up subject ${subject}`, error);
+    }
+    const type = await this.typeOf(id);
+    if (type === undefined) throw new SluiceError('SCHEMA_NOT_REGISTERED', `Schema id ${id} of ${subject} vanished from the registry.`);
+    return { id, type };
+  }
+
+  /**
+   * The avsc type of a schema id, fetched once and cached; undefined when the
+   * registry does not know the id. Throws REGISTRY_UNAVAILABLE (retriable) when
+   * the registry cannot be asked: an outage must never look like bad data.
+   */
+  async typeOf(id: number): Promise<AvroType | undefined> {
+    const cached = this.types.get(id);
+    if (cached) return cached;
+    if (this.unknownIds.has(id)) return undefined;
+    try {
+      const schema = await this.client.getSchema(id);
+      const type = avroType(JSON.parse(JSON.stringify(schema)));
+      this.types.set(id, type);
+      return type;
+    } catch (error) {
+      if (registryStatus(error) === 404) {
+        this.unknownIds.add(id);
+        return undefined;
+      }
+      throw this.unavailable(`fetching schema id ${id}`, error);
+    }
+  }
+
+  /** Resolves every framed value's schema id in a batch, so that decodeSync never waits. */
+  async prefetch(values: Iterable<Buffer | null>): Promise<void> {
+    const ids = new Set<number>();
+    for (const value of values) {
+      if (isFramed(value)) ids.add(value.readUInt32BE(1));
+    }
+    for (const id of ids) await this.typeOf(id);
+  }
+
+  /** Forgets ids found unknown, so that a schema registered later is picked up. */
+  forgetUnknown(): void {
+    this.unknownIds.clear();
+  }
+
+  /** Decodes a framed value with cached types only (call prefetch first). */
+  decodeSync(value: Buffer): FramedDecode {
+    let framed: { registryId: number; payload: Buffer };
+    try {
+      framed = wireDecode(value);
+    } catch (error) {
+      return { kind: 'undecodable', message: `not in the registry wire format: ${errorMessage(error)}` };
+    }
+    const type = this.types.get(framed.registryId);
+    if (type === undefined) return { kind: 'unknown-schema', schemaId: framed.registryId };
+    try {
+      return { kind: 'decoded', value: type.fromBuffer(framed.payload), schemaId: framed.registryId };
+    } catch (error) {
+      return { kind: 'undecodable', message: `schema id ${framed.registryId}: ${errorMessage(error)}` };
+    }
+  }
+
+  private unavailable(what: string, error: unknown): SluiceError {
+    return new SluiceError('REGISTRY_UNAVAILABLE', `Schema registry at ${this.url} failed while ${what}: ${errorMessage(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** A synchronous encoder for one resolved schema id. */
+export function framedEncoder(id: number, type: AvroType): (value: unknown) => Buffer {
+  return (value) => wireEncode(id, type.toBuffer(value));
+}
+
+/** A synchronous decoder for values written with a known schema (the stage's own input topic). */
+export function framedDecoder(catalog: SchemaCatalog): (value: Buffer) => FramedDecode {
+  return (value) => catalog.decodeSync(value);
+}

@@ -1,0 +1,149 @@
+/**
+ * The foundation: kafkajs, the registry client and the ClickHouse client work
+ * against the real services of the local stack.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { createClickHouse, queryRows } from '../../connectors/clickhouse/client.ts';
+import { createKafka } from '../../connectors/kafka/client.ts';
+import { SchemaCatalog, framedEncoder } from '../../connectors/registry/registry.ts';
+import { isSluiceError } from '../../lib/errors.ts';
+import { connections, uniqueName, waitFor } from '../helpers.ts';
+
+describe('Kafka', () => {
+  it('produces with an idempotent producer (acks=all) and consumes in a group, key and order kept', async () => {
+    const topic = uniqueName('it-kafka');
+    const groupId = uniqueName('it-group');
+    const kafka = createKafka({ brokers: connections.kafkaBrokers, clientId: 'it-kafka' });
+    const admin = kafka.admin();
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
+    after(async () => {
+      await consumer.disconnect();
+      await producer.disconnect();
+      await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+      await admin.disconnect();
+    });
+    await admin.connect();
+    assert.equal(await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true }), true);
+    await producer.connect();
+    const sent = Array.from({ length: 50 }, (_, i) => ({ key: `user-${i % 5}`, value: `event-${i}` }));
+    await producer.send({ topic, acks: -1, messages: sent });
+
+    const received: Array<{ key: string; value: string; partition: number }> = [];
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message, partition }) => {
+        received.push({ key: String(message.key), value: String(message.value), partition });
+      },
+    });
+    await waitFor('all 50 messages consumed', () => received.length >= 50);
+    assert.equal(received.length, 50);
+    for (const key of new Set(sent.map((m) => m.key))) {
+      const inOrder = sent.filter((m) => m.key === key).map((m) => m.value);
+      const got = received.filter((m) => m.key === key);
+      assert.deepEqual(
+        got.map((m) => m.value),
+        inOrder,
+        `order kept for ${key}`,
+      );
+      assert.equal(new Set(got.map((m) => m.partition)).size, 1, `one partition for key ${key}`);
+    }
+  });
+
+  it('refuses to auto-create a topic on produce', async () => {
+    const kafka = createKafka({ brokers: connections.kafkaBrokers, clientId: 'it-kafka', retry: { retries: 1 } });
+    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    const admin = kafka.admin();
+    await producer.connect();
+    await admin.connect();
+    const topic = uniqueName('it-nope');
+    try {
+      await assert.rejects(producer.send({ topic, messages: [{ value: 'x' }] }));
+      assert.equal((await admin.listTopics()).includes(topic), false);
+    } finally {
+      await producer.disconnect();
+      await admin.disconnect();
+    }
+  });
+});
+
+describe('schema registry', () => {
+  const catalog = new SchemaCatalog(connections.schemaRegistryUrl);
+  const v1 = {
+    type: 'record',
+    name: 'Probe',
+    namespace: 'sluice.test',
+    fields: [
+      { name: 'id', type: 'string' },
+      { name: 'at', type: { type: 'long', logicalType: 'timestamp-millis' } },
+    ],
+  };
+
+  it('registers an Avro schema, then encodes and decodes in the wire format', async () => {
+    const subject = `${uniqueName('it-registry')}-value`;
+    const id = await catalog.register(subject, v1);
+    assert.equal(await catalog.register(subject, v1), id, 're-registering the same schema returns the same id');
+    const { id: latestId, type } = await catalog.latest(subject);
+    assert.equal(latestId, id);
+    const bytes = framedEncoder(id, type)({ id: 'e-1', at: 1_764_000_000_000 });
+    assert.equal(bytes[0], 0, 'magic byte');
+    assert.equal(bytes.readUInt32BE(1), id, 'schema id in the header');
+    const decoded = catalog.decodeSync(bytes);
+    assert.equal(decoded.kind, 'decoded');
+    assert.deepEqual({ ...(decoded as { value: object }).value }, { id: 'e-1', at: 1_764_000_000_000 });
+  });
+
+  it('refuses an incompatible change under BACKWARD compatibility, and accepts a compatible one', async () => {
+    const subject = `${uniqueName('it-registry')}-value`;
+    await catalog.register(subject, v1);
+    const breaking = { ...v1, fields: [...v1.fields, { name: 'country', type: 'string' }] };
+    await assert.rejects(catalog.register(subject, breaking), (error) => {
+      assert.ok(isSluiceError(error, 'SCHEMA_INCOMPATIBLE'), String(error));
+      assert.match(error.message, new RegExp(subject));
+      assert.match(error.message, /country/);
+      return true;
+    });
+    const compatible = { ...v1, fields: [...v1.fields, { name: 'country', type: 'string', default: 'ZZ' }] };
+    const id2 = await catalog.register(subject, compatible);
+    assert.equal((await catalog.latest(subject)).id, id2);
+  });
+
+  it('reports an id the registry does not know as unknown, not as an outage', async () => {
+    const unknown = Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 2, 0x41]);
+    await catalog.prefetch([unknown]);
+    assert.deepEqual(catalog.decodeSync(unknown), { kind: 'unknown-schema', schemaId: 0x7ffffff0 });
+  });
+});
+
+describe('ClickHouse', () => {
+  it('creates a table, inserts rows and reads them back', async () => {
+    const client = createClickHouse({ url: connections.clickhouseUrl });
+    const table = `default.${uniqueName('it_ch').replaceAll('-', '_')}`;
+    try {
+      await client.command({
+        query: `CREATE TABLE ${table} (event_id String, score Float64, at DateTime) ENGINE = MergeTree ORDER BY event_id`,
+      });
+      await client.insert({
+        table,
+        format: 'JSONEachRow',
+        values: [
+          { event_id: 'b', score: 0.25, at: '2026-11-28 10:00:00' },
+          { event_id: 'a', score: 0.75, at: '2026-11-28 10:00:01' },
+        ],
+      });
+      const rows = await queryRows<{ event_id: string; score: number; at: string }>(
+        client,
+        `SELECT event_id, score, at FROM ${table} ORDER BY event_id`,
+      );
+      assert.deepEqual(rows, [
+        { event_id: 'a', score: 0.75, at: '2026-11-28 10:00:01' },
+        { event_id: 'b', score: 0.25, at: '2026-11-28 10:00:00' },
+      ]);
+    } finally {
+      await client.command({ query: `DROP TABLE IF EXISTS ${table}` });
+      await client.close();
+    }
+  });
+});
