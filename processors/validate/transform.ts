@@ -1,0 +1,274 @@
+/**
+ * The validate stage's pure logic: raw bytes in, a validated record or a dead
+ * letter out. Generic over pipelines: the pipeline's payload rules arrive in the
+ * context (for signup-risk, pipelines/signup-risk/payload.ts).
+ *
+ * Checks, in order: empty value → MALFORMED_PAYLOAD; size → OVERSIZED (before
+ * any parsing); registry framing → UNKNOWN_SCHEMA / MALFORMED_PAYLOAD, or the
+ * decoded record; otherwise strict UTF-8 JSON object → MALFORMED_PAYLOAD;
+ * envelope rules → SCHEMA_VIOLATION; event type → UNEXPECTED_EVENT_TYPE;
+ * payload rules → SCHEMA_VIOLATION.
+ *
+ * Every SCHEMA_VIOLATION message starts with the path of the field at fault
+ * followed by ": " (e.g. `payload.email: …`), so operators and tests can read
+ * the field without parsing prose.
+ */
+import { errorMessage, SluiceError } from '../../lib/errors.ts';
+import { type Clock, deadLetter, type Outcome, type SourceRecord } from '../runtime/types.ts';
+import { isRecordObject, ownField, parseJsonObject, typeName } from './json.ts';
+
+/** What the runtime's registry adapter made of a framed value (ids are resolved before the batch). */
+export type FramedDecode =
+  | { kind: 'decoded'; value: unknown }
+  | { kind: 'unknown-schema'; schemaId: number }
+  | { kind: 'undecodable'; message: string };
+
+/**
+ * The outcome of a pipeline's payload rules. `field` is the payload field at
+ * fault (without the `payload.` prefix); `droppedFields` the unknown fields
+ * removed from the input.
+ */
+export type PayloadResult<P> =
+  | { ok: true; value: P; droppedFields: string[] }
+  | { ok: false; field: string; message: string };
+
+/**
+ * A pipeline's payload rules: parse and normalize an untrusted record (parsed
+ * JSON or decoded Avro). Must read fields with Object.hasOwn and build its
+ * output by explicit field picking.
+ */
+export type PayloadRules<P> = (payload: object) => PayloadResult<P>;
+
+export interface ValidateContext<P = unknown> extends Clock {
+  pipeline: string;
+  expectedEventType: string;
+  maxMessageBytes: number;
+  parsePayload: PayloadRules<P>;
+  /**
+   * Decodes a value in the Confluent wire format (magic byte 0, 4-byte schema
+   * id). Synchronous: the runtime resolves schema ids before the batch. It may
+   * throw a retriable SluiceError (registry down), which is rethrown so the
+   * runtime retries the batch; any other exception becomes a dead letter.
+   */
+  decodeFramed(value: Buffer): FramedDecode;
+}
+
+/** A raw event that passed the contract, normalized; `ValidatedRecord` for signup-risk. */
+export interface Validated<P> {
+  event_id: string;
+  event_type: string;
+  /** epoch ms UTC */
+  occurred_at: number;
+  source: string;
+  payload: P;
+  /** unknown payload fields removed, sorted */
+  dropped_fields: string[];
+  validated_at: number;
+}
+
+export const MAX_EVENT_ID_CHARS = 128;
+/** 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the instants RFC 3339 can write. */
+export const MIN_OCCURRED_AT_MS = -62_167_219_200_000;
+export const MAX_OCCURRED_AT_MS = 253_402_300_799_999;
+
+const FRAMING_HEADER_BYTES = 5;
+const DAY_MS = 86_400_000;
+
+export function validateRecord<P>(source: SourceRecord, ctx: ValidateContext<P>): Outcome<Validated<P>> {
+  try {
+    return validateUnguarded(source, ctx);
+  } catch (error) {
+    // Infrastructure trouble (registry down) is not the record's fault: retry it.
+    if (error instanceof SluiceError && error.retriable) throw error;
+    return deadLetter('MALFORMED_PAYLOAD', `internal error while validating: ${describeError(error)}`);
+  }
+}
+
+function validateUnguarded<P>(source: SourceRecord, ctx: ValidateContext<P>): Outcome<Validated<P>> {
+  const bytes = source.value;
+  if (bytes === null || bytes.length === 0) {
+    return deadLetter('MALFORMED_PAYLOAD', bytes === null ? 'value is null' : 'value is empty');
+  }
+  if (bytes.length > ctx.maxMessageBytes) {
+    return deadLetter('OVERSIZED', `value is ${bytes.length} bytes; the limit is ${ctx.maxMessageBytes} bytes`);
+  }
+
+  let record: unknown;
+  if (bytes[0] === 0x00 && bytes.length >= FRAMING_HEADER_BYTES) {
+    const decoded = ctx.decodeFramed(bytes);
+    if (decoded.kind === 'unknown-schema') {
+      return deadLetter('UNKNOWN_SCHEMA', `schema id ${decoded.schemaId} is not known to the schema registry`);
+    }
+    if (decoded.kind === 'undecodable') {
+      return deadLetter('MALFORMED_PAYLOAD', `registry-framed value could not be decoded: ${decoded.message}`);
+    }
+    record = decoded.value;
+    if (!isRecordObject(record)) {
+      return deadLetter('MALFORMED_PAYLOAD', `registry-framed value decoded to ${typeName(record)}, not a record`);
+    }
+  } else {
+    const parsed = parseJsonObject(bytes);
+    if (!parsed.ok) return deadLetter('MALFORMED_PAYLOAD', parsed.message);
+    record = parsed.value;
+  }
+  const envelope = record as object;
+
+  const eventId = ownField(envelope, 'event_id');
+  const eventIdProblem = checkEventId(eventId);
+  if (eventIdProblem !== null) return deadLetter('SCHEMA_VIOLATION', `event_id: ${eventIdProblem}`);
+  const id = eventId as string;
+  const violation = (field: string, problem: string) => deadLetter('SCHEMA_VIOLATION', `${field}: ${problem}`, id);
+
+  const eventType = ownField(envelope, 'event_type');
+  const eventTypeProblem = checkString(eventType);
+  if (eventTypeProblem !== null) return violation('event_type', eventTypeProblem);
+
+  const occurredAt = parseOccurredAt(ownField(envelope, 'occurred_at'));
+  if (typeof occurredAt === 'string') return violation('occurred_at', occurredAt);
+
+  const producer = ownField(envelope, 'source');
+  const sourceProblem = checkString(producer);
+  if (sourceProblem !== null) return violation('source', sourceProblem);
+
+  const payload = ownField(envelope, 'payload');
+  if (!isRecordObject(payload)) {
+    return violation('payload', payload === undefined ? 'required' : `expected an object, got ${typeName(payload)}`);
+  }
+
+  if (eventType !== ctx.expectedEventType) {
+    return deadLetter(
+      'UNEXPECTED_EVENT_TYPE',
+      `event_type: pipeline ${ctx.pipeline} expects ${JSON.stringify(ctx.expectedEventType)}, got ${JSON.stringify(eventType)}`,
+      id,
+    );
+  }
+
+  const rules = ctx.parsePayload(payload);
+  if (!rules.ok) return violation(`payload.${rules.field}`, rules.message);
+
+  const validated: Validated<P> = {
+    event_id: id,
+    event_type: eventType as string,
+    occurred_at: occurredAt,
+    source: producer as string,
+    payload: rules.value,
+    // Field names come from the input: lone surrogates would not survive Avro's UTF-8.
+    dropped_fields: rules.droppedFields.map((name) => name.toWellFormed()).sort(),
+    validated_at: ctx.now(),
+  };
+  return { kind: 'emit', eventId: id, outputs: [{ to: 'validated', value: validated }] };
+}
+
+/** null when `value` is a well-formed string, otherwise the problem. */
+function checkString(value: unknown): string | null {
+  if (value === undefined) return 'required';
+  if (typeof value !== 'string') return `expected a string, got ${typeName(value)}`;
+  if (!value.isWellFormed()) return 'contains a lone UTF-16 surrogate';
+  return null;
+}
+
+function checkEventId(value: unknown): string | null {
+  const problem = checkString(value);
+  if (problem !== null) return problem;
+  const text = value as string;
+  if (text.length === 0) return 'must not be empty';
+  if (codePointCount(text, MAX_EVENT_ID_CHARS + 1) > MAX_EVENT_ID_CHARS) {
+    return `longer than ${MAX_EVENT_ID_CHARS} characters`;
+  }
+  return null;
+}
+
+/** Code points in `text`, counting no further than `limit`. */
+function codePointCount(text: string, limit: number): number {
+  let count = 0;
+  for (const _ of text) {
+    count += 1;
+    if (count >= limit) break;
+  }
+  return count;
+}
+
+/**
+ * occurred_at as epoch ms UTC, or the problem as a string. Accepts an integer
+ * epoch-ms number (or a Date, as an Avro decoder with logical types yields), or
+ * an RFC 3339 date-time string: full date, `T`, full time with seconds, optional
+ * fraction (truncated to ms), and `Z` or a ±hh:mm offset. Bare dates, missing
+ * seconds or offsets, a space separator and impossible dates are rejected.
+ */
+export function parseOccurredAt(value: unknown): number | string {
+  if (value === undefined) return 'required';
+  if (typeof value === 'number') return epochMs(value);
+  if (value instanceof Date) return epochMs(value.getTime());
+  if (typeof value === 'string') return parseRfc3339(value);
+  return `expected an RFC 3339 string or epoch milliseconds, got ${typeName(value)}`;
+}
+
+function epochMs(value: number): number | string {
+  if (!Number.isInteger(value)) return 'epoch milliseconds must be an integer';
+  if (value < MIN_OCCURRED_AT_MS || value > MAX_OCCURRED_AT_MS) {
+    return 'epoch milliseconds outside years 0000 to 9999';
+  }
+  return value === 0 ? 0 : value; // no -0
+}
+
+const RFC_3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+function parseRfc3339(text: string): number | string {
+  const match = RFC_3339.exec(text);
+  if (match === null) return 'not an RFC 3339 date-time (e.g. 2026-01-31T12:00:00Z)';
+  const [, y, mo, d, h, mi, s, fraction, sign, offsetH, offsetMi] = match;
+  const year = Number(y);
+  const month = Number(mo);
+  const day = Number(d);
+  const hour = Number(h);
+  const minute = Number(mi);
+  const second = Number(s);
+  if (month < 1 || month > 12) return 'month out of range';
+  if (day < 1 || day > daysInMonth(year, month)) return 'day out of range for the month';
+  if (hour > 23 || minute > 59 || second > 60) return 'time of day out of range';
+  let offsetMinutes = 0;
+  if (sign !== undefined) {
+    const oh = Number(offsetH);
+    const om = Number(offsetMi);
+    if (oh > 23 || om > 59) return 'UTC offset out of range';
+    offsetMinutes = (sign === '-' ? -1 : 1) * (oh * 60 + om);
+  }
+  const millis = fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0'));
+  const ms =
+    daysFromCivil(year, month, day) * DAY_MS +
+    ((hour * 60 + minute - offsetMinutes) * 60 + second) * 1000 +
+    millis;
+  if (second === 60) {
+    // A leap second is only ever the last second of a UTC month (23:59:60Z);
+    // like POSIX time, it maps to the first instant of the next day.
+    const before = new Date(ms - 1000);
+    const after = new Date(ms);
+    const isLeapSecond =
+      before.getUTCHours() === 23 && before.getUTCMinutes() === 59 && before.getUTCSeconds() === 59 && after.getUTCDate() === 1;
+    if (!isLeapSecond) return 'second 60 is only valid as a leap second at the end of a UTC month';
+  }
+  return epochMs(ms);
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
+  const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
+  return era * 146_097 + dayOfEra - 719_468;
+}
+
+function describeError(error: unknown): string {
+  try {
+    return errorMessage(error);
+  } catch {
+    return 'unprintable error';
+  }
+}
