@@ -1,0 +1,86 @@
+/**
+ * Configuration of the decide stage, from the environment, parsed once at
+ * start: thresholds and the disposable-domain list. The list is read from a
+ * file here, at start, so the transform stays pure.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { errorMessage, SluiceError } from '../../lib/errors.ts';
+import { parseEnv } from '../../lib/settings.ts';
+import {
+  DEFAULT_THRESHOLDS,
+  parseDisposableDomains,
+  policyVersion,
+  type Thresholds,
+  thresholdsProblem,
+} from '../../pipelines/signup-risk/policy.ts';
+
+export const DECIDE_DEFAULTS = {
+  blockThreshold: DEFAULT_THRESHOLDS.blockAt,
+  reviewThreshold: DEFAULT_THRESHOLDS.reviewAt,
+  disposableDomainsFile: fileURLToPath(new URL('../../pipelines/signup-risk/disposable-domains.txt', import.meta.url)),
+} as const;
+
+/** A decimal in [0, 1]; an empty variable is an error, never a silent 0. */
+const probability = z
+  .string()
+  .trim()
+  .regex(/^(?:0|1)(?:\.\d+)?$|^\.\d+$/, 'expected a decimal between 0 and 1')
+  .transform(Number)
+  .pipe(z.number().min(0).max(1));
+
+export const decideConfigSchema = z
+  .object({
+    SLUICE_BLOCK_THRESHOLD: probability.default(DECIDE_DEFAULTS.blockThreshold),
+    SLUICE_REVIEW_THRESHOLD: probability.default(DECIDE_DEFAULTS.reviewThreshold),
+    SLUICE_DISPOSABLE_DOMAINS_FILE: z.string().trim().min(1).default(DECIDE_DEFAULTS.disposableDomainsFile),
+  })
+  .refine((env) => env.SLUICE_REVIEW_THRESHOLD <= env.SLUICE_BLOCK_THRESHOLD, {
+    path: ['SLUICE_REVIEW_THRESHOLD'],
+    message: 'must not exceed SLUICE_BLOCK_THRESHOLD',
+  });
+
+export interface DecideConfig {
+  thresholds: Thresholds;
+  disposableDomainsFile: string;
+}
+
+export function decideConfigFromEnv(env: NodeJS.ProcessEnv = process.env): DecideConfig {
+  const parsed = parseEnv(decideConfigSchema, env);
+  return {
+    thresholds: { blockAt: parsed.SLUICE_BLOCK_THRESHOLD, reviewAt: parsed.SLUICE_REVIEW_THRESHOLD },
+    disposableDomainsFile: parsed.SLUICE_DISPOSABLE_DOMAINS_FILE,
+  };
+}
+
+/** The policy in force: what the runtime puts in every DecideContext. */
+export interface DecidePolicy {
+  thresholds: Thresholds;
+  disposableDomains: ReadonlySet<string>;
+  policyVersion: string;
+}
+
+export function loadDecidePolicy(
+  config: DecideConfig,
+  readText: (path: string) => string = (path) => readFileSync(path, 'utf8'),
+): DecidePolicy {
+  const problem = thresholdsProblem(config.thresholds);
+  if (problem !== null) throw new SluiceError('CONFIG_INVALID', `Invalid decision thresholds: ${problem}.`);
+  let text: string;
+  try {
+    text = readText(config.disposableDomainsFile);
+  } catch (error) {
+    throw new SluiceError(
+      'CONFIG_INVALID',
+      `Cannot read the disposable-domain list ${config.disposableDomainsFile} (${errorMessage(error)}); set SLUICE_DISPOSABLE_DOMAINS_FILE to a readable file.`,
+      { cause: error },
+    );
+  }
+  const disposableDomains = parseDisposableDomains(text, `disposable-domain list ${config.disposableDomainsFile}`);
+  return {
+    thresholds: { ...config.thresholds },
+    disposableDomains,
+    policyVersion: policyVersion(config.thresholds, disposableDomains),
+  };
+}

@@ -1,0 +1,365 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { SluiceError } from '../../lib/errors.ts';
+import {
+  DEFAULT_THRESHOLDS,
+  disposableDomainMatch,
+  parseDisposableDomains,
+  policyVersion,
+  REASONS,
+  thresholdsProblem,
+} from '../../pipelines/signup-risk/policy.ts';
+import type { DecisionRecord, Plan, ReviewRecord, ScoredRecord, SignupPayload } from '../../pipelines/signup-risk/types.ts';
+import { DECIDE_DEFAULTS, decideConfigFromEnv, loadDecidePolicy } from '../../processors/decide/config.ts';
+import { type DecideContext, decide } from '../../processors/decide/transform.ts';
+import type { Outcome } from '../../processors/runtime/types.ts';
+
+const NOW_MS = 1_767_225_600_000;
+const shipped = loadDecidePolicy(decideConfigFromEnv({}));
+
+function payload(overrides: Partial<SignupPayload> = {}): SignupPayload {
+  return {
+    user_id: 'u-1',
+    email: 'alice@example.com',
+    email_domain: 'example.com',
+    country: 'DE',
+    ip_country: 'DE',
+    signup_channel: 'web',
+    plan: 'free',
+    email_domain_age_days: 3650,
+    signups_from_ip_24h: 1,
+    referral_code: null,
+    ...overrides,
+  };
+}
+
+function scored(score: number | null, payloadOverrides: Partial<SignupPayload> = {}): ScoredRecord {
+  return {
+    event_id: 'evt-1',
+    event_type: 'user_signed_up',
+    occurred_at: 1_767_225_000_000,
+    source: 'signup-service',
+    payload: payload(payloadOverrides),
+    score,
+    model_version: score === null ? null : 'signup-risk-2026-01-01',
+    feature_names: ['x'],
+    feature_values: [1],
+    validated_at: 1_767_225_100_000,
+    scored_at: 1_767_225_200_000,
+  };
+}
+
+function context(overrides: Partial<DecideContext> = {}): DecideContext {
+  return {
+    pipeline: 'signup-risk',
+    killSwitchOn: false,
+    thresholds: DEFAULT_THRESHOLDS,
+    disposableDomains: shipped.disposableDomains,
+    policyVersion: shipped.policyVersion,
+    now: () => NOW_MS,
+    ...overrides,
+  };
+}
+
+/** The decision on `decided`, after checking the review topic gets exactly the review decisions. */
+function decisionOf(outcome: Outcome<DecisionRecord | ReviewRecord>): DecisionRecord {
+  assert.equal(outcome.kind, 'emit');
+  if (outcome.kind !== 'emit') throw new Error('unreachable');
+  const decided = outcome.outputs.filter((output) => output.to === 'decided');
+  const review = outcome.outputs.filter((output) => output.to === 'review');
+  assert.equal(decided.length, 1);
+  assert.equal(outcome.outputs.length, decided.length + review.length);
+  const decision = decided[0]!.value;
+  assert.equal(review.length, decision.decision === 'review' ? 1 : 0);
+  assert.equal(outcome.eventId, decision.event_id);
+  return decision;
+}
+
+const verdict = (record: ScoredRecord, ctx = context()) => {
+  const { decision, decided_by, reasons } = decisionOf(decide(record, ctx));
+  return { decision, decided_by, reasons };
+};
+
+describe('decide: policy', () => {
+  it('approves a low score, by the model', () => {
+    assert.deepEqual(verdict(scored(0.1)), {
+      decision: 'approve',
+      decided_by: 'model',
+      reasons: [REASONS.scoreBelowReviewThreshold],
+    });
+  });
+
+  it('blocks a disposable email domain by rule, whatever the score', () => {
+    for (const score of [0, 0.6, 0.99]) {
+      assert.deepEqual(verdict(scored(score, { email: 'x@mailinator.com', email_domain: 'mailinator.com' })), {
+        decision: 'block',
+        decided_by: 'rule',
+        reasons: [REASONS.disposableEmailDomain],
+      });
+    }
+  });
+
+  it('blocks subdomains of a disposable domain, but not look-alikes', () => {
+    assert.equal(verdict(scored(0.1, { email_domain: 'a.b.mailinator.com' })).decision, 'block');
+    assert.equal(verdict(scored(0.1, { email_domain: 'notmailinator.com' })).decision, 'approve');
+    assert.equal(verdict(scored(0.1, { email_domain: 'mailinator.com.example.org' })).decision, 'approve');
+  });
+
+  it('blocks an enterprise signup at a disposable domain (the rule is not the model)', () => {
+    assert.equal(verdict(scored(0.1, { plan: 'enterprise', email_domain: 'yopmail.com' })).decision, 'block');
+  });
+
+  it('blocks by model at and above the block threshold', () => {
+    for (const score of [0.9, 0.95, 1]) {
+      assert.deepEqual(verdict(scored(score)), {
+        decision: 'block',
+        decided_by: 'model',
+        reasons: [REASONS.scoreAboveBlockThreshold],
+      });
+    }
+  });
+
+  it('never blocks an enterprise signup automatically: review, with the reason', () => {
+    for (const score of [0.9, 1]) {
+      const result = verdict(scored(score, { plan: 'enterprise' }));
+      assert.equal(result.decision, 'review');
+      assert.equal(result.decided_by, 'rule');
+      assert.ok(result.reasons.includes(REASONS.enterpriseNeverAutoBlocked));
+    }
+    for (const plan of ['free', 'pro'] as Plan[]) assert.equal(verdict(scored(0.95, { plan })).decision, 'block');
+  });
+
+  it('reviews by model at and above the review threshold, below the block threshold', () => {
+    for (const score of [0.5, 0.7, 0.8999999]) {
+      assert.deepEqual(verdict(scored(score)), {
+        decision: 'review',
+        decided_by: 'model',
+        reasons: [REASONS.scoreAboveReviewThreshold],
+      });
+    }
+    assert.equal(verdict(scored(0.7, { plan: 'enterprise' })).decision, 'review');
+  });
+
+  it('approves just below the review threshold', () => {
+    for (const score of [0, 0.4999999]) assert.equal(verdict(scored(score)).decision, 'approve');
+  });
+
+  it('follows the thresholds in the context', () => {
+    const ctx = context({ thresholds: { blockAt: 0.7, reviewAt: 0.3 } });
+    assert.equal(verdict(scored(0.29), ctx).decision, 'approve');
+    assert.equal(verdict(scored(0.3), ctx).decision, 'review');
+    assert.equal(verdict(scored(0.69), ctx).decision, 'review');
+    assert.equal(verdict(scored(0.7), ctx).decision, 'block');
+    const equal = context({ thresholds: { blockAt: 0.6, reviewAt: 0.6 } });
+    assert.equal(verdict(scored(0.59), equal).decision, 'approve');
+    assert.equal(verdict(scored(0.6), equal).decision, 'block');
+  });
+});
+
+describe('decide: kill switch and missing scores', () => {
+  it('ignores a score present when the kill switch is on: review by fallback', () => {
+    for (const score of [0, 0.6, 0.99, null]) {
+      assert.deepEqual(verdict(scored(score), context({ killSwitchOn: true })), {
+        decision: 'review',
+        decided_by: 'fallback',
+        reasons: [REASONS.modelSwitchedOff],
+      });
+    }
+  });
+
+  it('still blocks a disposable domain by rule with the kill switch on', () => {
+    assert.deepEqual(verdict(scored(0.1, { email_domain: 'x.guerrillamail.com' }), context({ killSwitchOn: true })), {
+      decision: 'block',
+      decided_by: 'rule',
+      reasons: [REASONS.disposableEmailDomain],
+    });
+  });
+
+  it('falls back to review on a null score with the kill switch off', () => {
+    assert.deepEqual(verdict(scored(null)), {
+      decision: 'review',
+      decided_by: 'fallback',
+      reasons: [REASONS.noModelScore],
+    });
+    assert.equal(verdict(scored(null, { plan: 'enterprise' })).decision, 'review');
+  });
+
+  it('falls back to review on a score that is not a probability', () => {
+    for (const score of [Number.NaN, Number.POSITIVE_INFINITY, -0.1, 1.5]) {
+      assert.deepEqual(verdict(scored(score)), {
+        decision: 'review',
+        decided_by: 'fallback',
+        reasons: [REASONS.invalidModelScore],
+      });
+    }
+  });
+});
+
+describe('decide: records', () => {
+  it('builds the decision record', () => {
+    const decision = decisionOf(decide(scored(0.2), context()));
+    assert.deepEqual(decision, {
+      event_id: 'evt-1',
+      pipeline: 'signup-risk',
+      decision: 'approve',
+      decided_by: 'model',
+      reasons: [REASONS.scoreBelowReviewThreshold],
+      score: 0.2,
+      model_version: 'signup-risk-2026-01-01',
+      policy_version: shipped.policyVersion,
+      decision_version: 1,
+      occurred_at: 1_767_225_000_000,
+      decided_at: NOW_MS,
+    });
+  });
+
+  it('writes a review decision to review too, with the payload', () => {
+    const record = scored(0.6, { plan: 'pro' });
+    const outcome = decide(record, context());
+    assert.equal(outcome.kind, 'emit');
+    if (outcome.kind !== 'emit') return;
+    assert.deepEqual(
+      outcome.outputs.map((output) => output.to),
+      ['decided', 'review'],
+    );
+    const [decided, review] = outcome.outputs;
+    assert.deepEqual(review!.value, { ...decided!.value, payload: record.payload });
+  });
+
+  it('writes fallback and enterprise reviews to review too', () => {
+    for (const [record, ctx] of [
+      [scored(0.1), context({ killSwitchOn: true })],
+      [scored(null), context()],
+      [scored(0.99, { plan: 'enterprise' }), context()],
+    ] as const) {
+      const outcome = decide(record, ctx);
+      assert.ok(outcome.kind === 'emit' && outcome.outputs.some((output) => output.to === 'review'));
+    }
+  });
+
+  it('does not write approvals or blocks to review', () => {
+    for (const record of [scored(0.1), scored(0.95), scored(0.5, { email_domain: 'yopmail.com' })]) {
+      const outcome = decide(record, context());
+      assert.ok(outcome.kind === 'emit');
+      assert.deepEqual(
+        outcome.outputs.map((output) => output.to),
+        ['decided'],
+      );
+    }
+  });
+});
+
+describe('decide: disposable-domain list and policy version', () => {
+  it('ships a few dozen well-known disposable domains', () => {
+    assert.ok(shipped.disposableDomains.size >= 40);
+    for (const domain of ['mailinator.com', 'guerrillamail.com', '10minutemail.com', 'yopmail.com', 'trashmail.com', 'sharklasers.com']) {
+      assert.ok(shipped.disposableDomains.has(domain), domain);
+    }
+    assert.ok([...shipped.disposableDomains].some((domain) => domain.startsWith('tempmail')));
+    assert.ok(!shipped.disposableDomains.has('gmail.com'));
+  });
+
+  it('matches a domain or its parents', () => {
+    const set = new Set(['mailinator.com']);
+    assert.equal(disposableDomainMatch('mailinator.com', set), 'mailinator.com');
+    assert.equal(disposableDomainMatch('A.B.Mailinator.com', set), 'mailinator.com');
+    assert.equal(disposableDomainMatch('mailinator.co', set), null);
+  });
+
+  it('parses comments, blank lines and case, and lists every bad line', () => {
+    assert.deepEqual([...parseDisposableDomains('# header\n\nMailinator.com  # the classic\r\nyopmail.com\n')], [
+      'mailinator.com',
+      'yopmail.com',
+    ]);
+    assert.throws(
+      () => parseDisposableDomains('ok.com\nnot a domain\ncom\n'),
+      (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID' && /line 2/.test(error.message) && /line 3/.test(error.message),
+    );
+  });
+
+  it('derives policy_version deterministically from thresholds and domains', () => {
+    const domains = ['b.com', 'a.com'];
+    const version = policyVersion({ blockAt: 0.9, reviewAt: 0.5 }, domains);
+    assert.match(version, /^policy-[0-9a-f]{12}$/);
+    assert.equal(policyVersion({ blockAt: 0.9, reviewAt: 0.5 }, ['a.com', 'b.com', 'a.com']), version);
+    assert.notEqual(policyVersion({ blockAt: 0.8, reviewAt: 0.5 }, domains), version);
+    assert.notEqual(policyVersion({ blockAt: 0.9, reviewAt: 0.4 }, domains), version);
+    assert.notEqual(policyVersion({ blockAt: 0.9, reviewAt: 0.5 }, ['a.com']), version);
+    assert.equal(shipped.policyVersion, policyVersion(DEFAULT_THRESHOLDS, shipped.disposableDomains));
+  });
+});
+
+describe('decide: config', () => {
+  it('defaults to 0.9 / 0.5 and the shipped list', () => {
+    assert.deepEqual(decideConfigFromEnv({}), {
+      thresholds: { blockAt: 0.9, reviewAt: 0.5 },
+      disposableDomainsFile: DECIDE_DEFAULTS.disposableDomainsFile,
+    });
+    assert.ok(readFileSync(DECIDE_DEFAULTS.disposableDomainsFile, 'utf8').includes('mailinator.com'));
+  });
+
+  it('reads thresholds and the list path from the environment', () => {
+    const config = decideConfigFromEnv({
+      SLUICE_BLOCK_THRESHOLD: '0.8',
+      SLUICE_REVIEW_THRESHOLD: '0.25',
+      SLUICE_DISPOSABLE_DOMAINS_FILE: '/etc/sluice/domains.txt',
+    });
+    assert.deepEqual(config, { thresholds: { blockAt: 0.8, reviewAt: 0.25 }, disposableDomainsFile: '/etc/sluice/domains.txt' });
+    const policy = loadDecidePolicy(config, (path) => {
+      assert.equal(path, '/etc/sluice/domains.txt');
+      return 'example-throwaway.com\n';
+    });
+    assert.deepEqual([...policy.disposableDomains], ['example-throwaway.com']);
+    assert.notEqual(policy.policyVersion, shipped.policyVersion);
+  });
+
+  it('rejects out-of-range, malformed, empty or inverted thresholds with CONFIG_INVALID', () => {
+    const bad = [
+      { SLUICE_BLOCK_THRESHOLD: '1.5' },
+      { SLUICE_BLOCK_THRESHOLD: '-0.1' },
+      { SLUICE_BLOCK_THRESHOLD: '' },
+      { SLUICE_BLOCK_THRESHOLD: 'high' },
+      { SLUICE_REVIEW_THRESHOLD: 'NaN' },
+      { SLUICE_BLOCK_THRESHOLD: '0.4' }, // below the default review threshold
+      { SLUICE_BLOCK_THRESHOLD: '0.6', SLUICE_REVIEW_THRESHOLD: '0.7' },
+      { SLUICE_DISPOSABLE_DOMAINS_FILE: ' ' },
+    ];
+    for (const env of bad) {
+      assert.throws(
+        () => decideConfigFromEnv(env),
+        (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
+        JSON.stringify(env),
+      );
+    }
+  });
+
+  it('accepts equal thresholds and the bounds 0 and 1', () => {
+    assert.deepEqual(decideConfigFromEnv({ SLUICE_BLOCK_THRESHOLD: '1', SLUICE_REVIEW_THRESHOLD: '0' }).thresholds, {
+      blockAt: 1,
+      reviewAt: 0,
+    });
+    assert.deepEqual(decideConfigFromEnv({ SLUICE_BLOCK_THRESHOLD: '0.7', SLUICE_REVIEW_THRESHOLD: '0.7' }).thresholds, {
+      blockAt: 0.7,
+      reviewAt: 0.7,
+    });
+  });
+
+  it('reports an unreadable list file as CONFIG_INVALID', () => {
+    const config = { thresholds: DEFAULT_THRESHOLDS, disposableDomainsFile: '/nonexistent/sluice/domains.txt' };
+    assert.throws(
+      () => loadDecidePolicy(config),
+      (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
+    );
+  });
+
+  it('checks thresholds handed to loadDecidePolicy directly', () => {
+    assert.equal(thresholdsProblem(DEFAULT_THRESHOLDS), null);
+    assert.notEqual(thresholdsProblem({ blockAt: 0.5, reviewAt: 0.9 }), null);
+    assert.notEqual(thresholdsProblem({ blockAt: Number.NaN, reviewAt: 0.1 }), null);
+    assert.throws(
+      () => loadDecidePolicy({ thresholds: { blockAt: 0.5, reviewAt: 0.9 }, disposableDomainsFile: DECIDE_DEFAULTS.disposableDomainsFile }),
+      (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
+    );
+  });
+});
