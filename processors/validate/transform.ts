@@ -100,7 +100,7 @@ function validateUnguarded<P>(source: SourceRecord, ctx: ValidateContext<P>): Ou
       return deadLetter('UNKNOWN_SCHEMA', `schema id ${decoded.schemaId} is not known to the schema registry`);
     }
     if (decoded.kind === 'undecodable') {
-      return deadLetter('MALFORMED_PAYLOAD', `registry-framed value could not be decoded: ${decoded.message}`);
+      return deadLetter('MALFORMED_PAYLOAD', `registry-framed value could not be decoded: ${clip(String(decoded.message), 500)}`);
     }
     record = decoded.value;
     if (!isRecordObject(record)) {
@@ -138,7 +138,7 @@ function validateUnguarded<P>(source: SourceRecord, ctx: ValidateContext<P>): Ou
   if (eventType !== ctx.expectedEventType) {
     return deadLetter(
       'UNEXPECTED_EVENT_TYPE',
-      `event_type: pipeline ${ctx.pipeline} expects ${JSON.stringify(ctx.expectedEventType)}, got ${JSON.stringify(eventType)}`,
+      `event_type: pipeline ${ctx.pipeline} expects ${JSON.stringify(ctx.expectedEventType)}, got ${JSON.stringify(clip(eventType as string))}`,
       id,
     );
   }
@@ -265,9 +265,14 @@ function daysFromCivil(year: number, month: number, day: number): number {
   return era * 146_097 + dayOfEra - 719_468;
 }
 
+/** Input echoed into a dead-letter message is kept short: it travels as a Kafka header. */
+function clip(text: string, maxChars = 100): string {
+  return text.length > maxChars ? `${text.slice(0, maxChars).toWellFormed()}…` : text;
+}
+
 function describeError(error: unknown): string {
   try {
-    return errorMessage(error);
+    return clip(errorMessage(error), 500);
   } catch {
     return 'unprintable error';
   }

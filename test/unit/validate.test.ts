@@ -441,6 +441,12 @@ describe('validate: event type', () => {
     }
   });
 
+  it('keeps the dead-letter message short when the event type is huge (it travels as a header)', () => {
+    const outcome = run(json(withEnvelope('event_type', 'x'.repeat(100_000))));
+    deadLettered(outcome, 'UNEXPECTED_EVENT_TYPE');
+    assert.ok(outcome.kind === 'dead-letter' && outcome.message.length < 1_000);
+  });
+
   it('reports envelope violations before a wrong event type', () => {
     const event = withEnvelope('event_type', 'user_deleted');
     delete event.source;
