@@ -4,6 +4,7 @@
  * stderr; a failure prints its code and what to do, and exits non-zero.
  */
 import { Command } from 'commander';
+import { registerPipelineCommands } from '../cli/pipeline.ts';
 import { registerStackCommands } from '../cli/stack.ts';
 import { errorMessage, isSluiceError } from '../lib/errors.ts';
 
@@ -14,6 +15,7 @@ const program = new Command()
   .enablePositionalOptions();
 
 registerStackCommands(program);
+registerPipelineCommands(program);
 
 try {
   await program.parseAsync(process.argv);

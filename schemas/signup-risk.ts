@@ -57,7 +57,7 @@ export const scored = {
   doc: 'A validated event with the model score, or a null score when the model is switched off.',
   fields: [
     ...envelopeFields,
-    { name: 'payload', type: 'sluice.signup_risk.SignupPayload' },
+    { name: 'payload', type: signupPayload },
     { name: 'score', ...nullable('double') },
     { name: 'model_version', ...nullable('string') },
     { name: 'feature_names', type: { type: 'array', items: 'string' }, default: [] },

@@ -13,7 +13,7 @@ export const DEAD_LETTER_REASONS = [
   'OVERSIZED',
   'UNEXPECTED_EVENT_TYPE',
   'SCORING_FAILED',
-  'DECODE_FAILED',
+  'OUTPUT_INVALID',
 ] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 

@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { parseEnv } from '../../lib/settings.ts';
 
 export const VALIDATE_DEFAULTS = {
-  /** Kafka's default max.message.bytes is 1 MiB; larger raw events are dead-lettered as OVERSIZED. */
-  maxMessageBytes: 1_048_576,
+  /** A signup event is well under 1 KiB; anything over 256 KiB is dead-lettered as OVERSIZED (below the broker's 1 MiB message limit, so the dead letter itself fits). */
+  maxMessageBytes: 262_144,
 } as const;
 
 export interface ValidateConfig {

@@ -31,7 +31,8 @@ function context(overrides: Partial<ValidateContext<SignupPayload>> = {}): Valid
   return {
     pipeline: 'signup-risk',
     expectedEventType: 'user_signed_up',
-    maxMessageBytes: VALIDATE_DEFAULTS.maxMessageBytes,
+    // Room for the hostile inputs below (deep nesting); the size check has tests of its own.
+    maxMessageBytes: 1_048_576,
     now: () => NOW_MS,
     parsePayload: parseSignupPayload,
     decodeFramed: (value) => ({ kind: 'unknown-schema', schemaId: value.readUInt32BE(1) }),
@@ -743,8 +744,8 @@ describe('validate: fuzz (seeded)', () => {
 });
 
 describe('validate: config', () => {
-  it('defaults maxMessageBytes to 1 MiB', () => {
-    assert.deepEqual(validateConfigFromEnv({}), { maxMessageBytes: 1_048_576 });
+  it('defaults maxMessageBytes to 256 KiB', () => {
+    assert.deepEqual(validateConfigFromEnv({}), { maxMessageBytes: 262_144 });
   });
 
   it('reads SLUICE_MAX_MESSAGE_BYTES', () => {

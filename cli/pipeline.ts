@@ -1,0 +1,150 @@
+/** Operator commands for a pipeline: topics, schemas, running a stage, the kill switch. */
+import type { Command } from 'commander';
+import { ensureTopics, type TopicSpec } from '../connectors/kafka/admin.ts';
+import { SchemaCatalog } from '../connectors/registry/registry.ts';
+import { createLogger } from '../lib/log.ts';
+import { connectionsFromEnv, parseEnv } from '../lib/settings.ts';
+import { pipelineByName } from '../pipelines/registry.ts';
+import { decideStage } from '../processors/decide/runner.ts';
+import { CONTROL_SUBJECT, KILL_SWITCH_MODEL, writeControl } from '../processors/runtime/control.ts';
+import { runStage, type StageFactory, type StageName } from '../processors/runtime/runtime.ts';
+import { TOPIC_SUFFIXES, topicName } from '../processors/runtime/types.ts';
+import { scoreStage } from '../processors/score/runner.ts';
+import { validateStage } from '../processors/validate/runner.ts';
+import { CONTROL_TOPIC, controlRecord } from '../schemas/control.ts';
+import { topicSchemas } from '../schemas/signup-risk.ts';
+import { z } from 'zod';
+
+const DAY_MS = 86_400_000;
+
+export const TOPIC_DEFAULTS = {
+  partitions: 3,
+  replicationFactor: 1,
+  retentionDays: 7,
+  /** Dead letters wait for a human: kept longer than the stream itself. */
+  dlqRetentionDays: 30,
+} as const;
+
+const topicsSchema = z.object({
+  SLUICE_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(1_000).default(TOPIC_DEFAULTS.partitions),
+  SLUICE_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(7).default(TOPIC_DEFAULTS.replicationFactor),
+  SLUICE_RETENTION_DAYS: z.coerce.number().int().min(1).default(TOPIC_DEFAULTS.retentionDays),
+  SLUICE_DLQ_RETENTION_DAYS: z.coerce.number().int().min(1).default(TOPIC_DEFAULTS.dlqRetentionDays),
+});
+
+/** Every topic of a pipeline, plus the shared compacted control topic. */
+export function pipelineTopics(pipeline: string, env: NodeJS.ProcessEnv = process.env): TopicSpec[] {
+  const config = parseEnv(topicsSchema, env);
+  const replication = config.SLUICE_REPLICATION_FACTOR;
+  // With replicas, a write must reach two of them (production: RF 3, min ISR 2).
+  const durability: Record<string, string> = replication >= 3 ? { 'min.insync.replicas': '2' } : {};
+  const specs: TopicSpec[] = TOPIC_SUFFIXES.map((suffix) => ({
+    topic: topicName(pipeline, suffix),
+    partitions: config.SLUICE_TOPIC_PARTITIONS,
+    replicationFactor: replication,
+    config: {
+      ...durability,
+      'retention.ms': String((suffix === 'dlq' ? config.SLUICE_DLQ_RETENTION_DAYS : config.SLUICE_RETENTION_DAYS) * DAY_MS),
+    },
+  }));
+  specs.push({
+    topic: CONTROL_TOPIC,
+    partitions: 1,
+    replicationFactor: replication,
+    config: { ...durability, 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '0', 'segment.ms': String(DAY_MS) },
+  });
+  return specs;
+}
+
+/** Subjects of a pipeline and the schema each must carry. */
+export function pipelineSubjects(pipeline: string): Array<{ subject: string; schema: unknown }> {
+  return [
+    ...Object.entries(topicSchemas).map(([suffix, schema]) => ({ subject: `${pipeline}.${suffix}-value`, schema })),
+    { subject: CONTROL_SUBJECT, schema: controlRecord },
+  ];
+}
+
+export async function registerPipelineSchemas(pipeline: string, registryUrl: string): Promise<Array<{ subject: string; id: number }>> {
+  const catalog = new SchemaCatalog(registryUrl);
+  await catalog.setCompatibility('BACKWARD');
+  const registered: Array<{ subject: string; id: number }> = [];
+  for (const { subject, schema } of pipelineSubjects(pipeline)) {
+    registered.push({ subject, id: await catalog.register(subject, schema) });
+  }
+  return registered;
+}
+
+const STAGES: Record<StageName, StageFactory<never>> = {
+  validate: validateStage as StageFactory<never>,
+  score: scoreStage as StageFactory<never>,
+  decide: decideStage as StageFactory<never>,
+};
+
+export function registerPipelineCommands(program: Command): void {
+  program
+    .command('topics')
+    .description('manage a pipeline\'s topics')
+    .command('create')
+    .description('create every topic of the pipeline (idempotent); partitions and replication from SLUICE_TOPIC_PARTITIONS, SLUICE_REPLICATION_FACTOR')
+    .requiredOption('--pipeline <name>', 'pipeline name')
+    .action(async (options: { pipeline: string }) => {
+      const pipeline = pipelineByName(options.pipeline);
+      const specs = pipelineTopics(pipeline.name);
+      const created = new Set(await ensureTopics(connectionsFromEnv().kafkaBrokers, specs));
+      for (const spec of specs) {
+        process.stdout.write(`${created.has(spec.topic) ? 'created' : 'exists '}  ${spec.topic}  partitions=${spec.partitions} replication=${spec.replicationFactor}\n`);
+      }
+    });
+
+  program
+    .command('schemas')
+    .description('manage a pipeline\'s Avro contracts in the schema registry')
+    .command('register')
+    .description('register every subject of the pipeline under BACKWARD compatibility; refuses an incompatible change')
+    .requiredOption('--pipeline <name>', 'pipeline name')
+    .action(async (options: { pipeline: string }) => {
+      const pipeline = pipelineByName(options.pipeline);
+      for (const { subject, id } of await registerPipelineSchemas(pipeline.name, connectionsFromEnv().schemaRegistryUrl)) {
+        process.stdout.write(`${subject}  id=${id}\n`);
+      }
+    });
+
+  program
+    .command('run')
+    .description('run one stage of a pipeline as this process, until SIGTERM or SIGINT')
+    .argument('<stage>', 'validate | score | decide')
+    .requiredOption('--pipeline <name>', 'pipeline name')
+    .action(async (stage: string, options: { pipeline: string }) => {
+      if (!(stage in STAGES)) throw new Error(`Unknown stage "${stage}": use validate, score or decide.`);
+      const name = stage as StageName;
+      const pipeline = pipelineByName(options.pipeline);
+      const logger = createLogger({ pipeline: pipeline.name, stage: name });
+      const running = await runStage({ stage: name, pipeline, connections: connectionsFromEnv(), factory: STAGES[name], logger });
+      await running.done;
+    });
+
+  const killSwitch = program.command('kill-switch').description("turn the pipeline's model off (on) or back on (off); processors follow within a second");
+  for (const state of ['on', 'off'] as const) {
+    killSwitch
+      .command(state)
+      .description(state === 'on' ? 'stop consulting the model: decisions fall back to rules and review' : 'let the model decide again')
+      .requiredOption('--pipeline <name>', 'pipeline name')
+      .option('--reason <text>', 'why, for the audit trail')
+      .action(async (options: { pipeline: string; reason?: string }) => {
+        const pipeline = pipelineByName(options.pipeline);
+        const connections = connectionsFromEnv();
+        await writeControl({
+          brokers: connections.kafkaBrokers,
+          catalog: new SchemaCatalog(connections.schemaRegistryUrl),
+          setting: {
+            pipeline: pipeline.name,
+            setting: KILL_SWITCH_MODEL,
+            value: state,
+            reason: options.reason ?? null,
+            updated_by: process.env.USER ?? 'sluice-cli',
+          },
+        });
+        process.stdout.write(`kill switch ${state} for ${pipeline.name}\n`);
+      });
+  }
+}

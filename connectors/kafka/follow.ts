@@ -1,0 +1,69 @@
+/**
+ * Reads a (small, compacted) topic from the beginning and keeps following it:
+ * the control topic. kafkajs has no manual assignment, so each follower uses
+ * its own throw-away group and deletes it on stop.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../../lib/log.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import { createKafka } from './client.ts';
+
+export interface FollowedMessage {
+  key: string | null;
+  value: Buffer | null;
+  offset: string;
+  partition: number;
+}
+
+export interface Follower {
+  /** Resolves once everything present at start has been read. */
+  caughtUp: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function followTopic(options: {
+  brokers: string[];
+  topic: string;
+  clientId: string;
+  logger: Logger;
+  onMessage(message: FollowedMessage): void;
+}): Promise<Follower> {
+  const kafka = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: options.logger });
+  const admin = kafka.admin();
+  const groupId = `sluice.follow.${options.clientId}.${randomUUID()}`;
+  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(options.topic);
+  const remaining = new Map(ends.filter((p) => BigInt(p.high) > BigInt(p.low)).map((p) => [p.partition, BigInt(p.high)]));
+  let markCaughtUp: () => void = () => {};
+  const caughtUp = new Promise<void>((resolve) => {
+    markCaughtUp = resolve;
+  });
+  if (remaining.size === 0) markCaughtUp();
+
+  await consumer.connect();
+  await consumer.subscribe({ topic: options.topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ message, partition }) => {
+      try {
+        options.onMessage({ key: message.key?.toString('utf8') ?? null, value: message.value, offset: message.offset, partition });
+      } catch (error) {
+        options.logger.error({ err: errorMessage(error), offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
+      }
+      const end = remaining.get(partition);
+      if (end !== undefined && BigInt(message.offset) + 1n >= end) {
+        remaining.delete(partition);
+        if (remaining.size === 0) markCaughtUp();
+      }
+    },
+  });
+  return {
+    caughtUp,
+    async stop() {
+      await consumer.disconnect().catch(() => {});
+      await admin.deleteGroups([groupId]).catch(() => {});
+      await admin.disconnect().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Prometheus metrics of a processor, and the HTTP endpoints that expose them:
+ * /metrics, /livez (the process is alive; no dependency checks) and /readyz
+ * (the stage is making progress, not merely connected). Labels never carry an
+ * event or user id.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export function createStageMetrics(labels: { pipeline: string; stage: string; team: string }) {
+  const registry = new Registry();
+  registry.setDefaultLabels(labels);
+  collectDefaultMetrics({ register: registry, prefix: 'sluice_process_' });
+  const labelNames = [] as const;
+  return {
+    registry,
+    info: new Gauge({ name: 'sluice_stage_info', help: 'Static information about the running stage', labelNames: ['version'], registers: [registry] }),
+    recordsIn: new Counter({ name: 'sluice_records_in_total', help: 'Records consumed from the input topic', labelNames, registers: [registry] }),
+    recordsOut: new Counter({ name: 'sluice_records_out_total', help: 'Records produced, by output topic', labelNames: ['topic'], registers: [registry] }),
+    deadLetters: new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter topic, by reason', labelNames: ['reason'], registers: [registry] }),
+    droppedFields: new Counter({ name: 'sluice_dropped_fields_total', help: 'Unknown payload fields dropped during validation', labelNames: ['field'], registers: [registry] }),
+    batchDuration: new Histogram({
+      name: 'sluice_batch_duration_seconds',
+      help: 'Time to process and commit one transaction of records',
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    batchRecords: new Histogram({ name: 'sluice_batch_records', help: 'Records per transaction', buckets: [1, 8, 32, 128, 512, 2048], registers: [registry] }),
+    transactionAborts: new Counter({ name: 'sluice_transaction_aborts_total', help: 'Transactions aborted or failed; the records are redelivered', labelNames: ['cause'], registers: [registry] }),
+    retries: new Counter({ name: 'sluice_retries_total', help: 'Batches retried after a transient failure', labelNames: ['code'], registers: [registry] }),
+    modelLatency: new Histogram({
+      name: 'sluice_model_latency_seconds',
+      help: 'Model inference time per micro-batch',
+      buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: [registry],
+    }),
+    killSwitch: new Gauge({ name: 'sluice_kill_switch', help: '1 while the pipeline model kill switch is on', registers: [registry] }),
+    lastProgress: new Gauge({ name: 'sluice_last_progress_timestamp_seconds', help: 'When the stage last committed a transaction', registers: [registry] }),
+  };
+}
+
+export type StageMetrics = ReturnType<typeof createStageMetrics>;
+
+export interface HealthProbe {
+  /** Ready: joined the group, caught up with the control topic, and not stuck retrying. */
+  ready(): { ready: boolean; detail: string };
+}
+
+export function startMetricsServer(port: number, registry: Registry, health: HealthProbe): Promise<Server> {
+  const server = createServer(async (request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      response.writeHead(200, { 'content-type': registry.contentType });
+      response.end(await registry.metrics());
+    } else if (path === '/livez') {
+      response.writeHead(200, { 'content-type': 'text/plain' });
+      response.end('ok\n');
+    } else if (path === '/readyz') {
+      const { ready, detail } = health.ready();
+      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' });
+      response.end(`${detail}\n`);
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '0.0.0.0', () => resolve(server));
+  });
+}
