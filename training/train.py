@@ -71,7 +71,7 @@ def load(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.
 
 
 def candidates(random_state: int) -> dict[str, tuple[object, dict]]:
-    gbt_params = dict(n_estimators=200, max_depth=3, learning_rate=0.1, subsample=0.8, min_samples_leaf=20, random_state=random_state)
+    gbt_params = dict(n_estimators=80, max_depth=3, learning_rate=0.2, subsample=0.8, min_samples_leaf=20, random_state=random_state)
     lr_params = dict(C=1.0, max_iter=2000)
     return {
         "gradient_boosting": (GradientBoostingClassifier(**gbt_params), {"GradientBoostingClassifier": gbt_params}),
