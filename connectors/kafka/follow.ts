@@ -13,6 +13,7 @@ export interface FollowedMessage {
   value: Buffer | null;
   offset: string;
   partition: number;
+  headers: Record<string, string>;
 }
 
 export interface Follower {
@@ -47,7 +48,11 @@ export async function followTopic(options: {
     autoCommit: false,
     eachMessage: async ({ message, partition }) => {
       try {
-        options.onMessage({ key: message.key?.toString('utf8') ?? null, value: message.value, offset: message.offset, partition });
+        const headers: Record<string, string> = {};
+        for (const [name, value] of Object.entries(message.headers ?? {})) {
+          if (value !== undefined) headers[name] = String(Array.isArray(value) ? value[0] : value);
+        }
+        options.onMessage({ key: message.key?.toString('utf8') ?? null, value: message.value, offset: message.offset, partition, headers });
       } catch (error) {
         options.logger.error({ err: errorMessage(error), offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
       }

@@ -4,6 +4,7 @@ import { EVENT_TYPE, PIPELINE } from './types.ts';
 
 export const signupRisk: PipelineDefinition = {
   name: PIPELINE,
+  kind: PIPELINE,
   eventType: EVENT_TYPE,
   owners: { team: 'trust-and-safety', oncall: 'trust-oncall' },
 };

@@ -5,7 +5,7 @@ import type { StageFactory } from '../runtime/runtime.ts';
 import { scoreBatch } from './transform.ts';
 
 export const scoreStage: StageFactory<ValidatedRecord> = async ({ pipeline, control, logger, metrics, now }) => {
-  const dir = await resolveModelDir(pipeline.name, process.env.SLUICE_MODEL_VERSION || undefined);
+  const dir = await resolveModelDir(pipeline.kind, process.env.SLUICE_MODEL_VERSION || undefined);
   const model = await loadModel(dir);
   logger.info({ model_version: model.version, dir }, 'model loaded');
   return {

@@ -5,7 +5,7 @@ import { COUNTRY_CODES, ISO_3166_1_ALPHA_2 } from '../../pipelines/signup-risk/c
 import { parseSignupPayload } from '../../pipelines/signup-risk/payload.ts';
 import type { SignupPayload, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
 import { DEAD_LETTER_REASONS, type DeadLetterReason, type Outcome, type SourceRecord } from '../../processors/runtime/types.ts';
-import { VALIDATE_DEFAULTS, validateConfigFromEnv } from '../../processors/validate/config.ts';
+import { validateConfigFromEnv } from '../../processors/validate/config.ts';
 import {
   type FramedDecode,
   type Validated,
