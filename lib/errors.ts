@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   MODEL_LOAD_FAILED: { retriable: false },
   CONTROL_WRITE_FAILED: { retriable: true },
   PIPELINE_UNKNOWN: { retriable: false },
+  CLICKHOUSE_QUERY_FAILED: { retriable: false },
+  CLICKHOUSE_SCHEMA_OUTDATED: { retriable: false },
+  CLICKHOUSE_ACCESS_DENIED: { retriable: false },
+  QUERY_UNKNOWN: { retriable: false },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
