@@ -3,9 +3,11 @@
  * subjects, groups and control keys, its three stages as real processes, and
  * collectors that read what it writes (read-committed, like any consumer).
  */
+import { join } from 'node:path';
 import { registerPipelineSchemas, pipelineTopics } from '../cli/pipeline.ts';
+import { stackPaths } from '../deploy/local/stack.ts';
 import { STAGES, type StageProcess, spawnStage } from '../cli/processes.ts';
-import { deleteTopics, ensureTopics, openProducer, type PlainMessage } from '../connectors/kafka/admin.ts';
+import { deleteTopics, ensureTopics, groupLag, openProducer, type PlainMessage } from '../connectors/kafka/admin.ts';
 import { type FollowedMessage, type Follower, followTopic } from '../connectors/kafka/follow.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { createLogger } from '../lib/log.ts';
@@ -59,7 +61,12 @@ export class PipelineInstance {
   }
 
   startStage(stage: StageName): StageProcess {
-    const process = spawnStage({ pipeline: this.name, stage, env: this.stageEnv });
+    const process = spawnStage({
+      pipeline: this.name,
+      stage,
+      env: this.stageEnv,
+      logFile: join(stackPaths().logs, 'tests', `${this.name}.${stage}.log`),
+    });
     this.stages.set(stage, process);
     return process;
   }
@@ -115,6 +122,35 @@ export class PipelineInstance {
     });
     this.collectors.push(collector as Collector);
     return collector;
+  }
+
+  /**
+   * Waits until every stage has committed everything on its input topic (the
+   * transactional ones may end in one commit marker), twice in a row.
+   */
+  async waitForIdle(timeoutMs = 120_000): Promise<void> {
+    const inputs: Array<[StageName, TopicSuffix, bigint]> = [
+      ['validate', 'raw', 0n],
+      ['score', 'validated', 1n],
+      ['decide', 'scored', 1n],
+    ];
+    let streak = 0;
+    await waitFor(
+      `${this.name} idle`,
+      async () => {
+        for (const [stage, input, marker] of inputs) {
+          const lag = await groupLag(connections.kafkaBrokers, `sluice.${this.name}.${stage}`, this.topic(input));
+          const behind = lag.some((p) => p.end > 0n && p.committed < p.end - marker);
+          if (behind) {
+            streak = 0;
+            return false;
+          }
+        }
+        streak++;
+        return streak >= 2;
+      },
+      { timeoutMs, intervalMs: 500 },
+    );
   }
 
   async stop(): Promise<void> {

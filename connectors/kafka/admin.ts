@@ -79,3 +79,31 @@ export async function openProducer(brokers: string[], clientId = 'sluice-produce
     close: () => producer.disconnect(),
   };
 }
+
+export interface PartitionLag {
+  partition: number;
+  /** The group's committed offset: the next record it will read (-1: nothing committed). */
+  committed: bigint;
+  /** The partition's high watermark. */
+  end: bigint;
+}
+
+/**
+ * Committed offset against the end of each partition. On topics written in
+ * transactions the end sits one past the last commit marker, so a fully caught
+ * up transactional reader can trail the end by that marker.
+ */
+export async function groupLag(brokers: string[], groupId: string, topic: string): Promise<PartitionLag[]> {
+  const admin = createKafka({ brokers, clientId: 'sluice-admin' }).admin();
+  await admin.connect();
+  try {
+    const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId, topics: [topic] })]);
+    return ends.map((end) => ({
+      partition: end.partition,
+      end: BigInt(end.high),
+      committed: BigInt(committed?.partitions.find((p) => p.partition === end.partition)?.offset ?? '-1'),
+    }));
+  } finally {
+    await admin.disconnect();
+  }
+}

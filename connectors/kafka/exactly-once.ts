@@ -47,6 +47,8 @@ export interface ExactlyOnceOptions {
   transactionTimeoutMs: number;
   /** How long an idle fetch waits for data; bounds the latency added per hop. */
   maxWaitTimeMs: number;
+  /** How long the group waits for a silent member before moving its partitions. */
+  sessionTimeoutMs: number;
   logger: Logger;
   /** Turns a chunk into outgoing messages. Throwing means "transient: retry the chunk later". */
   handle(records: SourceRecord[], partition: number): Promise<ChunkResult>;
@@ -94,8 +96,9 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
     allowAutoTopicCreation: false,
     readUncommitted: false,
     maxWaitTimeInMs: options.maxWaitTimeMs,
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    // A crashed member holds its partitions until its session times out: keep it short.
+    sessionTimeout: options.sessionTimeoutMs,
+    heartbeatInterval: Math.max(500, Math.floor(options.sessionTimeoutMs / 10)),
     maxBytesPerPartition: 1_048_576,
     retry: { retries: 10 },
   });
@@ -127,7 +130,6 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
       maxInFlightRequests: 1,
       transactionTimeout: options.transactionTimeoutMs,
       allowAutoTopicCreation: false,
-      retry: { retries: 5 },
     });
     await producer.connect(); // InitProducerId: fences any older owner of this partition
     producers.set(partition, producer);
@@ -179,6 +181,7 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
       await transaction.abort().catch(() => {});
       throw error;
     }
+    log.debug({ partition, records: records.length, first: records[0]!.offset, messages: messages.length }, 'committed');
     options.onCommitted?.({ partition, records: records.length, messages, durationMs: performance.now() - started });
   }
 

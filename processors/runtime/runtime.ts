@@ -23,6 +23,8 @@ export const RUNTIME_DEFAULTS = {
   transactionTimeoutMs: 60_000,
   /** How long an idle fetch waits; data is returned as soon as it arrives. */
   fetchMaxWaitMs: 100,
+  /** A crashed instance's partitions move after this long. */
+  sessionTimeoutMs: 10_000,
   metricsPorts: { validate: 9464, score: 9465, decide: 9466 } as Record<StageName, number>,
 } as const;
 
@@ -32,6 +34,7 @@ const runtimeSchema = z.object({
   SLUICE_MAX_BATCH_RECORDS: integer(1, 10_000).optional(),
   SLUICE_TRANSACTION_TIMEOUT_MS: integer(1_000, 900_000).optional(),
   SLUICE_FETCH_MAX_WAIT_MS: integer(1, 10_000).optional(),
+  SLUICE_SESSION_TIMEOUT_MS: integer(6_000, 300_000).optional(),
   /** 0 turns the HTTP endpoints off. */
   SLUICE_METRICS_PORT: integer(0, 65_535).optional(),
 });
@@ -40,6 +43,7 @@ export interface RuntimeConfig {
   maxBatchRecords: number;
   transactionTimeoutMs: number;
   fetchMaxWaitMs: number;
+  sessionTimeoutMs: number;
   metricsPort: number;
 }
 
@@ -49,6 +53,7 @@ export function runtimeConfigFromEnv(stage: StageName, env: NodeJS.ProcessEnv = 
     maxBatchRecords: parsed.SLUICE_MAX_BATCH_RECORDS ?? RUNTIME_DEFAULTS.maxBatchRecords,
     transactionTimeoutMs: parsed.SLUICE_TRANSACTION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.transactionTimeoutMs,
     fetchMaxWaitMs: parsed.SLUICE_FETCH_MAX_WAIT_MS ?? RUNTIME_DEFAULTS.fetchMaxWaitMs,
+    sessionTimeoutMs: parsed.SLUICE_SESSION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.sessionTimeoutMs,
     metricsPort: parsed.SLUICE_METRICS_PORT ?? RUNTIME_DEFAULTS.metricsPorts[stage],
   };
 }
@@ -243,6 +248,7 @@ export async function runStage<In>(args: {
       maxBatchRecords: config.maxBatchRecords,
       transactionTimeoutMs: config.transactionTimeoutMs,
       maxWaitTimeMs: config.fetchMaxWaitMs,
+      sessionTimeoutMs: config.sessionTimeoutMs,
       logger,
       handle,
       onCommitted: ({ records, messages, durationMs }) => {

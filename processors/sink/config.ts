@@ -1,0 +1,55 @@
+/** Configuration of the ClickHouse sink: parsed once at start from the environment. */
+import { z } from 'zod';
+import { parseEnv } from '../../lib/settings.ts';
+
+export const SINK_DEFAULTS = {
+  /** Kafka records per insert batch (each yields one or two rows per table it touches). */
+  maxBatchRecords: 20_000,
+  /** A batch is written at the latest this long after its first record arrived. */
+  maxBatchWaitMs: 1_000,
+  /** How long an idle fetch waits for data. */
+  fetchMaxWaitMs: 250,
+  retryInitialBackoffMs: 200,
+  retryMaxBackoffMs: 5_000,
+  /** How often lag (records behind the end of each topic) is measured. */
+  lagIntervalMs: 5_000,
+  clickhouseRequestTimeoutMs: 30_000,
+  metricsPort: 9467,
+} as const;
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const sinkSchema = z.object({
+  SLUICE_SINK_MAX_BATCH_RECORDS: integer(1, 1_000_000).default(SINK_DEFAULTS.maxBatchRecords),
+  SLUICE_SINK_MAX_BATCH_WAIT_MS: integer(1, 600_000).default(SINK_DEFAULTS.maxBatchWaitMs),
+  SLUICE_SINK_FETCH_MAX_WAIT_MS: integer(1, 10_000).default(SINK_DEFAULTS.fetchMaxWaitMs),
+  SLUICE_SINK_RETRY_INITIAL_BACKOFF_MS: integer(1, 60_000).default(SINK_DEFAULTS.retryInitialBackoffMs),
+  SLUICE_SINK_RETRY_MAX_BACKOFF_MS: integer(1, 600_000).default(SINK_DEFAULTS.retryMaxBackoffMs),
+  SLUICE_SINK_LAG_INTERVAL_MS: integer(0, 600_000).default(SINK_DEFAULTS.lagIntervalMs),
+  SLUICE_CLICKHOUSE_REQUEST_TIMEOUT_MS: integer(1_000, 600_000).default(SINK_DEFAULTS.clickhouseRequestTimeoutMs),
+  /** 0 turns the HTTP endpoints off. */
+  SLUICE_METRICS_PORT: integer(0, 65_535).default(SINK_DEFAULTS.metricsPort),
+});
+
+export interface SinkConfig {
+  maxBatchRecords: number;
+  maxBatchWaitMs: number;
+  fetchMaxWaitMs: number;
+  retryBackoffMs: { initial: number; max: number };
+  lagIntervalMs: number;
+  clickhouseRequestTimeoutMs: number;
+  metricsPort: number;
+}
+
+export function sinkConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SinkConfig {
+  const parsed = parseEnv(sinkSchema, env);
+  return {
+    maxBatchRecords: parsed.SLUICE_SINK_MAX_BATCH_RECORDS,
+    maxBatchWaitMs: parsed.SLUICE_SINK_MAX_BATCH_WAIT_MS,
+    fetchMaxWaitMs: parsed.SLUICE_SINK_FETCH_MAX_WAIT_MS,
+    retryBackoffMs: { initial: parsed.SLUICE_SINK_RETRY_INITIAL_BACKOFF_MS, max: parsed.SLUICE_SINK_RETRY_MAX_BACKOFF_MS },
+    lagIntervalMs: parsed.SLUICE_SINK_LAG_INTERVAL_MS,
+    clickhouseRequestTimeoutMs: parsed.SLUICE_CLICKHOUSE_REQUEST_TIMEOUT_MS,
+    metricsPort: parsed.SLUICE_METRICS_PORT,
+  };
+}

@@ -1,0 +1,234 @@
+/**
+ * The ClickHouse sink's pure logic: Kafka records of a pipeline's validated,
+ * scored, decided and dead-letter topics in, table rows out. No Kafka or
+ * ClickHouse client here; decoding is given through the context.
+ *
+ * Every row carries the Kafka coordinates of the record it came from (or the
+ * event id and version), which is what makes a row written twice collapse in
+ * ClickHouse: mapping the same record always yields the same rows.
+ */
+import type { DeadLetterRow, StageEventRow, TableRows } from '../../connectors/clickhouse/schema.ts';
+import type { FramedDecode } from '../../connectors/registry/registry.ts';
+import type { DecisionRecord, ScoredRecord, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
+import { type SourceRecord, type TopicSuffix, topicName } from '../runtime/types.ts';
+import { maskMessage, previewOf } from './mask.ts';
+
+/** The topics the sink reads, by suffix. The raw topic is not read: validate's output and dead letters cover every input. */
+export const SINK_TOPIC_SUFFIXES = ['validated', 'scored', 'decided', 'dlq'] as const satisfies readonly TopicSuffix[];
+export type SinkTopicSuffix = (typeof SINK_TOPIC_SUFFIXES)[number];
+
+export interface SinkContext {
+  pipeline: string;
+  /** Decodes a registry-framed value with schemas already fetched. */
+  decode(value: Buffer): FramedDecode;
+}
+
+/** A record that yields no rows, and why. Counted and logged: never dropped silently. */
+export interface SkippedRecord {
+  topic: string;
+  partition: number;
+  offset: string;
+  reason: 'empty-value' | 'undecodable' | 'unknown-schema' | 'unexpected-topic';
+  detail: string;
+}
+
+export interface MappedBatch {
+  rows: TableRows;
+  skipped: SkippedRecord[];
+}
+
+export const emptyRows = (): TableRows => ({ stageEvents: [], modelOutputs: [], decisions: [], deadLetters: [] });
+
+/** Epoch ms as a UInt64 column accepts it. */
+const ms = (value: unknown): number => {
+  const n = typeof value === 'number' ? value : Number(value);
+  return Number.isFinite(n) && n > 0 ? Math.trunc(n) : 0;
+};
+
+const coordinates = (source: SourceRecord) => ({
+  kafka_topic: source.topic,
+  kafka_partition: source.partition,
+  kafka_offset: Number(source.offset),
+  kafka_timestamp_ms: ms(source.timestampMs),
+});
+
+export function validatedRows(pipeline: string, value: ValidatedRecord, source: SourceRecord): StageEventRow {
+  return {
+    pipeline,
+    stage: 'validate',
+    outcome: 'passed',
+    detail: '',
+    event_id: value.event_id,
+    decision_version: 0,
+    occurred_at_ms: ms(value.occurred_at),
+    stage_at_ms: ms(value.validated_at),
+    ...coordinates(source),
+  };
+}
+
+export function scoredRows(pipeline: string, value: ScoredRecord, source: SourceRecord, rows: TableRows): void {
+  rows.stageEvents.push({
+    pipeline,
+    stage: 'score',
+    outcome: 'passed',
+    detail: value.score === null ? 'unscored' : '',
+    event_id: value.event_id,
+    decision_version: 0,
+    occurred_at_ms: ms(value.occurred_at),
+    stage_at_ms: ms(value.scored_at),
+    ...coordinates(source),
+  });
+  if (value.score === null) return;
+  rows.modelOutputs.push({
+    pipeline,
+    event_id: value.event_id,
+    model_version: value.model_version ?? 'unknown',
+    score: value.score,
+    feature_names: [...value.feature_names],
+    feature_values: [...value.feature_values],
+    occurred_at_ms: ms(value.occurred_at),
+    scored_at_ms: ms(value.scored_at),
+    kafka_partition: source.partition,
+    kafka_offset: Number(source.offset),
+  });
+}
+
+export function decidedRows(pipeline: string, value: DecisionRecord, source: SourceRecord, rows: TableRows): void {
+  rows.stageEvents.push({
+    pipeline,
+    stage: 'decide',
+    outcome: 'passed',
+    detail: value.decision,
+    event_id: value.event_id,
+    decision_version: value.decision_version,
+    occurred_at_ms: ms(value.occurred_at),
+    stage_at_ms: ms(value.decided_at),
+    ...coordinates(source),
+  });
+  rows.decisions.push({
+    pipeline,
+    event_id: value.event_id,
+    decision: value.decision,
+    decided_by: value.decided_by,
+    reasons: [...value.reasons],
+    score: value.score,
+    model_version: value.model_version,
+    policy_version: value.policy_version,
+    decision_version: value.decision_version,
+    occurred_at_ms: ms(value.occurred_at),
+    decided_at_ms: ms(value.decided_at),
+    kafka_partition: source.partition,
+    kafka_offset: Number(source.offset),
+  });
+}
+
+const EVENT_ID_MAX = 128;
+
+/** The envelope fields a dead letter's value still carries, if it is an object that has them. */
+export function envelopeOf(value: unknown): { eventId: string; occurredAtMs: number } {
+  const object = value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+  const id = object['event_id'];
+  const eventId = typeof id === 'string' && id.length > 0 && id.length <= EVENT_ID_MAX ? id : '';
+  const at = object['occurred_at'];
+  let occurredAtMs = 0;
+  if (typeof at === 'number' && Number.isFinite(at)) occurredAtMs = ms(at);
+  else if (typeof at === 'string') {
+    const parsed = /^\d+$/.test(at) ? Number(at) : Date.parse(at);
+    occurredAtMs = Number.isFinite(parsed) ? ms(parsed) : 0;
+  }
+  return { eventId, occurredAtMs };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A dead letter's value as a JS value: decoded Avro, parsed JSON, or undefined. */
+function readDeadLetterValue(bytes: Buffer, ctx: SinkContext): { decoded?: unknown; parsed?: unknown } {
+  if (bytes.length >= 5 && bytes[0] === 0) {
+    const result = ctx.decode(bytes);
+    if (result.kind === 'decoded') return { decoded: result.value };
+  }
+  try {
+    return { parsed: JSON.parse(utf8.decode(bytes)) };
+  } catch {
+    return {};
+  }
+}
+
+export function deadLetterRows(pipeline: string, source: SourceRecord, ctx: SinkContext, rows: TableRows): void {
+  const header = (name: string) => source.headers[`dlq.${name}`];
+  const bytes = source.value ?? Buffer.alloc(0);
+  const { decoded, parsed } = readDeadLetterValue(bytes, ctx);
+  const envelope = envelopeOf(decoded ?? parsed);
+  const failedAtMs = ms(header('failed_at')) || ms(source.timestampMs);
+  const stage = header('stage') || 'unknown';
+  const reason = header('reason') || 'UNKNOWN';
+  const row: DeadLetterRow = {
+    pipeline,
+    stage,
+    reason,
+    message: maskMessage(header('message') ?? ''),
+    event_id: envelope.eventId,
+    source_topic: header('source.topic') ?? '',
+    source_partition: Number(header('source.partition') ?? 0) || 0,
+    source_offset: Number(header('source.offset') ?? 0) || 0,
+    failed_at_ms: failedAtMs,
+    size_bytes: bytes.length,
+    preview: previewOf(bytes, decoded),
+    kafka_partition: source.partition,
+    kafka_offset: Number(source.offset),
+    kafka_timestamp_ms: ms(source.timestampMs),
+  };
+  rows.deadLetters.push(row);
+  rows.stageEvents.push({
+    pipeline,
+    stage,
+    outcome: 'dead_lettered',
+    detail: reason,
+    event_id: envelope.eventId,
+    decision_version: 0,
+    // Without a readable occurred_at the failure time stands in, so the row has a day (partition).
+    occurred_at_ms: envelope.occurredAtMs || failedAtMs,
+    stage_at_ms: failedAtMs,
+    ...coordinates(source),
+  });
+}
+
+/** Maps a batch of records from any of the sink's topics to rows, in one pass. */
+export function mapRecords(records: readonly SourceRecord[], ctx: SinkContext): MappedBatch {
+  const rows = emptyRows();
+  const skipped: SkippedRecord[] = [];
+  const suffixOf = new Map<string, SinkTopicSuffix>(SINK_TOPIC_SUFFIXES.map((suffix) => [topicName(ctx.pipeline, suffix), suffix]));
+  for (const source of records) {
+    const suffix = suffixOf.get(source.topic);
+    const skip = (reason: SkippedRecord['reason'], detail: string) =>
+      skipped.push({ topic: source.topic, partition: source.partition, offset: source.offset, reason, detail });
+    if (suffix === undefined) {
+      skip('unexpected-topic', `not one of the sink's topics for ${ctx.pipeline}`);
+      continue;
+    }
+    if (suffix === 'dlq') {
+      deadLetterRows(ctx.pipeline, source, ctx, rows);
+      continue;
+    }
+    if (source.value === null || source.value.length === 0) {
+      skip('empty-value', 'empty value on an Avro topic');
+      continue;
+    }
+    const decoded = ctx.decode(source.value);
+    if (decoded.kind === 'unknown-schema') {
+      skip('unknown-schema', `schema id ${decoded.schemaId} is not in the registry`);
+      continue;
+    }
+    if (decoded.kind === 'undecodable') {
+      skip('undecodable', decoded.message);
+      continue;
+    }
+    if (suffix === 'validated') rows.stageEvents.push(validatedRows(ctx.pipeline, decoded.value as ValidatedRecord, source));
+    else if (suffix === 'scored') scoredRows(ctx.pipeline, decoded.value as ScoredRecord, source, rows);
+    else decidedRows(ctx.pipeline, decoded.value as DecisionRecord, source, rows);
+  }
+  return { rows, skipped };
+}
+
+export const rowCount = (rows: TableRows): number =>
+  rows.stageEvents.length + rows.modelOutputs.length + rows.decisions.length + rows.deadLetters.length;
