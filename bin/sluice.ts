@@ -16,6 +16,7 @@ const program = new Command()
 
 registerStackCommands(program);
 registerPipelineCommands(program);
+(await import('../cli/clickhouse.ts')).registerClickHouseCommands(program);
 
 try {
   await program.parseAsync(process.argv);

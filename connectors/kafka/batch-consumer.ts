@@ -164,7 +164,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
     const arrivedAt = Date.now();
     const last = messages.length - 1;
     // batch.lastOffset() includes a trailing control record; committing past it keeps lag at 0 when caught up.
-    const batchNext = plusOne(messages[last]!.offset);
+    const batchNext = plusOne(batch.lastOffset());
     messages.forEach((message, i) => {
       buffer.push({ record: toSourceRecord(batch.topic, batch.partition, message), next: i === last ? batchNext : plusOne(message.offset), arrivedAt });
     });

@@ -1,0 +1,74 @@
+/**
+ * Retention by dropping whole day partitions (ClickHouse 18.16 has no TTL).
+ * Every data table is partitioned by toYYYYMMDD of its event date, so
+ * "older than N days" is a partition id below toYYYYMMDD(today() - N),
+ * computed by the server in its own time zone (the same one that named the
+ * partitions). Today and the N days before it are kept.
+ *
+ * Partitions are listed from system.parts, which both versions have.
+ */
+import { type ClickHouseClient, clickHouseError, queryRows, quote } from './client.ts';
+import { DATA_TABLES, DATABASE } from './schema.ts';
+
+export interface PartitionInfo {
+  table: string;
+  /** The partition's value: the day as YYYYMMDD. */
+  partition: string;
+  rows: number;
+  bytesOnDisk: number;
+}
+
+export interface RetentionResult {
+  days: number;
+  /** Partitions below this day (YYYYMMDD) are older than `days`. */
+  cutoff: string;
+  partitions: PartitionInfo[];
+  /** False for a dry run: nothing was dropped. */
+  executed: boolean;
+}
+
+const tableNames = DATA_TABLES.map((table) => table.slice(DATABASE.length + 1));
+
+async function select<T>(client: ClickHouseClient, query: string, what: string): Promise<T[]> {
+  try {
+    return await queryRows<T>(client, query);
+  } catch (error) {
+    throw clickHouseError(error, what);
+  }
+}
+
+/** Active partitions of the data tables, oldest first. */
+export async function listPartitions(client: ClickHouseClient): Promise<PartitionInfo[]> {
+  const rows = await select<{ table: string; partition: string; rows: string; bytes: string }>(
+    client,
+    `SELECT table, partition, sum(rows) AS rows, sum(bytes_on_disk) AS bytes
+FROM system.parts
+WHERE database = ${quote(DATABASE)} AND active AND table IN (${tableNames.map(quote).join(', ')})
+GROUP BY table, partition
+ORDER BY partition, table`,
+    'listing partitions',
+  );
+  return rows.map((row) => ({ table: `${DATABASE}.${row.table}`, partition: row.partition, rows: Number(row.rows), bytesOnDisk: Number(row.bytes) }));
+}
+
+/**
+ * Finds (and with `execute`, drops) the partitions older than `days` days.
+ * A dry run by default: retention deletes data for good.
+ */
+export async function applyRetention(client: ClickHouseClient, options: { days: number; execute: boolean }): Promise<RetentionResult> {
+  const { days, execute } = options;
+  if (!Number.isSafeInteger(days) || days < 1) throw new RangeError(`days must be a whole number >= 1, got ${days}`);
+  const [row] = await select<{ cutoff: string }>(client, `SELECT toString(toYYYYMMDD(today() - ${days})) AS cutoff`, 'computing the cutoff day');
+  const cutoff = row!.cutoff;
+  const old = (await listPartitions(client)).filter((p) => /^\d{8}$/.test(p.partition) && Number(p.partition) < Number(cutoff));
+  if (execute) {
+    for (const partition of old) {
+      try {
+        await client.command({ query: `ALTER TABLE ${partition.table} DROP PARTITION ${partition.partition}` });
+      } catch (error) {
+        throw clickHouseError(error, `dropping partition ${partition.partition} of ${partition.table}`);
+      }
+    }
+  }
+  return { days, cutoff, partitions: old, executed: execute };
+}

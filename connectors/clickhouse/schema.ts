@@ -1,0 +1,236 @@
+/**
+ * The analytics schema in ClickHouse: database `sluice`, its tables (names are
+ * part of the analysts' contract) and the versioned migrations that create
+ * them. Applied by `sluice clickhouse migrate`; each applied version is
+ * recorded in `sluice.schema_migrations` with a checksum of its statements.
+ *
+ * Every statement runs on ClickHouse 18.16 and on current ClickHouse:
+ * - no DateTime64, Map, LowCardinality or TTL: times are UInt64 epoch
+ *   milliseconds, with a DateTime MATERIALIZED from them for date functions
+ *   (materialized, not DEFAULT: 18.16 fills omitted JSONEachRow fields with
+ *   zeros instead of evaluating DEFAULT expressions);
+ * - tables are partitioned by day (toYYYYMMDD) so retention drops partitions;
+ * - every table is a ReplacingMergeTree whose sorting key identifies the Kafka
+ *   record a row came from (or the event and its version), so a row the sink
+ *   inserts twice (it is at-least-once) collapses. ReplacingMergeTree only
+ *   collapses within a partition: the partition of a row is a function of the
+ *   row itself, so a re-inserted row always lands in the same one. Queries
+ *   must still deduplicate (uniqExact, argMax, GROUP BY) because merges run
+ *   when they run.
+ * - 18.16 has no `ADD COLUMN IF NOT EXISTS`: a later migration that adds a
+ *   column must be written as its own version, applied exactly once.
+ */
+import { createHash } from 'node:crypto';
+
+export const DATABASE = 'sluice';
+
+export const TABLES = {
+  migrations: `${DATABASE}.schema_migrations`,
+  stageEvents: `${DATABASE}.stage_events`,
+  modelOutputs: `${DATABASE}.model_outputs`,
+  decisions: `${DATABASE}.decisions`,
+  deadLetters: `${DATABASE}.dead_letters`,
+} as const;
+
+/** The tables the sink writes and retention trims (all partitioned by day). */
+export const DATA_TABLES = [TABLES.stageEvents, TABLES.modelOutputs, TABLES.decisions, TABLES.deadLetters] as const;
+export type DataTable = (typeof DATA_TABLES)[number];
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements: readonly string[];
+}
+
+/** `<column> DateTime MATERIALIZED` from an epoch-ms column: independent of the server's time zone. */
+const fromMs = (column: string, ms: string) => `${column} DateTime MATERIALIZED toDateTime(intDiv(${ms}, 1000))`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'stage events, model outputs, decisions, dead letters',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS ${TABLES.stageEvents} (
+  pipeline String,
+  stage String,
+  outcome String,
+  detail String,
+  event_id String,
+  decision_version UInt32,
+  occurred_at_ms UInt64,
+  stage_at_ms UInt64,
+  kafka_topic String,
+  kafka_partition UInt32,
+  kafka_offset UInt64,
+  kafka_timestamp_ms UInt64,
+  ${fromMs('occurred_at', 'occurred_at_ms')},
+  ${fromMs('stage_at', 'stage_at_ms')},
+  inserted_at DateTime MATERIALIZED now()
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(occurred_at)
+ORDER BY (pipeline, stage, outcome, event_id, kafka_partition, kafka_offset)`,
+      `CREATE TABLE IF NOT EXISTS ${TABLES.modelOutputs} (
+  pipeline String,
+  event_id String,
+  model_version String,
+  score Float64,
+  feature_names Array(String),
+  feature_values Array(Float64),
+  occurred_at_ms UInt64,
+  scored_at_ms UInt64,
+  kafka_partition UInt32,
+  kafka_offset UInt64,
+  ${fromMs('occurred_at', 'occurred_at_ms')},
+  ${fromMs('scored_at', 'scored_at_ms')},
+  inserted_at DateTime MATERIALIZED now()
+) ENGINE = ReplacingMergeTree(scored_at_ms)
+PARTITION BY toYYYYMMDD(occurred_at)
+ORDER BY (pipeline, event_id, model_version)`,
+      `CREATE TABLE IF NOT EXISTS ${TABLES.decisions} (
+  pipeline String,
+  event_id String,
+  decision String,
+  decided_by String,
+  reasons Array(String),
+  score Nullable(Float64),
+  model_version Nullable(String),
+  policy_version String,
+  decision_version UInt32,
+  occurred_at_ms UInt64,
+  decided_at_ms UInt64,
+  kafka_partition UInt32,
+  kafka_offset UInt64,
+  ${fromMs('occurred_at', 'occurred_at_ms')},
+  ${fromMs('decided_at', 'decided_at_ms')},
+  inserted_at DateTime MATERIALIZED now()
+) ENGINE = ReplacingMergeTree(decision_version)
+PARTITION BY toYYYYMMDD(occurred_at)
+ORDER BY (pipeline, event_id)`,
+      `CREATE TABLE IF NOT EXISTS ${TABLES.deadLetters} (
+  pipeline String,
+  stage String,
+  reason String,
+  message String,
+  event_id String,
+  source_topic String,
+  source_partition UInt32,
+  source_offset UInt64,
+  failed_at_ms UInt64,
+  size_bytes UInt32,
+  preview String,
+  kafka_partition UInt32,
+  kafka_offset UInt64,
+  kafka_timestamp_ms UInt64,
+  ${fromMs('failed_at', 'failed_at_ms')},
+  inserted_at DateTime MATERIALIZED now()
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(failed_at)
+ORDER BY (pipeline, stage, reason, kafka_partition, kafka_offset)`,
+    ],
+  },
+];
+
+/** Created before any migration runs (so they are not versions themselves). */
+export const BOOTSTRAP_STATEMENTS = [
+  `CREATE DATABASE IF NOT EXISTS ${DATABASE}`,
+  `CREATE TABLE IF NOT EXISTS ${TABLES.migrations} (
+  version UInt32,
+  name String,
+  checksum String,
+  applied_at DateTime
+) ENGINE = ReplacingMergeTree()
+ORDER BY version`,
+] as const;
+
+/** A migration's fingerprint: editing an applied migration is refused instead of silently diverging. */
+export function migrationChecksum(migration: Migration): string {
+  return createHash('sha256').update(migration.statements.join('\n;\n')).digest('hex').slice(0, 16);
+}
+
+export const LATEST_SCHEMA_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));
+
+/** Row shapes as the sink inserts them (JSONEachRow; MATERIALIZED columns are computed by the server). */
+export interface StageEventRow {
+  pipeline: string;
+  /** validate | score | decide: the stage that produced the record (for a dead letter, its dlq.stage). */
+  stage: string;
+  /** passed | dead_lettered */
+  outcome: 'passed' | 'dead_lettered';
+  /** decide: the decision; score: `unscored` when no model was consulted; dead letters: the reason. */
+  detail: string;
+  /** Empty for a dead letter whose bytes carry no readable event id. */
+  event_id: string;
+  /** decide: the record's decision_version; 0 elsewhere. */
+  decision_version: number;
+  /** For a dead letter whose bytes carry no readable occurred_at: its failed_at. */
+  occurred_at_ms: number;
+  /** validated_at, scored_at, decided_at, or the dead letter's failed_at. */
+  stage_at_ms: number;
+  kafka_topic: string;
+  kafka_partition: number;
+  kafka_offset: number;
+  kafka_timestamp_ms: number;
+}
+
+export interface ModelOutputRow {
+  pipeline: string;
+  event_id: string;
+  model_version: string;
+  score: number;
+  feature_names: string[];
+  feature_values: number[];
+  occurred_at_ms: number;
+  scored_at_ms: number;
+  kafka_partition: number;
+  kafka_offset: number;
+}
+
+export interface DecisionRow {
+  pipeline: string;
+  event_id: string;
+  decision: string;
+  decided_by: string;
+  reasons: string[];
+  score: number | null;
+  model_version: string | null;
+  policy_version: string;
+  decision_version: number;
+  occurred_at_ms: number;
+  decided_at_ms: number;
+  kafka_partition: number;
+  kafka_offset: number;
+}
+
+export interface DeadLetterRow {
+  pipeline: string;
+  stage: string;
+  reason: string;
+  /** dlq.message, with personal data masked. */
+  message: string;
+  event_id: string;
+  source_topic: string;
+  source_partition: number;
+  source_offset: number;
+  failed_at_ms: number;
+  size_bytes: number;
+  /** The first characters of the value, personal data masked. */
+  preview: string;
+  kafka_partition: number;
+  kafka_offset: number;
+  kafka_timestamp_ms: number;
+}
+
+/** Rows for each table, from one batch of records. */
+export interface TableRows {
+  stageEvents: StageEventRow[];
+  modelOutputs: ModelOutputRow[];
+  decisions: DecisionRow[];
+  deadLetters: DeadLetterRow[];
+}
+
+export const TABLE_OF: Record<keyof TableRows, DataTable> = {
+  stageEvents: TABLES.stageEvents,
+  modelOutputs: TABLES.modelOutputs,
+  decisions: TABLES.decisions,
+  deadLetters: TABLES.deadLetters,
+};
