@@ -2,6 +2,8 @@ import kafkajs from 'kafkajs';
 import type { Logger } from '../../lib/log.ts';
 
 const { Kafka, logLevel } = kafkajs;
+// sluice creates every producer with the Java-compatible default partitioner; the v2 migration notice is noise.
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 export type { Admin, Consumer, Producer, Kafka as KafkaClient } from 'kafkajs';
 
 /**
@@ -39,6 +41,9 @@ export function createKafka(options: KafkaOptions): kafkajs.Kafka {
     logCreator: () => (entry) => {
       if (!log) return;
       const { message, ...rest } = entry.log;
+      // Our transactional producers bound their retries on purpose and are
+      // replaced after any failure (see exactly-once.ts), so this warning is noise.
+      if (message.startsWith('Limiting retries for the idempotent producer')) return;
       log[levelNames[entry.level] ?? 'info'](rest, message);
     },
   });

@@ -1,0 +1,164 @@
+/**
+ * The demo: the whole pipeline on the local stack, as an operator runs it.
+ * Stack up, topics, schemas, the three stages as separate processes, a
+ * generated stream with malformed events in it, live progress, a summary; then
+ * it stops what it started.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { SchemaCatalog } from '../connectors/registry/registry.ts';
+import { stackDown, stackPaths, stackStatus, stackUp } from '../deploy/local/stack.ts';
+import { ensureTopics } from '../connectors/kafka/admin.ts';
+import { SluiceError } from '../lib/errors.ts';
+import { createLogger } from '../lib/log.ts';
+import { connectionsFromEnv } from '../lib/settings.ts';
+import { pipelineByName } from '../pipelines/registry.ts';
+import { pipelineTopics, registerPipelineSchemas } from './pipeline.ts';
+import { STAGES, type StageProcess, spawnStage } from './processes.ts';
+import { countBy, Outcomes, percentile, produceStream } from './traffic.ts';
+
+interface DemoOptions {
+  pipeline: string;
+  events: string;
+  rate: string;
+  badEvery: string;
+  keepStack?: boolean;
+  json?: boolean;
+}
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+function table(title: string, counts: Record<string, number>): string {
+  const rows = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+  const width = Math.max(8, ...rows.map(([k]) => k.length));
+  return [title, ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${String(v).padStart(7)}`)].join('\n');
+}
+
+export async function runDemo(options: DemoOptions): Promise<void> {
+  const pipeline = pipelineByName(options.pipeline);
+  const count = Number(options.events);
+  const rate = Number(options.rate);
+  const badEvery = Number(options.badEvery);
+  if (!Number.isInteger(count) || count <= 0) throw new SluiceError('CONFIG_INVALID', '--events must be a positive integer');
+  const connections = connectionsFromEnv();
+  const stackOptions = {
+    brokers: connections.kafkaBrokers,
+    registryUrl: connections.schemaRegistryUrl,
+    clickhouseUrl: connections.clickhouseUrl,
+    progress: (line: string) => say(`  ${line}`),
+  };
+  const logger = createLogger({ component: 'demo' }, 'warn');
+  const wasUp = (await stackStatus(stackOptions)).every((s) => s.answering);
+  const stages: StageProcess[] = [];
+  let outcomes: Outcomes | undefined;
+
+  try {
+    say('1/5 local stack');
+    await stackUp(stackOptions);
+    say('2/5 topics and schemas');
+    await ensureTopics(connections.kafkaBrokers, pipelineTopics(pipeline.name));
+    await registerPipelineSchemas(pipeline.name, connections.schemaRegistryUrl);
+
+    say('3/5 starting validate, score and decide as separate processes');
+    const logDir = join(stackPaths().logs, 'demo');
+    for (const stage of STAGES) {
+      stages.push(spawnStage({ pipeline: pipeline.name, stage, logFile: join(logDir, `${stage}.log`) }));
+    }
+    await Promise.all(stages.map((s) => s.running));
+    say(`    logs: ${logDir}`);
+
+    const idPrefix = `demo-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
+    const catalog = new SchemaCatalog(connections.schemaRegistryUrl);
+    outcomes = await Outcomes.follow({ brokers: connections.kafkaBrokers, pipeline: pipeline.name, catalog, idPrefix, logger });
+    const tracked = outcomes;
+
+    say(`4/5 producing ${count} events at ${rate > 0 ? `${rate}/s` : 'full speed'}, one malformed event every ${badEvery}`);
+    let produced = 0;
+    const render = () =>
+      `    produced ${produced}/${count} · decided ${tracked.decisions.size} · dead letters ${tracked.deadLetterCount()}`;
+    const ticker = setInterval(() => say(render()), 1_000);
+    let stream: Awaited<ReturnType<typeof produceStream>>;
+    try {
+      stream = await produceStream({
+        brokers: connections.kafkaBrokers,
+        pipeline: pipeline.name,
+        count,
+        ratePerSec: rate,
+        badEvery,
+        idPrefix,
+        seed: 2026,
+        maxMessageBytes: 262_144,
+        onProgress: (n) => {
+          produced = n;
+        },
+      });
+      const deadline = Date.now() + 120_000;
+      while (tracked.decisions.size < stream.valid || tracked.deadLetterCount() < stream.bad) {
+        if (Date.now() > deadline) throw new SluiceError('STACK_SERVICE_FAILED', `Timed out: ${render().trim()}. See the stage logs in ${logDir}.`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      clearInterval(ticker);
+    }
+    say(render());
+
+    say('5/5 summary');
+    const decisions = [...tracked.decisions.values()];
+    const seconds = (tracked.lastDecisionAt - stream.startedAt) / 1000;
+    const summary = {
+      pipeline: pipeline.name,
+      events_in: stream.valid + stream.bad,
+      valid_events: stream.valid,
+      malformed_events: stream.bad,
+      decisions: decisions.length,
+      duplicate_decisions: tracked.duplicates,
+      by_decision: countBy(decisions, (d) => d.decision),
+      by_decided_by: countBy(decisions, (d) => d.decided_by),
+      dead_letters_by_reason: Object.fromEntries(tracked.deadLetters),
+      throughput_events_per_s: Math.round(stream.valid / seconds),
+      latency_ms: { p50: percentile(tracked.latenciesMs, 50), p99: percentile(tracked.latenciesMs, 99) },
+      model_version: decisions.find((d) => d.model_version)?.model_version ?? null,
+      policy_version: decisions[0]?.policy_version ?? null,
+    };
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    } else {
+      process.stdout.write(
+        [
+          '',
+          `sluice demo · ${summary.pipeline} · model ${summary.model_version} · ${summary.policy_version}`,
+          `events in          ${summary.events_in} (${summary.valid_events} valid, ${summary.malformed_events} malformed)`,
+          `decisions          ${summary.decisions} (duplicates: ${summary.duplicate_decisions})`,
+          table('by decision', summary.by_decision),
+          table('by decided_by', summary.by_decided_by),
+          table('dead letters by reason', summary.dead_letters_by_reason),
+          `throughput         ${summary.throughput_events_per_s} events/s end to end`,
+          `latency            p50 ${summary.latency_ms.p50} ms · p99 ${summary.latency_ms.p99} ms (produced → decision readable downstream)`,
+          '',
+        ].join('\n'),
+      );
+    }
+  } finally {
+    await outcomes?.stop();
+    for (const stage of stages) stage.kill('SIGTERM');
+    await Promise.all(stages.map((s) => s.exited));
+    if (!wasUp && !options.keepStack) {
+      say('stopping the local stack (it was not running before the demo; --keep-stack keeps it)');
+      await stackDown(stackOptions);
+    }
+  }
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('run the whole pipeline on the local stack with a generated stream and print a summary')
+    .option('--pipeline <name>', 'pipeline', 'signup-risk')
+    .option('--events <n>', 'valid events to produce', '5000')
+    .option('--rate <n>', 'events per second (0 = as fast as possible)', '1000')
+    .option('--bad-every <n>', 'one malformed event after every n valid ones (0 = none)', '100')
+    .option('--keep-stack', 'leave the local stack running afterwards')
+    .option('--json', 'print the summary as JSON')
+    .action(runDemo);
+}

@@ -1,0 +1,155 @@
+/**
+ * Generated traffic for a pipeline and what comes out of it: used by the demo
+ * and the benchmark. Events come from the project's deterministic generator;
+ * each carries its produce time as occurred_at, so end-to-end latency is
+ * measured from the moment it was produced to the moment its decision is read
+ * (read-committed) by a downstream consumer.
+ */
+import { openProducer } from '../connectors/kafka/admin.ts';
+import { followTopic, type Follower } from '../connectors/kafka/follow.ts';
+import type { SchemaCatalog } from '../connectors/registry/registry.ts';
+import { envelopeBytes, generateSignups, malformedSamples } from '../generator/signup-risk.ts';
+import type { Logger } from '../lib/log.ts';
+import type { DecisionRecord } from '../pipelines/signup-risk/types.ts';
+import { topicName } from '../processors/runtime/types.ts';
+
+export interface StreamOptions {
+  brokers: string[];
+  pipeline: string;
+  count: number;
+  /** Events per second; 0 = as fast as the producer goes. */
+  ratePerSec: number;
+  /** One malformed event after every `badEvery` valid ones (0 = none). */
+  badEvery: number;
+  idPrefix: string;
+  seed: number;
+  maxMessageBytes: number;
+  onProgress?(produced: number): void;
+}
+
+export interface StreamResult {
+  valid: number;
+  bad: number;
+  /** Dead-letter reasons expected for the bad events, by count. */
+  expectedReasons: Record<string, number>;
+  startedAt: number;
+  endedAt: number;
+}
+
+const TICK_MS = 20;
+
+/** Produces `count` valid events (plus malformed ones) at a steady rate, in batched sends. */
+export async function produceStream(options: StreamOptions): Promise<StreamResult> {
+  const producer = await openProducer(options.brokers, 'sluice-traffic');
+  const topic = topicName(options.pipeline, 'raw');
+  const samples = options.badEvery > 0 ? malformedSamples({ maxMessageBytes: options.maxMessageBytes, idPrefix: options.idPrefix }) : [];
+  const expectedReasons: Record<string, number> = {};
+  let produced = 0;
+  let bad = 0;
+  const startedAt = Date.now();
+  try {
+    while (produced < options.count) {
+      const due = options.ratePerSec > 0 ? Math.min(options.count, Math.ceil(((Date.now() - startedAt) / 1000) * options.ratePerSec)) : options.count;
+      const size = Math.min(due - produced, 2_000);
+      if (size <= 0) {
+        await new Promise((resolve) => setTimeout(resolve, TICK_MS));
+        continue;
+      }
+      const now = Date.now();
+      const messages = [];
+      for (const event of generateSignups({ seed: options.seed, count: size, firstIndex: produced, startMs: now, spacingMs: 0, idPrefix: options.idPrefix })) {
+        messages.push({ key: event.key, value: envelopeBytes({ ...event.envelope, occurred_at: now }) });
+        produced++;
+        if (options.badEvery > 0 && produced % options.badEvery === 0) {
+          const sample = samples[bad % samples.length]!;
+          // Each bad event gets a key of its own, so repeated classes stay countable.
+          messages.push({ key: `${sample.key}-${bad}`, value: sample.value });
+          expectedReasons[sample.reason] = (expectedReasons[sample.reason] ?? 0) + 1;
+          bad++;
+        }
+      }
+      await producer.send(topic, messages);
+      options.onProgress?.(produced);
+    }
+  } finally {
+    await producer.close();
+  }
+  return { valid: produced, bad, expectedReasons, startedAt, endedAt: Date.now() };
+}
+
+/** Reads a pipeline's decided and dead-letter topics, keeping only this run's events. */
+export class Outcomes {
+  readonly decisions = new Map<string, DecisionRecord>();
+  /** Decisions seen more than once for an event: must stay 0. */
+  duplicates = 0;
+  readonly latenciesMs: number[] = [];
+  readonly deadLetters = new Map<string, number>();
+  firstDecisionAt = 0;
+  lastDecisionAt = 0;
+  private readonly followers: Follower[] = [];
+
+  static async follow(options: { brokers: string[]; pipeline: string; catalog: SchemaCatalog; idPrefix: string; logger: Logger }): Promise<Outcomes> {
+    const outcomes = new Outcomes();
+    const { catalog, idPrefix } = options;
+    let decoding = Promise.resolve();
+    outcomes.followers.push(
+      await followTopic({
+        brokers: options.brokers,
+        topic: topicName(options.pipeline, 'decided'),
+        clientId: 'sluice-outcomes-decided',
+        logger: options.logger,
+        onMessage: ({ value }) => {
+          const receivedAt = Date.now();
+          if (!value) return;
+          decoding = decoding.then(async () => {
+            await catalog.prefetch([value]);
+            const decoded = catalog.decodeSync(value);
+            if (decoded.kind !== 'decoded') return;
+            const decision = decoded.value as DecisionRecord;
+            if (!decision.event_id.startsWith(idPrefix)) return;
+            if (outcomes.decisions.has(decision.event_id)) {
+              outcomes.duplicates++;
+              return;
+            }
+            outcomes.decisions.set(decision.event_id, decision);
+            outcomes.latenciesMs.push(receivedAt - decision.occurred_at);
+            outcomes.firstDecisionAt ||= receivedAt;
+            outcomes.lastDecisionAt = receivedAt;
+          });
+        },
+      }),
+      await followTopic({
+        brokers: options.brokers,
+        topic: topicName(options.pipeline, 'dlq'),
+        clientId: 'sluice-outcomes-dlq',
+        logger: options.logger,
+        onMessage: ({ key, headers }) => {
+          if (!key?.startsWith(idPrefix)) return;
+          const reason = headers['dlq.reason'] ?? 'UNKNOWN';
+          outcomes.deadLetters.set(reason, (outcomes.deadLetters.get(reason) ?? 0) + 1);
+        },
+      }),
+    );
+    return outcomes;
+  }
+
+  deadLetterCount(): number {
+    return [...this.deadLetters.values()].reduce((a, b) => a + b, 0);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.followers.map((f) => f.stop()));
+  }
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export function countBy<T>(items: Iterable<T>, key: (item: T) => string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
+  return counts;
+}
