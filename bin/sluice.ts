@@ -4,6 +4,8 @@
  * stderr; a failure prints its code and what to do, and exits non-zero.
  */
 import { Command } from 'commander';
+import { registerClickHouseCommands } from '../cli/clickhouse.ts';
+import { registerDemoCommand } from '../cli/demo.ts';
 import { registerPipelineCommands } from '../cli/pipeline.ts';
 import { registerStackCommands } from '../cli/stack.ts';
 import { errorMessage, isSluiceError } from '../lib/errors.ts';
@@ -16,7 +18,8 @@ const program = new Command()
 
 registerStackCommands(program);
 registerPipelineCommands(program);
-(await import('../cli/clickhouse.ts')).registerClickHouseCommands(program);
+registerDemoCommand(program);
+registerClickHouseCommands(program);
 
 try {
   await program.parseAsync(process.argv);
