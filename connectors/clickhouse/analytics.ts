@@ -147,7 +147,7 @@ ORDER BY hour, model_version, bucket_from`,
     model_version,
     feature,
     count() AS events,
-    avg(value) AS mean,
+    round(avg(value), 6) AS mean,
     quantileExact(0.05)(value) AS p05,
     quantileExact(0.5)(value) AS p50,
     quantileExact(0.95)(value) AS p95

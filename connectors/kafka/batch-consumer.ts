@@ -44,6 +44,8 @@ export interface BatchConsumerOptions {
   maxBufferedRecords?: number;
   /** How long an idle fetch waits for data. */
   fetchMaxWaitMs?: number;
+  /** How long the group waits for a silent member (a crashed sink) before moving its partitions. */
+  sessionTimeoutMs?: number;
   /** Backoff between attempts at a failing batch: doubles from the first to the last. */
   retryBackoffMs?: { initial: number; max: number };
   /** How often lag is measured for `onLag`; 0 turns it off. */
@@ -79,6 +81,7 @@ export interface BatchConsumer {
 
 export const BATCH_CONSUMER_DEFAULTS = {
   fetchMaxWaitMs: 250,
+  sessionTimeoutMs: 10_000,
   retryBackoffMs: { initial: 200, max: 5_000 },
   lagIntervalMs: 5_000,
 } as const;
@@ -106,6 +109,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
   const maxBuffered = options.maxBufferedRecords ?? 2 * options.maxBatchRecords;
   const backoff = options.retryBackoffMs ?? BATCH_CONSUMER_DEFAULTS.retryBackoffMs;
   const lagIntervalMs = options.lagIntervalMs ?? BATCH_CONSUMER_DEFAULTS.lagIntervalMs;
+  const sessionTimeoutMs = options.sessionTimeoutMs ?? BATCH_CONSUMER_DEFAULTS.sessionTimeoutMs;
   const kafka = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: log });
   const admin = kafka.admin();
   const consumer = kafka.consumer({
@@ -113,8 +117,8 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
     allowAutoTopicCreation: false,
     readUncommitted: false,
     maxWaitTimeInMs: options.fetchMaxWaitMs ?? BATCH_CONSUMER_DEFAULTS.fetchMaxWaitMs,
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    sessionTimeout: sessionTimeoutMs,
+    heartbeatInterval: Math.max(500, Math.floor(sessionTimeoutMs / 10)),
     maxBytesPerPartition: 1_048_576,
     retry: { retries: 10 },
   });

@@ -9,6 +9,8 @@ export const SINK_DEFAULTS = {
   maxBatchWaitMs: 1_000,
   /** How long an idle fetch waits for data. */
   fetchMaxWaitMs: 250,
+  /** A crashed sink's partitions move (or a restarted one resumes) after this long. */
+  sessionTimeoutMs: 10_000,
   retryInitialBackoffMs: 200,
   retryMaxBackoffMs: 5_000,
   /** How often lag (records behind the end of each topic) is measured. */
@@ -23,6 +25,7 @@ const sinkSchema = z.object({
   SLUICE_SINK_MAX_BATCH_RECORDS: integer(1, 1_000_000).default(SINK_DEFAULTS.maxBatchRecords),
   SLUICE_SINK_MAX_BATCH_WAIT_MS: integer(1, 600_000).default(SINK_DEFAULTS.maxBatchWaitMs),
   SLUICE_SINK_FETCH_MAX_WAIT_MS: integer(1, 10_000).default(SINK_DEFAULTS.fetchMaxWaitMs),
+  SLUICE_SINK_SESSION_TIMEOUT_MS: integer(6_000, 300_000).default(SINK_DEFAULTS.sessionTimeoutMs),
   SLUICE_SINK_RETRY_INITIAL_BACKOFF_MS: integer(1, 60_000).default(SINK_DEFAULTS.retryInitialBackoffMs),
   SLUICE_SINK_RETRY_MAX_BACKOFF_MS: integer(1, 600_000).default(SINK_DEFAULTS.retryMaxBackoffMs),
   SLUICE_SINK_LAG_INTERVAL_MS: integer(0, 600_000).default(SINK_DEFAULTS.lagIntervalMs),
@@ -35,6 +38,7 @@ export interface SinkConfig {
   maxBatchRecords: number;
   maxBatchWaitMs: number;
   fetchMaxWaitMs: number;
+  sessionTimeoutMs: number;
   retryBackoffMs: { initial: number; max: number };
   lagIntervalMs: number;
   clickhouseRequestTimeoutMs: number;
@@ -47,6 +51,7 @@ export function sinkConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SinkCon
     maxBatchRecords: parsed.SLUICE_SINK_MAX_BATCH_RECORDS,
     maxBatchWaitMs: parsed.SLUICE_SINK_MAX_BATCH_WAIT_MS,
     fetchMaxWaitMs: parsed.SLUICE_SINK_FETCH_MAX_WAIT_MS,
+    sessionTimeoutMs: parsed.SLUICE_SINK_SESSION_TIMEOUT_MS,
     retryBackoffMs: { initial: parsed.SLUICE_SINK_RETRY_INITIAL_BACKOFF_MS, max: parsed.SLUICE_SINK_RETRY_MAX_BACKOFF_MS },
     lagIntervalMs: parsed.SLUICE_SINK_LAG_INTERVAL_MS,
     clickhouseRequestTimeoutMs: parsed.SLUICE_CLICKHOUSE_REQUEST_TIMEOUT_MS,

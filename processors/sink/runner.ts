@@ -124,6 +124,7 @@ export async function runClickHouseSink(args: {
       maxBatchRecords: config.maxBatchRecords,
       maxBatchWaitMs: config.maxBatchWaitMs,
       fetchMaxWaitMs: config.fetchMaxWaitMs,
+      sessionTimeoutMs: config.sessionTimeoutMs,
       retryBackoffMs: config.retryBackoffMs,
       lagIntervalMs: config.lagIntervalMs,
       logger,
