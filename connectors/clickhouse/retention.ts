@@ -37,17 +37,19 @@ async function select<T>(client: ClickHouseClient, query: string, what: string):
   }
 }
 
-/** Active partitions of the data tables, oldest first. */
-export async function listPartitions(client: ClickHouseClient): Promise<PartitionInfo[]> {
-  const rows = await select<{ table: string; partition: string; rows: string; bytes: string }>(
-    client,
-    `SELECT table, partition, sum(rows) AS rows, sum(bytes_on_disk) AS bytes
+/** The SQL that lists the data tables' active partitions, oldest first. */
+export const PARTITIONS_SQL = `SELECT table, partition, sum(rows) AS rows, sum(bytes_on_disk) AS bytes
 FROM system.parts
 WHERE database = ${quote(DATABASE)} AND active AND table IN (${tableNames.map(quote).join(', ')})
 GROUP BY table, partition
-ORDER BY partition, table`,
-    'listing partitions',
-  );
+ORDER BY partition, table`;
+
+/** The statement that drops one day of a table. */
+export const dropPartitionSql = (table: string, partition: string) => `ALTER TABLE ${table} DROP PARTITION ${partition}`;
+
+/** Active partitions of the data tables, oldest first. */
+export async function listPartitions(client: ClickHouseClient): Promise<PartitionInfo[]> {
+  const rows = await select<{ table: string; partition: string; rows: string; bytes: string }>(client, PARTITIONS_SQL, 'listing partitions');
   return rows.map((row) => ({ table: `${DATABASE}.${row.table}`, partition: row.partition, rows: Number(row.rows), bytesOnDisk: Number(row.bytes) }));
 }
 
@@ -64,7 +66,7 @@ export async function applyRetention(client: ClickHouseClient, options: { days: 
   if (execute) {
     for (const partition of old) {
       try {
-        await client.command({ query: `ALTER TABLE ${partition.table} DROP PARTITION ${partition.partition}` });
+        await client.command({ query: dropPartitionSql(partition.table, partition.partition) });
       } catch (error) {
         throw clickHouseError(error, `dropping partition ${partition.partition} of ${partition.table}`);
       }

@@ -1,0 +1,194 @@
+/**
+ * The same SQL on both ClickHouse versions sluice supports: the local stack's
+ * 18.16 server, and current ClickHouse through chDB (the in-process build of
+ * the same engine, a Python package). The migrations, the sink's rows
+ * (inserted twice, as an at-least-once sink may), every documented query and
+ * the retention statements run on both, and the query results must agree.
+ *
+ * chDB is not part of the stack: point SLUICE_CHDB_PYTHON at a Python that can
+ * `import chdb` (pip install chdb-core), or have python3 able to. Without it
+ * this test is skipped, saying so.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { DOCUMENTED_QUERIES, type QueryRow, runDocumentedQuery, scopedSql } from '../../connectors/clickhouse/analytics.ts';
+import { createClickHouse } from '../../connectors/clickhouse/client.ts';
+import { migrate } from '../../connectors/clickhouse/migrate.ts';
+import { dropPartitionSql, PARTITIONS_SQL } from '../../connectors/clickhouse/retention.ts';
+import { BOOTSTRAP_STATEMENTS, MIGRATIONS, TABLE_OF, type TableRows } from '../../connectors/clickhouse/schema.ts';
+import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
+import { emptyRows } from '../../processors/sink/rows.ts';
+import { connections, uniqueName } from '../helpers.ts';
+
+const python = process.env.SLUICE_CHDB_PYTHON ?? 'python3';
+const probe = spawnSync(python, ['-c', 'import chdb; print(chdb.query("SELECT version()", "CSV"))'], { encoding: 'utf8' });
+const chdbVersion = probe.status === 0 ? probe.stdout.trim().replaceAll('"', '') : undefined;
+const skip = chdbVersion === undefined ? `no Python with chdb (${python}); set SLUICE_CHDB_PYTHON` : false;
+
+/** Runs statements, inserts and queries in a fresh chDB session; prints each query's rows as JSON. */
+const CHDB_SCRIPT = `
+import json, sys
+from chdb import session
+job = json.load(open(sys.argv[1]))
+s = session.Session(sys.argv[2])
+for statement in job['statements']:
+    s.query(statement)
+for insert in job['inserts']:
+    s.query('INSERT INTO %s FORMAT JSONEachRow %s' % (insert['table'], '\\n'.join(json.dumps(r) for r in insert['rows'])))
+out = {}
+for name, sql in job['queries'].items():
+    text = str(s.query(sql, 'JSONEachRow')).strip()
+    out[name] = [json.loads(line) for line in text.split('\\n') if line]
+for statement in job['after']:
+    s.query(statement)
+out['__partitions_after'] = [json.loads(line) for line in str(s.query(job['partitions'], 'JSONEachRow')).strip().split('\\n') if line]
+print(json.dumps(out))
+`;
+
+/** Rows of a small but varied run: latencies, scores, features, a reviewer's second decision, dead letters with and without ids. */
+function sampleRows(pipeline: string, now: number): TableRows {
+  const rows = emptyRows();
+  for (let i = 0; i < 60; i++) {
+    const eventId = `e-${i}`;
+    const occurred = now - 60_000 + i * 500;
+    const coords = (topic: string) => ({ kafka_topic: `${pipeline}.${topic}`, kafka_partition: i % 3, kafka_offset: i, kafka_timestamp_ms: occurred + 100 });
+    const stage = (name: string, at: number, detail = '', version = 0) => ({
+      pipeline,
+      stage: name,
+      outcome: 'passed' as const,
+      detail,
+      event_id: eventId,
+      decision_version: version,
+      occurred_at_ms: occurred,
+      stage_at_ms: at,
+    });
+    rows.stageEvents.push({ ...stage('validate', occurred + 3 + (i % 7)), ...coords('validated') });
+    if (i % 15 === 14) continue; // still in flight: validated only
+    const score = ((i * 37) % 100) / 100;
+    const decision = score >= 0.9 ? 'block' : score >= 0.5 ? 'review' : 'approve';
+    rows.stageEvents.push({ ...stage('score', occurred + 20 + (i % 11)), ...coords('scored') });
+    rows.modelOutputs.push({
+      pipeline,
+      event_id: eventId,
+      model_version: i < 30 ? 'm1' : 'm2',
+      score,
+      feature_names: ['age_log1p', 'ip_signups', 'plan_free'],
+      feature_values: [i / 7, (i * 3) % 5, i % 2],
+      occurred_at_ms: occurred,
+      scored_at_ms: occurred + 20 + (i % 11),
+      kafka_partition: i % 3,
+      kafka_offset: i,
+    });
+    rows.stageEvents.push({ ...stage('decide', occurred + 40 + i, decision, 1), ...coords('decided') });
+    const decisionRow = {
+      pipeline,
+      event_id: eventId,
+      decision,
+      decided_by: 'model',
+      reasons: [`score ${score}`],
+      score,
+      model_version: i < 30 ? 'm1' : 'm2',
+      policy_version: 'p1',
+      decision_version: 1,
+      occurred_at_ms: occurred,
+      decided_at_ms: occurred + 40 + i,
+      kafka_partition: i % 3,
+      kafka_offset: i,
+    };
+    rows.decisions.push(decisionRow);
+    if (decision === 'review' && i % 2 === 0) {
+      // A reviewer's correction: version 2, no model.
+      rows.decisions.push({ ...decisionRow, decision: 'approve', decided_by: 'human', score: null, model_version: null, decision_version: 2, decided_at_ms: now, kafka_offset: 1_000 + i });
+      rows.stageEvents.push({ ...stage('decide', now, 'approve', 2), ...coords('decided'), kafka_offset: 1_000 + i });
+    }
+  }
+  for (let i = 0; i < 5; i++) {
+    const failed = now - 30_000 + i * 1_000;
+    const eventId = i < 3 ? `bad-${i}` : '';
+    rows.deadLetters.push({
+      pipeline,
+      stage: i === 4 ? 'score' : 'validate',
+      reason: i === 4 ? 'SCORING_FAILED' : i % 2 ? 'MALFORMED_PAYLOAD' : 'SCHEMA_VIOLATION',
+      message: `detail ${i}`,
+      event_id: eventId,
+      source_topic: `${pipeline}.raw`,
+      source_partition: 0,
+      source_offset: 100 + i,
+      failed_at_ms: failed,
+      size_bytes: 40 + i,
+      preview: `{"n":${i}}`,
+      kafka_partition: 0,
+      kafka_offset: i,
+      kafka_timestamp_ms: failed,
+    });
+    rows.stageEvents.push({
+      pipeline,
+      stage: i === 4 ? 'score' : 'validate',
+      outcome: 'dead_lettered',
+      detail: 'x',
+      event_id: eventId,
+      decision_version: 0,
+      occurred_at_ms: failed,
+      stage_at_ms: failed,
+      kafka_topic: `${pipeline}.dlq`,
+      kafka_partition: 0,
+      kafka_offset: i,
+      kafka_timestamp_ms: failed,
+    });
+  }
+  return rows;
+}
+
+/** 64-bit integers are strings from 18.16 and numbers from current ClickHouse; floats may differ in their last bits. */
+const normalize = (rows: QueryRow[]) =>
+  rows.map((row) =>
+    Object.fromEntries(
+      Object.entries(row).map(([key, value]) => {
+        const n = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
+        return [key, typeof n === 'number' && !Number.isInteger(n) ? Number(n.toPrecision(12)) : n];
+      }),
+    ),
+  );
+
+describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-chdb-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it(`runs the migrations, the sink's rows (twice), every documented query and retention alike on 18.16 and ${chdbVersion ?? 'chDB'}`, async () => {
+    const pipeline = uniqueName('signup-risk-it-versions');
+    const rows = sampleRows(pipeline, Date.now());
+    const client = createClickHouse({ url: connections.clickhouseUrl });
+    const local: Record<string, QueryRow[]> = {};
+    try {
+      await migrate(client, { url: connections.clickhouseUrl });
+      await insertTableRows(client, rows);
+      await insertTableRows(client, rows); // the at-least-once repeat
+      for (const query of DOCUMENTED_QUERIES) local[query.name] = await runDocumentedQuery(client, query.name, { pipeline });
+    } finally {
+      await client.close();
+    }
+
+    const job = {
+      statements: [...BOOTSTRAP_STATEMENTS, ...MIGRATIONS.flatMap((m) => m.statements)],
+      inserts: [1, 2].flatMap(() => (Object.keys(TABLE_OF) as Array<keyof TableRows>).map((key) => ({ table: TABLE_OF[key], rows: rows[key] }))),
+      queries: Object.fromEntries(DOCUMENTED_QUERIES.map((q) => [q.name, scopedSql(q, { pipeline })])),
+      after: [dropPartitionSql(TABLE_OF.deadLetters, new Date().toISOString().slice(0, 10).replaceAll('-', ''))],
+      partitions: PARTITIONS_SQL,
+    };
+    writeFileSync(join(dir, 'job.json'), JSON.stringify(job));
+    const run = spawnSync(python, ['-c', CHDB_SCRIPT, join(dir, 'job.json'), join(dir, 'data')], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    assert.equal(run.status, 0, run.stderr);
+    const current = JSON.parse(run.stdout) as Record<string, QueryRow[]>;
+
+    for (const query of DOCUMENTED_QUERIES) {
+      assert.ok(local[query.name]!.length > 0, `${query.name} returns rows`);
+      assert.deepEqual(normalize(current[query.name]!), normalize(local[query.name]!), `${query.name}: same result on both versions`);
+    }
+    const tablesLeft = new Set(current['__partitions_after']!.map((p) => p['table']));
+    assert.ok(tablesLeft.has('stage_events') && !tablesLeft.has('dead_letters'), 'partitions listed from system.parts and dropped by day on current ClickHouse');
+  });
+});
