@@ -13,7 +13,7 @@ export const SLUICE_BIN = join(ROOT, 'bin', 'sluice.ts');
 export const NODE_FLAGS = ['--disable-warning=TimeoutNegativeWarning'];
 
 export interface StageProcess {
-  stage: StageName;
+  name: string;
   child: ChildProcess;
   /** Resolves once the stage logged `stage running` (joined its group, caught up with control). */
   running: Promise<void>;
@@ -33,7 +33,18 @@ export function spawnStage(options: {
   env?: Record<string, string>;
   logFile?: string;
 }): StageProcess {
-  const child = spawn(process.execPath, [...NODE_FLAGS, SLUICE_BIN, 'run', options.stage, '--pipeline', options.pipeline], {
+  return spawnProcess({ ...options, name: options.stage, script: SLUICE_BIN, args: ['run', options.stage, '--pipeline', options.pipeline] });
+}
+
+/** Spawns a Node script of the project that logs `stage running` once it is up (a stage, the sink, a benchmark stage). */
+export function spawnProcess(options: {
+  name: string;
+  script: string;
+  args: string[];
+  env?: Record<string, string>;
+  logFile?: string;
+}): StageProcess {
+  const child = spawn(process.execPath, [...NODE_FLAGS, options.script, ...options.args], {
     cwd: ROOT,
     env: { ...process.env, SLUICE_METRICS_PORT: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -50,17 +61,17 @@ export function spawnStage(options: {
   const running = new Promise<void>((resolveRunning, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       log?.write(chunk);
-      if (tail !== null && chunk.includes('"msg":"stage running"')) resolveRunning();
+      if (chunk.includes('"msg":"stage running"')) resolveRunning();
     });
     child.stderr!.on('data', (chunk: Buffer) => {
       log?.write(chunk);
       tail = (tail + chunk.toString()).slice(-4_000);
     });
-    void exited.then((code) => reject(new Error(`${options.stage} exited (${code}) before it was running: ${tail.trim()}`)));
+    void exited.then((code) => reject(new Error(`${options.name} exited (${code}) before it was running: ${tail.trim()}`)));
   });
   running.catch(() => {}); // callers that never await `running` must not crash on it
   return {
-    stage: options.stage,
+    name: options.name,
     child,
     running,
     exited,

@@ -49,6 +49,8 @@ export interface ExactlyOnceOptions {
   maxWaitTimeMs: number;
   /** How long the group waits for a silent member before moving its partitions. */
   sessionTimeoutMs: number;
+  /** Partitions processed at once (each with its own producer); default: all assigned. */
+  partitionConcurrency?: number;
   logger: Logger;
   /** Turns a chunk into outgoing messages. Throwing means "transient: retry the chunk later". */
   handle(records: SourceRecord[], partition: number): Promise<ChunkResult>;
@@ -161,6 +163,7 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
   async function commitChunk(partition: number, records: SourceRecord[], producer: Producer): Promise<void> {
     const started = performance.now();
     const { messages } = await options.handle(records, partition);
+    const handledAt = performance.now();
     const transaction = await producer.transaction();
     try {
       const byTopic = new Map<string, OutgoingMessage[]>();
@@ -188,7 +191,18 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
       await transaction.abort().catch(() => {});
       throw error;
     }
-    log.debug({ partition, records: records.length, first: records[0]!.offset, messages: messages.length }, 'committed');
+    const committedAt = performance.now();
+    log.debug(
+      {
+        partition,
+        records: records.length,
+        first: records[0]!.offset,
+        messages: messages.length,
+        handleMs: Math.round((handledAt - started) * 10) / 10,
+        transactionMs: Math.round((committedAt - handledAt) * 10) / 10,
+      },
+      'committed',
+    );
     options.onCommitted?.({ partition, records: records.length, messages, durationMs: performance.now() - started });
   }
 
@@ -258,7 +272,7 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: partitions,
+    partitionsConsumedConcurrently: options.partitionConcurrency ?? partitions,
     eachBatch,
   });
 

@@ -1,0 +1,37 @@
+/**
+ * The benchmark's baseline stage: consume → produce with exactly the same
+ * exactly-once machinery, batch and transaction settings as the real stages,
+ * and no decoding and no work. Run as its own process:
+ *   node bench/passthrough.ts <from-topic> <to-topic> <group>
+ */
+import { startExactlyOnce } from '../connectors/kafka/exactly-once.ts';
+import { createLogger } from '../lib/log.ts';
+import { connectionsFromEnv } from '../lib/settings.ts';
+import { runtimeConfigFromEnv } from '../processors/runtime/runtime.ts';
+
+const [from, to, group] = process.argv.slice(2);
+if (!from || !to || !group) {
+  process.stderr.write('usage: node bench/passthrough.ts <from-topic> <to-topic> <group>\n');
+  process.exit(2);
+}
+const config = runtimeConfigFromEnv('validate');
+const logger = createLogger({ stage: 'passthrough', from, to });
+const running = await startExactlyOnce({
+  brokers: connectionsFromEnv().kafkaBrokers,
+  clientId: group,
+  groupId: group,
+  topic: from,
+  transactionalIdPrefix: group,
+  maxBatchRecords: config.maxBatchRecords,
+  transactionTimeoutMs: config.transactionTimeoutMs,
+  maxWaitTimeMs: config.fetchMaxWaitMs,
+  sessionTimeoutMs: config.sessionTimeoutMs,
+  logger,
+  handle: async (records) => ({ messages: records.map((r) => ({ topic: to, key: r.key, value: r.value ?? Buffer.alloc(0) })) }),
+});
+logger.info('stage running');
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    void running.stop().then(() => process.exit(0));
+  });
+}

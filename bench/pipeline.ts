@@ -1,0 +1,306 @@
+/**
+ * The pipeline benchmark. In one run, on the same broker and with the same
+ * batch and exactly-once settings, it measures:
+ *   (a) passthrough: one bare transactional consume → produce stage, no work;
+ *   (b) chain: three passthrough stages running together;
+ *   (c) each real stage alone (validate, score, decide), each from a backlog;
+ *   (d) the whole pipeline: sustained throughput from a backlog, then
+ *       end-to-end latency p50/p99 at half that rate.
+ * Every stage is its own process, as in production. Throughput is records over
+ * the time from the stage's first commit to its last (start-up excluded).
+ *
+ *   npm run bench -- [--events N] [--runs R] [--json FILE]
+ */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pipelineTopics, registerPipelineSchemas } from '../cli/pipeline.ts';
+import { spawnProcess, spawnStage, type StageProcess } from '../cli/processes.ts';
+import { Outcomes, percentile, produceStream } from '../cli/traffic.ts';
+import { deleteTopics, ensureTopics, openProducer } from '../connectors/kafka/admin.ts';
+import { followTopic } from '../connectors/kafka/follow.ts';
+import { SchemaCatalog } from '../connectors/registry/registry.ts';
+import { stackPaths } from '../deploy/local/stack.ts';
+import { envelopeBytes, generateSignups } from '../generator/signup-risk.ts';
+import { createLogger } from '../lib/log.ts';
+import { connectionsFromEnv } from '../lib/settings.ts';
+import type { StageName } from '../processors/runtime/runtime.ts';
+import { type TopicSuffix, topicName } from '../processors/runtime/types.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    events: { type: 'string', default: '30000' },
+    runs: { type: 'string', default: '1' },
+    json: { type: 'string' },
+    'latency-seconds': { type: 'string', default: '20' },
+  },
+});
+const EVENTS = Number(args.events);
+const RUNS = Number(args.runs);
+const LATENCY_SECONDS = Number(args['latency-seconds']);
+const connections = connectionsFromEnv();
+const brokers = connections.kafkaBrokers;
+const logger = createLogger({ component: 'bench' }, 'warn');
+const logDir = join(stackPaths().logs, 'bench');
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Throughput {
+  events_per_s: number;
+  seconds: number;
+  records: number;
+}
+
+/** A fresh pipeline instance of its own: topics and subjects. */
+async function freshInstance(label: string): Promise<string> {
+  const name = `signup-risk-bench-${label}-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+  await ensureTopics(brokers, pipelineTopics(name));
+  await registerPipelineSchemas(name, connections.schemaRegistryUrl);
+  return name;
+}
+
+async function prefillRaw(topic: string, count: number, idPrefix: string): Promise<void> {
+  const producer = await openProducer(brokers, 'sluice-bench');
+  try {
+    const now = Date.now();
+    let batch: Array<{ key: string; value: Buffer }> = [];
+    for (const event of generateSignups({ seed: 42, count, startMs: now, spacingMs: 0, idPrefix })) {
+      batch.push({ key: event.key, value: envelopeBytes(event.envelope) });
+      if (batch.length === 2_000) {
+        await producer.send(topic, batch);
+        batch = [];
+      }
+    }
+    await producer.send(topic, batch);
+  } finally {
+    await producer.close();
+  }
+}
+
+/**
+ * Counts the records readable (read-committed) on a topic. Started before the
+ * stages, so that its own group join is not timed; `throughput(startedAt)`
+ * resolves once `records` have arrived, timed from `startedAt` (the stages are
+ * running and the backlog is in place) to the last one.
+ */
+async function countReadable(topic: string, records: number) {
+  let seen = 0;
+  let done: (at: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => {
+    done = resolve;
+  });
+  const follower = await followTopic({
+    brokers,
+    topic,
+    clientId: 'sluice-bench-count',
+    logger,
+    onMessage: () => {
+      seen++;
+      if (seen === records) done(performance.now());
+    },
+  });
+  return {
+    async throughput(startedAt: number): Promise<Throughput> {
+      try {
+        const endedAt = await Promise.race([finished, sleep(600_000).then(() => Number.NaN)]);
+        if (Number.isNaN(endedAt)) throw new Error(`only ${seen} of ${records} records reached ${topic} within 10 minutes`);
+        const seconds = (endedAt - startedAt) / 1000;
+        return { records, seconds, events_per_s: Math.round(records / seconds) };
+      } finally {
+        await follower.stop();
+      }
+    },
+  };
+}
+
+async function stopAll(processes: StageProcess[]): Promise<void> {
+  for (const p of processes) p.kill('SIGTERM');
+  await Promise.all(processes.map((p) => p.exited));
+}
+
+function passthrough(from: string, to: string, group: string): StageProcess {
+  return spawnProcess({
+    name: `passthrough ${from}`,
+    script: join(import.meta.dirname, 'passthrough.ts'),
+    args: [from, to, group],
+    env: { SLUICE_METRICS_PORT: '0' },
+    logFile: join(logDir, 'passthrough.log'),
+  });
+}
+
+async function measurePassthrough(): Promise<Throughput> {
+  const name = await freshInstance('pass');
+  await prefillRaw(topicName(name, 'raw'), EVENTS, `${name}-e`);
+  const counter = await countReadable(topicName(name, 'validated'), EVENTS);
+  const stage = passthrough(topicName(name, 'raw'), topicName(name, 'validated'), `${name}.passthrough`);
+  try {
+    await stage.running;
+    return await counter.throughput(performance.now());
+  } finally {
+    await stopAll([stage]);
+    await dropInstance(name);
+  }
+}
+
+async function measureChain(): Promise<Throughput> {
+  const name = await freshInstance('chain');
+  await prefillRaw(topicName(name, 'raw'), EVENTS, `${name}-e`);
+  const hops: Array<[TopicSuffix, TopicSuffix]> = [
+    ['raw', 'validated'],
+    ['validated', 'scored'],
+    ['scored', 'decided'],
+  ];
+  const counter = await countReadable(topicName(name, 'decided'), EVENTS);
+  const stages = hops.map(([from, to]) => passthrough(topicName(name, from), topicName(name, to), `${name}.${from}`));
+  try {
+    await Promise.all(stages.map((s) => s.running));
+    return await counter.throughput(performance.now());
+  } finally {
+    await stopAll(stages);
+    await dropInstance(name);
+  }
+}
+
+const STAGE_OUTPUT: Record<StageName, TopicSuffix> = { validate: 'validated', score: 'scored', decide: 'decided' };
+
+/** Each real stage alone, from a full backlog: validate drains raw, then score drains validated, then decide. */
+async function measureStages(): Promise<Record<StageName, Throughput>> {
+  const name = await freshInstance('stages');
+  await prefillRaw(topicName(name, 'raw'), EVENTS, `${name}-e`);
+  const results = {} as Record<StageName, Throughput>;
+  try {
+    for (const stage of ['validate', 'score', 'decide'] as const) {
+      const counter = await countReadable(topicName(name, STAGE_OUTPUT[stage]), EVENTS);
+      const process = spawnStage({ pipeline: name, stage, env: { SLUICE_METRICS_PORT: '0' }, logFile: join(logDir, `${stage}.log`) });
+      try {
+        await process.running;
+        results[stage] = await counter.throughput(performance.now());
+      } finally {
+        await stopAll([process]);
+      }
+    }
+    return results;
+  } finally {
+    await dropInstance(name);
+  }
+}
+
+async function measurePipeline(): Promise<{ events_per_s: number; latency_ms: { p50: number; p99: number; rate_per_s: number; events: number } }> {
+  // Sustained throughput: the three stages together drain a backlog.
+  const name = await freshInstance('pipe');
+  await prefillRaw(topicName(name, 'raw'), EVENTS, `${name}-e`);
+  const counter = await countReadable(topicName(name, 'decided'), EVENTS);
+  const stages = (['validate', 'score', 'decide'] as const).map((stage) =>
+    spawnStage({ pipeline: name, stage, env: { SLUICE_METRICS_PORT: '0' }, logFile: join(logDir, `pipeline-${stage}.log`) }),
+  );
+  try {
+    await Promise.all(stages.map((s) => s.running));
+    const eventsPerS = (await counter.throughput(performance.now())).events_per_s;
+
+    // Latency at half that rate, on the same running stages, new events only.
+    const rate = Math.max(1, Math.round(eventsPerS / 2));
+    const count = rate * LATENCY_SECONDS;
+    const idPrefix = `${name}-lat`;
+    const outcomes = await Outcomes.follow({ brokers, pipeline: name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix, logger });
+    try {
+      await produceStream({ brokers, pipeline: name, count, ratePerSec: rate, badEvery: 0, idPrefix, seed: 7, maxMessageBytes: 262_144 });
+      const deadline = Date.now() + 120_000;
+      while (outcomes.decisions.size < count && Date.now() < deadline) await sleep(50);
+      // The first seconds include the stages settling into a steady rate: measure the rest.
+      const steady = outcomes.latenciesMs.slice(Math.floor(outcomes.latenciesMs.length * 0.1));
+      return {
+        events_per_s: eventsPerS,
+        latency_ms: { p50: percentile(steady, 50), p99: percentile(steady, 99), rate_per_s: rate, events: outcomes.decisions.size },
+      };
+    } finally {
+      await outcomes.stop();
+    }
+  } finally {
+    await stopAll(stages);
+    await dropInstance(name);
+  }
+}
+
+async function dropInstance(name: string): Promise<void> {
+  await deleteTopics(
+    brokers,
+    (['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const).map((s) => topicName(name, s)),
+  ).catch(() => {});
+}
+
+interface RunResult {
+  passthrough: Throughput;
+  chain: Throughput;
+  stages: Record<StageName, Throughput>;
+  pipeline: { events_per_s: number; latency_ms: { p50: number; p99: number; rate_per_s: number; events: number } };
+  ratios: Record<string, number>;
+}
+
+async function runOnce(run: number): Promise<RunResult> {
+  say(`run ${run}: passthrough`);
+  const passthroughResult = await measurePassthrough();
+  say(`run ${run}: chain of three passthrough stages`);
+  const chain = await measureChain();
+  say(`run ${run}: each stage alone`);
+  const stages = await measureStages();
+  say(`run ${run}: whole pipeline`);
+  const pipeline = await measurePipeline();
+  const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+  return {
+    passthrough: passthroughResult,
+    chain,
+    stages,
+    pipeline,
+    ratios: {
+      validate_over_passthrough: ratio(stages.validate.events_per_s, passthroughResult.events_per_s),
+      score_over_passthrough: ratio(stages.score.events_per_s, passthroughResult.events_per_s),
+      decide_over_passthrough: ratio(stages.decide.events_per_s, passthroughResult.events_per_s),
+      pipeline_over_chain: ratio(pipeline.events_per_s, chain.events_per_s),
+    },
+  };
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+};
+
+const results: RunResult[] = [];
+for (let run = 1; run <= RUNS; run++) results.push(await runOnce(run));
+
+const pick = (f: (r: RunResult) => number) => median(results.map(f));
+const summary = {
+  events: EVENTS,
+  runs: RUNS,
+  passthrough: { events_per_s: pick((r) => r.passthrough.events_per_s) },
+  chain: { events_per_s: pick((r) => r.chain.events_per_s) },
+  stages: {
+    validate: { events_per_s: pick((r) => r.stages.validate.events_per_s) },
+    score: { events_per_s: pick((r) => r.stages.score.events_per_s) },
+    decide: { events_per_s: pick((r) => r.stages.decide.events_per_s) },
+  },
+  pipeline: {
+    events_per_s: pick((r) => r.pipeline.events_per_s),
+    latency_ms: { p50: pick((r) => r.pipeline.latency_ms.p50), p99: pick((r) => r.pipeline.latency_ms.p99) },
+    latency_rate_per_s: pick((r) => r.pipeline.latency_ms.rate_per_s),
+  },
+  ratios: Object.fromEntries(Object.keys(results[0]!.ratios).map((k) => [k, pick((r) => r.ratios[k]!)])),
+  per_run: results,
+};
+
+const rows: Array<[string, string]> = [
+  ['(a) passthrough', `${summary.passthrough.events_per_s} events/s`],
+  ['(b) chain of 3 passthrough', `${summary.chain.events_per_s} events/s`],
+  ['(c) validate alone', `${summary.stages.validate.events_per_s} events/s  (÷ passthrough ${summary.ratios.validate_over_passthrough})`],
+  ['(c) score alone', `${summary.stages.score.events_per_s} events/s  (÷ passthrough ${summary.ratios.score_over_passthrough})`],
+  ['(c) decide alone', `${summary.stages.decide.events_per_s} events/s  (÷ passthrough ${summary.ratios.decide_over_passthrough})`],
+  ['(d) pipeline sustained', `${summary.pipeline.events_per_s} events/s  (÷ chain ${summary.ratios.pipeline_over_chain})`],
+  [`(d) latency at ${summary.pipeline.latency_rate_per_s}/s`, `p50 ${summary.pipeline.latency_ms.p50} ms · p99 ${summary.pipeline.latency_ms.p99} ms`],
+];
+process.stdout.write(`\nsluice benchmark: ${EVENTS} events, median of ${RUNS} run(s), ratios taken within each run\n`);
+for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(30)} ${value}\n`);
+if (args.json) {
+  writeFileSync(args.json, `${JSON.stringify(summary, null, 2)}\n`);
+  say(`wrote ${args.json}`);
+}
