@@ -149,6 +149,34 @@ export function outgoingMessages(args: {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Transient: the whole chunk is retried later. Anything else thrown is a defect tied to some record. */
+const isTransient = (error: unknown) => isSluiceError(error) && error.retriable;
+
+/**
+ * Runs the stage on a chunk. If it throws something that is not transient,
+ * the chunk is run again record by record, and each record that still throws
+ * is dead-lettered as PROCESSING_FAILED: one poison record must not wedge its
+ * partition in an endless retry, nor take its neighbours down with it.
+ */
+export async function processIsolating<In>(definition: StageDefinition<In>, inputs: Array<StageInput<In>>, logger: Logger): Promise<Outcome[]> {
+  try {
+    return await definition.process(inputs);
+  } catch (error) {
+    if (isTransient(error)) throw error;
+    logger.error({ err: errorMessage(error), records: inputs.length }, 'stage failed on a chunk; isolating the failing records');
+  }
+  const outcomes: Outcome[] = [];
+  for (const input of inputs) {
+    try {
+      outcomes.push((await definition.process([input]))[0] ?? deadLetter('OUTPUT_INVALID', 'stage returned no outcome'));
+    } catch (error) {
+      if (isTransient(error)) throw error;
+      outcomes.push(deadLetter('PROCESSING_FAILED', `stage failed on this record: ${errorMessage(error)}`));
+    }
+  }
+  return outcomes;
+}
+
 /** Retries a start-up step while the failure is retriable (a service still starting). */
 async function untilAvailable<T>(what: string, logger: Logger, step: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -234,7 +262,7 @@ export async function runStage<In>(args: {
         } else outcomes.push({ source, outcome: deadLetter('MALFORMED_PAYLOAD', decoded.message) });
       }
       if (inputs.length > 0) {
-        const produced = await definition.process(inputs);
+        const produced = await processIsolating(definition, inputs, logger);
         inputs.forEach((input, i) => {
           outcomes.push({ source: input.source, outcome: produced[i] ?? deadLetter('OUTPUT_INVALID', 'stage returned no outcome') });
         });

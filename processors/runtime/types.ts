@@ -14,6 +14,7 @@ export const DEAD_LETTER_REASONS = [
   'UNEXPECTED_EVENT_TYPE',
   'SCORING_FAILED',
   'OUTPUT_INVALID',
+  'PROCESSING_FAILED',
 ] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
