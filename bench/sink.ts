@@ -21,6 +21,7 @@ import { NODE_FLAGS, SLUICE_BIN, STAGES, type StageProcess, spawnStage } from '.
 import { percentile, produceStream } from '../cli/traffic.ts';
 import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/client.ts';
 import { migrate } from '../connectors/clickhouse/migrate.ts';
+import { deletePipelineRows } from '../connectors/clickhouse/retention.ts';
 import { deleteTopics, ensureTopics, openProducer, type PlainMessage } from '../connectors/kafka/admin.ts';
 import { createKafka } from '../connectors/kafka/client.ts';
 import { framedEncoder, SchemaCatalog } from '../connectors/registry/registry.ts';
@@ -67,8 +68,10 @@ async function createInstance(label: string): Promise<string> {
   return name;
 }
 
-const dropInstance = (name: string) =>
-  deleteTopics(brokers, (['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const).map((s) => topicName(name, s))).catch(() => {});
+async function dropInstance(name: string): Promise<void> {
+  await deleteTopics(brokers, (['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const).map((s) => topicName(name, s))).catch(() => {});
+  await deletePipelineRows(clickhouse, name).catch((error) => say(`could not delete the benchmark's rows: ${error}`));
+}
 
 interface SinkProcess {
   child: ChildProcess;

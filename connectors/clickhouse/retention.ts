@@ -74,3 +74,18 @@ export async function applyRetention(client: ClickHouseClient, options: { days: 
   }
   return { days, cutoff, partitions: old, executed: execute };
 }
+
+/**
+ * Deletes every row of one pipeline (a decommissioned pipeline, or a test's or
+ * benchmark's instance). An asynchronous mutation on both versions: the rows
+ * disappear once ClickHouse has rewritten the parts that hold them.
+ */
+export async function deletePipelineRows(client: ClickHouseClient, pipeline: string): Promise<void> {
+  for (const table of DATA_TABLES) {
+    try {
+      await client.command({ query: `ALTER TABLE ${table} DELETE WHERE pipeline = ${quote(pipeline)}` });
+    } catch (error) {
+      throw clickHouseError(error, `deleting the rows of ${pipeline} from ${table}`);
+    }
+  }
+}

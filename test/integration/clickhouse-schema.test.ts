@@ -11,6 +11,7 @@ import { DOCUMENTED_QUERIES, runDocumentedQuery } from '../../connectors/clickho
 import { type ClickHouseClient, clickHouseError, createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
 import { ANALYST_DEFAULTS, hasSqlAccessControl, migrate, pendingMigrations } from '../../connectors/clickhouse/migrate.ts';
 import { DATA_TABLES, MIGRATIONS, migrationChecksum, TABLES, type TableRows } from '../../connectors/clickhouse/schema.ts';
+import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
 import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
 import { type ErrorCode, isSluiceError } from '../../lib/errors.ts';
 import { connections, uniqueName } from '../helpers.ts';
@@ -214,6 +215,7 @@ describe('ClickHouse schema, analyst user and retention', () => {
     }
     const again = sluice(['clickhouse', 'retention', '--days', '999', '--json']);
     assert.ok(!(JSON.parse(again.stdout) as typeof listed).partitions.some((p) => p.partition === day), 'nothing left to drop for that day');
+    await deletePipelineRows(admin, pipeline);
   });
 
   it('refuses a retention of less than one day', () => {

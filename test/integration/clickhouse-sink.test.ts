@@ -15,6 +15,7 @@ import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
 import { DOCUMENTED_QUERIES, type QueryRow, runDocumentedQuery } from '../../connectors/clickhouse/analytics.ts';
 import { createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
+import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
 import { DATA_TABLES } from '../../connectors/clickhouse/schema.ts';
 import { createKafka } from '../../connectors/kafka/client.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
@@ -173,6 +174,7 @@ describe('ClickHouse sink', () => {
     await kill(sink);
     for (const table of DATA_TABLES) await client.command({ query: `SYSTEM START MERGES ${table}` }).catch(() => {});
     await instance?.stop();
+    if (instance) await deletePipelineRows(client, instance.name).catch(() => {});
     await client.close();
   });
 

@@ -18,7 +18,7 @@ import { after, describe, it } from 'node:test';
 import { DOCUMENTED_QUERIES, type QueryRow, runDocumentedQuery, scopedSql } from '../../connectors/clickhouse/analytics.ts';
 import { createClickHouse } from '../../connectors/clickhouse/client.ts';
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
-import { dropPartitionSql, PARTITIONS_SQL } from '../../connectors/clickhouse/retention.ts';
+import { deletePipelineRows, dropPartitionSql, PARTITIONS_SQL } from '../../connectors/clickhouse/retention.ts';
 import { BOOTSTRAP_STATEMENTS, MIGRATIONS, TABLE_OF, type TableRows } from '../../connectors/clickhouse/schema.ts';
 import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
 import { emptyRows } from '../../processors/sink/rows.ts';
@@ -169,6 +169,7 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
       await insertTableRows(client, rows); // the at-least-once repeat
       for (const query of DOCUMENTED_QUERIES) local[query.name] = await runDocumentedQuery(client, query.name, { pipeline });
     } finally {
+      await deletePipelineRows(client, pipeline).catch(() => {});
       await client.close();
     }
 
