@@ -15,7 +15,10 @@ import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { pipelineTopics, registerPipelineSchemas } from './pipeline.ts';
-import { STAGES, type StageProcess, spawnStage } from './processes.ts';
+import { STAGES, type StageProcess, spawnSink, spawnStage } from './processes.ts';
+import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/client.ts';
+import { formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
+import { migrate } from '../connectors/clickhouse/migrate.ts';
 import { countBy, Outcomes, percentile, produceStream } from './traffic.ts';
 
 interface DemoOptions {
@@ -52,19 +55,22 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const wasUp = (await stackStatus(stackOptions)).every((s) => s.answering);
   const stages: StageProcess[] = [];
   let outcomes: Outcomes | undefined;
+  const clickhouse = createClickHouse({ url: connections.clickhouseUrl });
 
   try {
-    say('1/5 local stack');
+    say('1/6 local stack');
     await stackUp(stackOptions);
-    say('2/5 topics and schemas');
+    say('2/6 topics, schemas and ClickHouse tables');
     await ensureTopics(connections.kafkaBrokers, pipelineTopics(pipeline.name));
     await registerPipelineSchemas(pipeline.name, connections.schemaRegistryUrl);
+    await migrate(clickhouse, { url: connections.clickhouseUrl });
 
-    say('3/5 starting validate, score and decide as separate processes');
+    say('3/6 starting validate, score, decide and the ClickHouse sink as separate processes');
     const logDir = join(stackPaths().logs, 'demo');
     for (const stage of STAGES) {
       stages.push(spawnStage({ pipeline: pipeline.name, stage, logFile: join(logDir, `${stage}.log`) }));
     }
+    stages.push(spawnSink({ pipeline: pipeline.name, logFile: join(logDir, 'sink.log') }));
     await Promise.all(stages.map((s) => s.running));
     say(`    logs: ${logDir}`);
 
@@ -73,7 +79,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     outcomes = await Outcomes.follow({ brokers: connections.kafkaBrokers, pipeline: pipeline.name, catalog, idPrefix, logger });
     const tracked = outcomes;
 
-    say(`4/5 producing ${count} events at ${rate > 0 ? `${rate}/s` : 'full speed'}, one malformed event every ${badEvery}`);
+    say(`4/6 producing ${count} events at ${rate > 0 ? `${rate}/s` : 'full speed'}, one malformed event every ${badEvery}`);
     let produced = 0;
     const render = () =>
       `    produced ${produced}/${count} · decided ${tracked.decisions.size} · dead letters ${tracked.deadLetterCount()}`;
@@ -103,7 +109,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     }
     say(render());
 
-    say('5/5 summary');
+    say('5/6 summary');
     const decisions = [...tracked.decisions.values()];
     const seconds = (tracked.lastDecisionAt - stream.startedAt) / 1000;
     const summary = {
@@ -139,7 +145,16 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         ].join('\n'),
       );
     }
+
+    say('6/6 ClickHouse: two of the documented queries (docs/analytics.md), once the sink has caught up');
+    await waitForSink(clickhouse, pipeline.name, idPrefix, decisions.length);
+    for (const name of ['decision-mix', 'loss-check']) {
+      const rows = await runDocumentedQuery(clickhouse, name, { pipeline: pipeline.name });
+      if (options.json) process.stdout.write(`${JSON.stringify({ query: name, rows })}\n`);
+      else process.stdout.write(`\n$ npx sluice clickhouse query ${name}\n${formatRows(rows)}\n`);
+    }
   } finally {
+    await clickhouse.close();
     await outcomes?.stop();
     for (const stage of stages) stage.kill('SIGTERM');
     await Promise.all(stages.map((s) => s.exited));
@@ -147,6 +162,20 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       say('stopping the local stack (it was not running before the demo; --keep-stack keeps it)');
       await stackDown(stackOptions);
     }
+  }
+}
+
+/** Waits until ClickHouse holds every decision of this run (its event ids start with `idPrefix`). */
+async function waitForSink(clickhouse: ReturnType<typeof createClickHouse>, pipeline: string, idPrefix: string, decisions: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const [row] = await queryRows<{ n: string }>(
+      clickhouse,
+      `SELECT uniqExact(event_id) AS n FROM sluice.decisions WHERE pipeline = ${quote(pipeline)} AND event_id LIKE ${quote(`${idPrefix}%`)}`,
+    );
+    if (Number(row?.n ?? 0) >= decisions) return;
+    if (Date.now() > deadline) throw new SluiceError('CLICKHOUSE_UNAVAILABLE', `The sink did not catch up within 60 s (ClickHouse holds ${row?.n} decisions).`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 

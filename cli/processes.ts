@@ -36,14 +36,27 @@ export function spawnStage(options: {
   return spawnProcess({ ...options, name: options.stage, script: SLUICE_BIN, args: ['run', options.stage, '--pipeline', options.pipeline] });
 }
 
-/** Spawns a Node script of the project that logs `stage running` once it is up (a stage, the sink, a benchmark stage). */
+/** Spawns `sluice sink clickhouse --pipeline <pipeline>`. */
+export function spawnSink(options: { pipeline: string; env?: Record<string, string>; logFile?: string }): StageProcess {
+  return spawnProcess({
+    ...options,
+    name: 'sink',
+    script: SLUICE_BIN,
+    args: ['sink', 'clickhouse', '--pipeline', options.pipeline],
+    readyMessage: 'sink running',
+  });
+}
+
+/** Spawns a Node script of the project that logs `readyMessage` (default `stage running`) once it is up. */
 export function spawnProcess(options: {
   name: string;
   script: string;
   args: string[];
   env?: Record<string, string>;
   logFile?: string;
+  readyMessage?: string;
 }): StageProcess {
+  const ready = `"msg":"${options.readyMessage ?? 'stage running'}"`;
   const child = spawn(process.execPath, [...NODE_FLAGS, options.script, ...options.args], {
     cwd: ROOT,
     env: { ...process.env, SLUICE_METRICS_PORT: '0', ...options.env },
@@ -61,7 +74,7 @@ export function spawnProcess(options: {
   const running = new Promise<void>((resolveRunning, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       log?.write(chunk);
-      if (chunk.includes('"msg":"stage running"')) resolveRunning();
+      if (chunk.includes(ready)) resolveRunning();
     });
     child.stderr!.on('data', (chunk: Buffer) => {
       log?.write(chunk);
