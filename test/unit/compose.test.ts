@@ -31,6 +31,8 @@ const services = compose.services ?? {};
 
 const INFRASTRUCTURE = ['kafka', 'schema-registry', 'clickhouse', 'prometheus', 'grafana'] as const;
 const PROCESSORS = ['validate', 'score', 'decide'] as const;
+/** Every long-running sluice process: the stages and the ClickHouse sink. */
+const PROCESSES = [...PROCESSORS, 'sink'] as const;
 const PIPELINE = 'signup-risk';
 
 function service(name: string): Service {
@@ -112,7 +114,7 @@ function imageTag(image: string): string | undefined {
 
 describe('docker-compose.yml', () => {
   it('defines the infrastructure, the init job and the three processors', () => {
-    for (const name of [...INFRASTRUCTURE, 'sluice-init', ...PROCESSORS]) service(name);
+    for (const name of [...INFRASTRUCTURE, 'sluice-init', ...PROCESSES]) service(name);
   });
 
   it('publishes each engine on its usual host port', () => {
@@ -144,7 +146,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('checks that each processor is alive on its metrics port', () => {
-    for (const name of PROCESSORS) {
+    for (const name of PROCESSES) {
       const command = healthCommand(name);
       assert.ok(command, `${name} has no health check command`);
       assert.match(command, /\/livez\b/, `${name}'s health check must ask /livez`);
@@ -174,7 +176,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('starts the processors only after init has succeeded and Kafka and the registry are healthy', () => {
-    for (const name of PROCESSORS) {
+    for (const name of PROCESSES) {
       const dependencies = dependsOn(name);
       assert.equal(dependencies['sluice-init'], 'service_completed_successfully', `${name} must wait for sluice-init to succeed`);
       assert.equal(dependencies['kafka'], 'service_healthy', `${name} must wait for kafka`);
@@ -198,7 +200,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('runs each processor stage from the project image', () => {
-    for (const name of [...PROCESSORS, 'sluice-init']) {
+    for (const name of [...PROCESSES, 'sluice-init']) {
       const build = service(name).build;
       const context = typeof build === 'string' ? build : build?.context;
       assert.ok(context === '.' || context === './', `${name} must be built from the project's Dockerfile`);
@@ -207,11 +209,12 @@ describe('docker-compose.yml', () => {
     for (const stage of PROCESSORS) {
       assert.deepEqual(argv(stage), ['node', 'bin/sluice.ts', 'run', stage, '--pipeline', PIPELINE]);
     }
+    assert.deepEqual(argv('sink'), ['node', 'bin/sluice.ts', 'sink', 'clickhouse', '--pipeline', PIPELINE]);
   });
 
   it('points the processors at the engines by their in-network names, in a form the config accepts', () => {
     const advertised = env('kafka')['KAFKA_ADVERTISED_LISTENERS'] ?? '';
-    for (const name of [...PROCESSORS, 'sluice-init']) {
+    for (const name of [...PROCESSES, 'sluice-init']) {
       const variables = env(name);
       const connections = connectionsFromEnv(variables);
       assert.deepEqual(connections.kafkaBrokers, ['kafka:19092'], `${name}: KAFKA_BROKERS`);
@@ -219,7 +222,7 @@ describe('docker-compose.yml', () => {
       assert.equal(connections.schemaRegistryUrl, 'http://schema-registry:8081', `${name}: SCHEMA_REGISTRY_URL`);
       assert.equal(new URL(connections.clickhouseUrl).host, 'clickhouse:8123', `${name}: CLICKHOUSE_URL`);
     }
-    for (const name of PROCESSORS) assert.equal(env(name)['SLUICE_METRICS_PORT'], '9464', `${name}: SLUICE_METRICS_PORT`);
+    for (const name of PROCESSES) assert.equal(env(name)['SLUICE_METRICS_PORT'], '9464', `${name}: SLUICE_METRICS_PORT`);
   });
 
   it('runs Kafka as one KRaft node with topic auto-creation off and single-replica internal topics', () => {
@@ -299,9 +302,9 @@ describe('Prometheus and Grafana provisioning', () => {
     return targets;
   }
 
-  it('scrapes /metrics of all three processors on the port they serve it on', () => {
+  it('scrapes /metrics of the three stages and the sink on the port they serve it on', () => {
     const targets = scrapedTargets();
-    for (const name of PROCESSORS) {
+    for (const name of PROCESSES) {
       const target = `${name}:${env(name)['SLUICE_METRICS_PORT']}`;
       assert.ok(targets.includes(target), `prometheus.yml does not scrape ${target}; it scrapes ${targets.join(', ')}`);
     }
