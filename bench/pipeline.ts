@@ -43,7 +43,8 @@ const connections = connectionsFromEnv();
 const brokers = connections.kafkaBrokers;
 const logger = createLogger({ component: 'bench' }, 'warn');
 const logDir = join(stackPaths().logs, 'bench');
-const say = (line: string) => process.stderr.write(`${line}\n`);
+const benchStartedAt = Date.now();
+const say = (line: string) => process.stderr.write(`[${((Date.now() - benchStartedAt) / 1000).toFixed(1)} s] ${line}\n`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Throughput {

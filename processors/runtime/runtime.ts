@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { type ChunkResult, type OutgoingMessage, startExactlyOnce } from '../../connectors/kafka/exactly-once.ts';
 import { type AvroType, framedEncoder, SchemaCatalog } from '../../connectors/registry/registry.ts';
 import { errorMessage, isSluiceError } from '../../lib/errors.ts';
+import { keepRunning, Resources, type Running } from '../../lib/lifecycle.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import { createStageMetrics, type StageMetrics, startMetricsServer } from '../../lib/metrics.ts';
 import { type Connections, parseEnv } from '../../lib/settings.ts';
@@ -192,11 +193,7 @@ async function untilAvailable<T>(what: string, logger: Logger, step: () => Promi
   }
 }
 
-export interface RunningStage {
-  stop(): Promise<void>;
-  /** Resolves when the stage has stopped (signal or stop()). */
-  done: Promise<void>;
-}
+export type RunningStage = Running;
 
 /**
  * Runs a stage until SIGTERM/SIGINT or stop(). Builds, runs, and closes
@@ -217,22 +214,18 @@ export async function runStage<In>(args: {
   const metrics = createStageMetrics({ pipeline: pipeline.name, stage, team: pipeline.owners.team });
   metrics.info.set({ version: process.env.npm_package_version ?? 'dev' }, 1);
   const catalog = new SchemaCatalog(connections.schemaRegistryUrl);
-  const closers: Array<() => Promise<unknown>> = [];
-  const close = async () => {
-    for (const closer of closers.reverse()) await closer().catch((error) => logger.warn({ err: errorMessage(error) }, 'close failed'));
-    closers.length = 0;
-  };
+  const resources = new Resources(logger);
 
   try {
     const { state: control, follower } = await untilAvailable('reading the control topic', logger, () =>
       followControl({ brokers: connections.kafkaBrokers, catalog, clientId: `${pipeline.name}.${stage}.control`, logger }),
     );
-    closers.push(() => follower.stop());
+    resources.add(() => follower.stop());
     metrics.killSwitch.set(control.killSwitchOn(pipeline.name) ? 1 : 0);
     control.onChange(() => metrics.killSwitch.set(control.killSwitchOn(pipeline.name) ? 1 : 0));
 
     const definition = await args.factory({ pipeline, catalog, control, logger, metrics, now: Date.now });
-    if (definition.close) closers.push(() => definition.close!());
+    if (definition.close) resources.add(() => definition.close!());
 
     const encoders = new Map<TopicSuffix, (value: unknown) => Buffer>();
     for (const suffix of definition.outputs) {
@@ -301,7 +294,7 @@ export async function runStage<In>(args: {
         metrics.retries.inc({ code });
       },
     });
-    closers.push(() => running.stop());
+    resources.add(() => running.stop());
 
     if (config.metricsPort > 0) {
       const server = await startMetricsServer(config.metricsPort, metrics.registry, {
@@ -311,30 +304,13 @@ export async function runStage<In>(args: {
           return { ready: true, detail: `ok; last commit ${Math.round((Date.now() - lastCommitAt) / 1000)} s ago` };
         },
       });
-      closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      resources.add(() => new Promise<void>((resolve) => server.close(() => resolve())));
     }
     logger.info({ input: definition.input, outputs: definition.outputs, ...config }, 'stage running');
 
-    let stopped: Promise<void> | undefined;
-    let markDone: () => void = () => {};
-    const done = new Promise<void>((resolve) => {
-      markDone = resolve;
-    });
-    const stop = () => {
-      stopped ??= (async () => {
-        logger.info('stopping: finishing the current batch');
-        await close();
-        logger.info('stopped');
-        markDone();
-      })();
-      return stopped;
-    };
-    if (args.handleSignals !== false) {
-      for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stop());
-    }
-    return { stop, done };
+    return keepRunning({ resources, logger, stopping: 'finishing the current batch', handleSignals: args.handleSignals !== false });
   } catch (error) {
-    await close();
+    await resources.close();
     throw error;
   }
 }

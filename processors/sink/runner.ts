@@ -16,6 +16,7 @@ import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
 import { topicPartitions } from '../../connectors/kafka/admin.ts';
 import { type BatchConsumer, startBatchConsumer } from '../../connectors/kafka/batch-consumer.ts';
 import { SchemaCatalog } from '../../connectors/registry/registry.ts';
+import { keepRunning, Resources } from '../../lib/lifecycle.ts';
 import { errorMessage, isSluiceError } from '../../lib/errors.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import { startMetricsServer } from '../../lib/metrics.ts';
@@ -105,11 +106,8 @@ export async function runClickHouseSink(args: {
   const groupId = args.groupId ?? sinkGroupId(pipeline.name);
   const topics = sinkTopics(pipeline.name);
   let stopping = false;
-  const closers: Array<() => Promise<unknown>> = [() => client.close()];
-  const close = async () => {
-    for (const closer of closers.reverse()) await closer().catch((error) => logger.warn({ err: errorMessage(error) }, 'close failed'));
-    closers.length = 0;
-  };
+  const resources = new Resources(logger);
+  resources.add(() => client.close());
 
   try {
     for (const topic of topics) await topicPartitions(connections.kafkaBrokers, topic);
@@ -143,7 +141,7 @@ export async function runClickHouseSink(args: {
         metrics.buffered.set(consumer.buffered());
       },
     });
-    closers.push(() => consumer.stop());
+    resources.add(() => consumer.stop());
 
     if (config.metricsPort > 0) {
       const server: Server = await startMetricsServer(config.metricsPort, metrics.registry, {
@@ -153,31 +151,22 @@ export async function runClickHouseSink(args: {
           return { ready: true, detail: `ok; last write ${Math.round((Date.now() - lastFlushAt) / 1000)} s ago` };
         },
       });
-      closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      resources.add(() => new Promise<void>((resolve) => server.close(() => resolve())));
     }
     logger.info({ topics, groupId, ...config }, 'sink running');
 
-    let stopped: Promise<void> | undefined;
-    let markDone: () => void = () => {};
-    const done = new Promise<void>((resolve) => {
-      markDone = resolve;
+    const lifecycle = keepRunning({
+      resources,
+      logger,
+      stopping: 'writing what is buffered',
+      handleSignals: args.handleSignals !== false,
+      onStop: () => {
+        stopping = true;
+      },
     });
-    const stop = () => {
-      stopping = true;
-      stopped ??= (async () => {
-        logger.info('stopping: writing what is buffered');
-        await close();
-        logger.info('stopped');
-        markDone();
-      })();
-      return stopped;
-    };
-    if (args.handleSignals !== false) {
-      for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stop());
-    }
-    return { consumer, metrics, stop, done };
+    return { consumer, metrics, ...lifecycle };
   } catch (error) {
-    await close();
+    await resources.close();
     throw error;
   }
 }
