@@ -49,8 +49,6 @@ export interface ExactlyOnceOptions {
   maxWaitTimeMs: number;
   /** How long the group waits for a silent member before moving its partitions. */
   sessionTimeoutMs: number;
-  /** Partitions processed at once (each with its own producer); default: all assigned. */
-  partitionConcurrency?: number;
   logger: Logger;
   /** Turns a chunk into outgoing messages. Throwing means "transient: retry the chunk later". */
   handle(records: SourceRecord[], partition: number): Promise<ChunkResult>;
@@ -272,7 +270,7 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: options.partitionConcurrency ?? partitions,
+    partitionsConsumedConcurrently: partitions,
     eachBatch,
   });
 

@@ -36,7 +36,6 @@ const runtimeSchema = z.object({
   SLUICE_TRANSACTION_TIMEOUT_MS: integer(1_000, 900_000).optional(),
   SLUICE_FETCH_MAX_WAIT_MS: integer(1, 10_000).optional(),
   SLUICE_SESSION_TIMEOUT_MS: integer(6_000, 300_000).optional(),
-  SLUICE_PARTITION_CONCURRENCY: integer(1, 1_000).optional(),
   /** 0 turns the HTTP endpoints off. */
   SLUICE_METRICS_PORT: integer(0, 65_535).optional(),
 });
@@ -46,8 +45,6 @@ export interface RuntimeConfig {
   transactionTimeoutMs: number;
   fetchMaxWaitMs: number;
   sessionTimeoutMs: number;
-  /** Input partitions processed at once, each in its own transaction; undefined: all assigned. */
-  partitionConcurrency: number | undefined;
   metricsPort: number;
 }
 
@@ -58,7 +55,6 @@ export function runtimeConfigFromEnv(stage: StageName, env: NodeJS.ProcessEnv = 
     transactionTimeoutMs: parsed.SLUICE_TRANSACTION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.transactionTimeoutMs,
     fetchMaxWaitMs: parsed.SLUICE_FETCH_MAX_WAIT_MS ?? RUNTIME_DEFAULTS.fetchMaxWaitMs,
     sessionTimeoutMs: parsed.SLUICE_SESSION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.sessionTimeoutMs,
-    partitionConcurrency: parsed.SLUICE_PARTITION_CONCURRENCY,
     metricsPort: parsed.SLUICE_METRICS_PORT ?? RUNTIME_DEFAULTS.metricsPorts[stage],
   };
 }
@@ -274,7 +270,6 @@ export async function runStage<In>(args: {
       transactionTimeoutMs: config.transactionTimeoutMs,
       maxWaitTimeMs: config.fetchMaxWaitMs,
       sessionTimeoutMs: config.sessionTimeoutMs,
-      partitionConcurrency: config.partitionConcurrency,
       logger,
       handle,
       onCommitted: ({ records, messages, durationMs }) => {
