@@ -138,11 +138,17 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
       // and the records are redelivered, so exactly-once holds.
       retry: { initialRetryTime: 10, maxRetryTime: 2_000, retries: 30 },
     });
-    await producer.connect(); // InitProducerId: fences any older owner of this partition
-    producers.set(partition, producer);
-    const [offsets] = await admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] });
-    const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
-    return { producer, committed: committed === '-1' ? null : committed };
+    try {
+      await producer.connect(); // InitProducerId: fences any older owner of this partition
+      const [offsets] = await admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] });
+      const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
+      // Registered only once the committed offset is known, so a retry after a failure here fences and checks again.
+      producers.set(partition, producer);
+      return { producer, committed: committed === '-1' ? null : committed };
+    } catch (error) {
+      await producer.disconnect().catch(() => {});
+      throw error;
+    }
   }
 
   async function rewind(partition: number): Promise<void> {
