@@ -3,19 +3,9 @@ import { describe, it } from 'node:test';
 import { generateSignups } from '../../generator/signup-risk.ts';
 import { FEATURE_NAMES, featuresOf, MISSING } from '../../pipelines/signup-risk/features.ts';
 import type { SignupPayload } from '../../pipelines/signup-risk/types.ts';
+import { lowRiskPayload } from '../fixtures.ts';
 
-const base: SignupPayload = Object.freeze({
-  user_id: 'usr_1',
-  email: 'anna.kim@acme.com',
-  email_domain: 'acme.com',
-  country: 'DE',
-  ip_country: 'DE',
-  signup_channel: 'web',
-  plan: 'pro',
-  email_domain_age_days: 4000,
-  signups_from_ip_24h: 2,
-  referral_code: 'REF-ABCDEF',
-});
+const base: SignupPayload = Object.freeze(lowRiskPayload({ signups_from_ip_24h: 2 }));
 
 /** The features of `base` with `change` applied, by name. */
 function named(change: Partial<SignupPayload> = {}): Record<string, number> {

@@ -11,6 +11,7 @@ import { createRng } from '../../generator/prng.ts';
 import { parseSignupPayload } from '../../pipelines/signup-risk/payload.ts';
 import type { SignupPayload } from '../../pipelines/signup-risk/types.ts';
 import { type ValidateContext, validateRecord } from '../../processors/validate/transform.ts';
+import { lowRiskPayload } from '../fixtures.ts';
 import type { SourceRecord } from '../../processors/runtime/types.ts';
 
 const START_MS = Date.UTC(2026, 10, 1);
@@ -144,18 +145,7 @@ describe('generateSignups', () => {
 });
 
 describe('groundTruthRisk', () => {
-  const base: SignupPayload = {
-    user_id: 'usr_1',
-    email: 'anna.kim@acme.com',
-    email_domain: 'acme.com',
-    country: 'DE',
-    ip_country: 'DE',
-    signup_channel: 'web',
-    plan: 'pro',
-    email_domain_age_days: 4000,
-    signups_from_ip_24h: 0,
-    referral_code: 'REF-ABCDEF',
-  };
+  const base = lowRiskPayload();
 
   it('rises with each documented risk signal', () => {
     const baseline = groundTruthRisk(base);

@@ -7,6 +7,7 @@ import { loadModel, MODELS_ROOT, resolveModelDir, type ScoringModel } from '../.
 import { generateSignups } from '../../generator/signup-risk.ts';
 import { isSluiceError } from '../../lib/errors.ts';
 import { FEATURE_NAMES, featuresOf } from '../../pipelines/signup-risk/features.ts';
+import { lowRiskPayload } from '../fixtures.ts';
 import type { SignupPayload } from '../../pipelines/signup-risk/types.ts';
 
 /** Area under the ROC curve by the rank-sum formula, ties getting their average rank. */
@@ -77,18 +78,7 @@ describe('the shipped signup-risk model', () => {
   });
 
   it('scores a high-risk profile above a low-risk one', async () => {
-    const low: SignupPayload = {
-      user_id: 'usr_low',
-      email: 'anna.kim@acme.com',
-      email_domain: 'acme.com',
-      country: 'DE',
-      ip_country: 'DE',
-      signup_channel: 'web',
-      plan: 'pro',
-      email_domain_age_days: 5000,
-      signups_from_ip_24h: 0,
-      referral_code: 'REF-ABCDEF',
-    };
+    const low = lowRiskPayload({ user_id: 'usr_low', email_domain_age_days: 5000 });
     const high: SignupPayload = {
       ...low,
       user_id: 'usr_high',
