@@ -42,7 +42,9 @@ const TICK_MS = 20;
 export async function produceStream(options: StreamOptions): Promise<StreamResult> {
   const producer = await openProducer(options.brokers, 'sluice-traffic');
   const topic = topicName(options.pipeline, 'raw');
-  const samples = options.badEvery > 0 ? malformedSamples({ maxMessageBytes: options.maxMessageBytes, idPrefix: options.idPrefix }) : [];
+  // Bad events occur now too, so that per-hour analytics count them with the good ones.
+  const samples =
+    options.badEvery > 0 ? malformedSamples({ maxMessageBytes: options.maxMessageBytes, idPrefix: options.idPrefix, occurredAtMs: Date.now() }) : [];
   const expectedReasons: Record<string, number> = {};
   let produced = 0;
   let bad = 0;

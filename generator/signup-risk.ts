@@ -386,6 +386,8 @@ export interface MalformedOptions {
   /** Prefix of keys and event ids; default `evt`. */
   idPrefix?: string;
   seed?: number;
+  /** occurred_at of the samples that carry one, epoch ms; default 2026-11-01. */
+  occurredAtMs?: number;
 }
 
 type Mutation = (envelope: Record<string, unknown>, payload: Record<string, unknown>) => void;
@@ -396,11 +398,11 @@ type Mutation = (envelope: Record<string, unknown>, payload: Record<string, unkn
  * routes it anywhere but the dead-letter topic with that reason has a bug.
  */
 export function malformedSamples(options: MalformedOptions): MalformedSample[] {
-  const { maxMessageBytes, idPrefix = 'evt', seed = 0 } = options;
+  const { maxMessageBytes, idPrefix = 'evt', seed = 0, occurredAtMs = Date.UTC(2026, 10, 1) } = options;
   const samples: MalformedSample[] = [];
   let index = 0;
   const base = () => {
-    const signup = makeSignup(seed, index++, Date.UTC(2026, 10, 1), 1_000, idPrefix);
+    const signup = makeSignup(seed, index++, occurredAtMs, 1_000, idPrefix);
     return signup.envelope;
   };
   const keyOf = (name: string) => `${idPrefix}-bad-${name}`;
