@@ -8,6 +8,7 @@ import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import wireDecoder from '@kafkajs/confluent-schema-registry/dist/wireDecoder.js';
 import { encode as wireEncode } from '@kafkajs/confluent-schema-registry/dist/wireEncoder.js';
 import avsc from 'avsc';
+import TimeoutMiddleware from 'mappersmith/middleware/timeout';
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
 
 // A CommonJS module compiled from TypeScript: its default export sits on `.default`.
@@ -16,6 +17,13 @@ const wireDecode = (wireDecoder as unknown as { default: (buffer: Buffer) => { r
 export type AvroType = avsc.Type;
 
 const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
+
+/**
+ * Every registry call gives up after this long: a registry that accepts
+ * connections but never answers (overloaded, frozen) must surface as
+ * REGISTRY_UNAVAILABLE, retried with backoff, not as a stage waiting forever.
+ */
+export const REGISTRY_TIMEOUT_MS = 10_000;
 
 /** The decoded form of a framed value, for callers that must not throw on data. */
 export type FramedDecode =
@@ -44,7 +52,10 @@ export class SchemaCatalog {
 
   constructor(url: string) {
     this.url = url.replace(/\/+$/, '');
-    this.client = new SchemaRegistry({ host: this.url, retry: { retries: 0 } });
+    // mappersmith ships separate ESM and CommonJS type declarations; the registry
+    // client is typed against the CommonJS ones, the same function at run time.
+    const timeout = TimeoutMiddleware(REGISTRY_TIMEOUT_MS) as unknown as NonNullable<ConstructorParameters<typeof SchemaRegistry>[0]['middlewares']>[number];
+    this.client = new SchemaRegistry({ host: this.url, retry: { retries: 0 }, middlewares: [timeout] });
   }
 
   /**
@@ -83,7 +94,7 @@ export class SchemaCatalog {
         method: 'PUT',
         headers: { 'content-type': CONTENT_TYPE },
         body: JSON.stringify({ compatibility: level }),
-        signal: AbortSignal.timeout(10_000),
+        signal: AbortSignal.timeout(REGISTRY_TIMEOUT_MS),
       });
     } catch (error) {
       throw this.unavailable(`setting compatibility for ${subject ?? 'the registry'}`, error);
