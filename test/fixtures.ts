@@ -16,3 +16,30 @@ export function lowRiskPayload(overrides: Partial<SignupPayload> = {}): SignupPa
     ...overrides,
   };
 }
+
+/**
+ * A producer's own Avro schema for the raw envelope: validate accepts any
+ * registered record of the envelope's shape. Its payload holds the required
+ * signup fields as strings.
+ */
+export function producerEnvelopeSchema(namespace: string) {
+  return {
+    type: 'record',
+    name: 'SignupEnvelope',
+    namespace,
+    fields: [
+      { name: 'event_id', type: 'string' },
+      { name: 'event_type', type: 'string' },
+      { name: 'occurred_at', type: 'long' },
+      { name: 'source', type: 'string' },
+      {
+        name: 'payload',
+        type: {
+          type: 'record',
+          name: 'Payload',
+          fields: ['user_id', 'email', 'country', 'signup_channel', 'plan'].map((name) => ({ name, type: 'string' })),
+        },
+      },
+    ],
+  };
+}

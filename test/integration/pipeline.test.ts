@@ -11,6 +11,7 @@ import { framedEncoder } from '../../connectors/registry/registry.ts';
 import { DISPOSABLE_DOMAINS, envelopeBytes, type GeneratedSignup, generateSignups, malformedSamples } from '../../generator/signup-risk.ts';
 import type { DecisionRecord, ReviewRecord } from '../../pipelines/signup-risk/types.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
+import { producerEnvelopeSchema } from '../fixtures.ts';
 import { uniqueName } from '../helpers.ts';
 
 const MAX_MESSAGE_BYTES = 65_536;
@@ -65,32 +66,7 @@ describe('signup-risk pipeline', () => {
     await instance.start();
 
     // A producer that registered its own Avro schema for the raw envelope.
-    const rawSchema = {
-      type: 'record',
-      name: 'SignupEnvelope',
-      namespace: 'producer.app',
-      fields: [
-        { name: 'event_id', type: 'string' },
-        { name: 'event_type', type: 'string' },
-        { name: 'occurred_at', type: 'long' },
-        { name: 'source', type: 'string' },
-        {
-          name: 'payload',
-          type: {
-            type: 'record',
-            name: 'Payload',
-            fields: [
-              { name: 'user_id', type: 'string' },
-              { name: 'email', type: 'string' },
-              { name: 'country', type: 'string' },
-              { name: 'signup_channel', type: 'string' },
-              { name: 'plan', type: 'string' },
-            ],
-          },
-        },
-      ],
-    };
-    const rawId = await instance.catalog.register(`${instance.topic('raw')}-value`, rawSchema);
+    const rawId = await instance.catalog.register(`${instance.topic('raw')}-value`, producerEnvelopeSchema('producer.app'));
     const avroValue = framedEncoder(rawId, (await instance.catalog.typeOf(rawId))!)({
       event_id: avroEventId,
       event_type: 'user_signed_up',

@@ -12,6 +12,7 @@ import { framedEncoder } from '../../connectors/registry/registry.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
 import { envelopeBytes, generateSignups } from '../../generator/signup-risk.ts';
 import type { DecisionRecord } from '../../pipelines/signup-risk/types.ts';
+import { producerEnvelopeSchema } from '../fixtures.ts';
 import { uniqueName, waitFor } from '../helpers.ts';
 import { PipelineInstance } from '../pipeline-harness.ts';
 
@@ -35,25 +36,7 @@ describe('schema registry outage', () => {
     await pipeline.start();
 
     const prefix = uniqueName('outage');
-    const rawId = await pipeline.catalog.register(`${pipeline.topic('raw')}-value`, {
-      type: 'record',
-      name: 'Envelope',
-      namespace: 'producer.outage',
-      fields: [
-        { name: 'event_id', type: 'string' },
-        { name: 'event_type', type: 'string' },
-        { name: 'occurred_at', type: 'long' },
-        { name: 'source', type: 'string' },
-        {
-          name: 'payload',
-          type: {
-            type: 'record',
-            name: 'Payload',
-            fields: ['user_id', 'email', 'country', 'signup_channel', 'plan'].map((name) => ({ name, type: 'string' })),
-          },
-        },
-      ],
-    });
+    const rawId = await pipeline.catalog.register(`${pipeline.topic('raw')}-value`, producerEnvelopeSchema('producer.outage'));
     const avroId = `${prefix}-avro`;
     const avroValue = framedEncoder(rawId, (await pipeline.catalog.typeOf(rawId))!)({
       event_id: avroId,
