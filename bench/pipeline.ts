@@ -26,7 +26,7 @@ import { envelopeBytes, generateSignups } from '../generator/signup-risk.ts';
 import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import type { StageName } from '../processors/runtime/runtime.ts';
-import { type TopicSuffix, topicName } from '../processors/runtime/types.ts';
+import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -224,10 +224,7 @@ async function measurePipeline(): Promise<{ events_per_s: number; latency_ms: { 
 }
 
 async function dropInstance(name: string): Promise<void> {
-  await deleteTopics(
-    brokers,
-    (['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const).map((s) => topicName(name, s)),
-  ).catch(() => {});
+  await deleteTopics(brokers, pipelineTopicNames(name)).catch(() => {});
 }
 
 interface RunResult {
@@ -262,15 +259,10 @@ async function runOnce(run: number): Promise<RunResult> {
   };
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
-
 const results: RunResult[] = [];
 for (let run = 1; run <= RUNS; run++) results.push(await runOnce(run));
 
-const pick = (f: (r: RunResult) => number) => median(results.map(f));
+const pick = (f: (r: RunResult) => number) => percentile(results.map(f), 50);
 const summary = {
   events: EVENTS,
   runs: RUNS,

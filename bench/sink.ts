@@ -29,7 +29,7 @@ import { generateSignups, groundTruthRisk } from '../generator/signup-risk.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { FEATURE_NAMES, featuresOf } from '../pipelines/signup-risk/features.ts';
 import type { DecisionRecord, ScoredRecord, ValidatedRecord } from '../pipelines/signup-risk/types.ts';
-import { type TopicSuffix, topicName } from '../processors/runtime/types.ts';
+import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
 import { sinkGroupId, sinkTopics } from '../processors/sink/runner.ts';
 
 const { values: args } = parseArgs({
@@ -69,7 +69,7 @@ async function createInstance(label: string): Promise<string> {
 }
 
 async function dropInstance(name: string): Promise<void> {
-  await deleteTopics(brokers, (['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const).map((s) => topicName(name, s))).catch(() => {});
+  await deleteTopics(brokers, pipelineTopicNames(name)).catch(() => {});
   await deletePipelineRows(clickhouse, name).catch((error) => say(`could not delete the benchmark's rows: ${error}`));
 }
 

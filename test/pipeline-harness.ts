@@ -12,7 +12,7 @@ import { type FollowedMessage, type Follower, followTopic } from '../connectors/
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { createLogger } from '../lib/log.ts';
 import type { StageName } from '../processors/runtime/runtime.ts';
-import { type TopicSuffix, topicName } from '../processors/runtime/types.ts';
+import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
 import { connections, uniqueName, waitFor } from './helpers.ts';
 
 export interface Collected<T = unknown> {
@@ -157,9 +157,6 @@ export class PipelineInstance {
     for (const stage of this.stages.values()) stage.kill('SIGKILL');
     await Promise.all([...this.stages.values()].map((stage) => stage.exited));
     await Promise.all(this.collectors.map((collector) => collector.follower?.stop()));
-    await deleteTopics(
-      connections.kafkaBrokers,
-      (['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const).map((s) => this.topic(s)),
-    ).catch(() => {});
+    await deleteTopics(connections.kafkaBrokers, pipelineTopicNames(this.name)).catch(() => {});
   }
 }

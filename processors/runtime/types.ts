@@ -22,6 +22,8 @@ export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 export const TOPIC_SUFFIXES = ['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const;
 export type TopicSuffix = (typeof TOPIC_SUFFIXES)[number];
 export const topicName = (pipeline: string, suffix: TopicSuffix): string => `${pipeline}.${suffix}`;
+/** Every topic of a pipeline (the shared control topic aside). */
+export const pipelineTopicNames = (pipeline: string): string[] => TOPIC_SUFFIXES.map((suffix) => topicName(pipeline, suffix));
 
 /** A record as consumed, before any decoding. */
 export interface SourceRecord {
