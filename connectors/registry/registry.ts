@@ -155,11 +155,6 @@ export class SchemaCatalog {
     for (const id of ids) await this.typeOf(id);
   }
 
-  /** Forgets ids found unknown, so that a schema registered later is picked up. */
-  forgetUnknown(): void {
-    this.unknownIds.clear();
-  }
-
   /** Decodes a framed value with cached types only (call prefetch first). */
   decodeSync(value: Buffer): FramedDecode {
     let framed: { registryId: number; payload: Buffer };
@@ -187,9 +182,4 @@ export class SchemaCatalog {
 /** A synchronous encoder for one resolved schema id. */
 export function framedEncoder(id: number, type: AvroType): (value: unknown) => Buffer {
   return (value) => wireEncode(id, type.toBuffer(value));
-}
-
-/** A synchronous decoder for values written with a known schema (the stage's own input topic). */
-export function framedDecoder(catalog: SchemaCatalog): (value: Buffer) => FramedDecode {
-  return (value) => catalog.decodeSync(value);
 }
