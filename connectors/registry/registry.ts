@@ -25,6 +25,9 @@ const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
  */
 export const REGISTRY_TIMEOUT_MS = 10_000;
 
+/** How long an id the registry did not know is taken as unknown before asking again. */
+export const UNKNOWN_ID_TTL_MS = 30_000;
+
 /** The decoded form of a framed value, for callers that must not throw on data. */
 export type FramedDecode =
   | { kind: 'decoded'; value: unknown; schemaId: number }
@@ -48,10 +51,14 @@ export class SchemaCatalog {
   readonly url: string;
   private readonly client: SchemaRegistry;
   private readonly types = new Map<number, AvroType>();
-  private readonly unknownIds = new Set<number>();
+  /** Ids the registry did not know, and until when to believe it (epoch ms). */
+  private readonly unknownUntil = new Map<number, number>();
 
-  constructor(url: string) {
+  private readonly unknownIdTtlMs: number;
+
+  constructor(url: string, options: { unknownIdTtlMs?: number } = {}) {
     this.url = url.replace(/\/+$/, '');
+    this.unknownIdTtlMs = options.unknownIdTtlMs ?? UNKNOWN_ID_TTL_MS;
     // mappersmith ships separate ESM and CommonJS type declarations; the registry
     // client is typed against the CommonJS ones, the same function at run time.
     const timeout = TimeoutMiddleware(REGISTRY_TIMEOUT_MS) as unknown as NonNullable<ConstructorParameters<typeof SchemaRegistry>[0]['middlewares']>[number];
@@ -131,7 +138,7 @@ export class SchemaCatalog {
   async typeOf(id: number): Promise<AvroType | undefined> {
     const cached = this.types.get(id);
     if (cached) return cached;
-    if (this.unknownIds.has(id)) return undefined;
+    if ((this.unknownUntil.get(id) ?? 0) > Date.now()) return undefined;
     try {
       const schema = await this.client.getSchema(id);
       const type = avroType(JSON.parse(JSON.stringify(schema)));
@@ -139,7 +146,9 @@ export class SchemaCatalog {
       return type;
     } catch (error) {
       if (registryStatus(error) === 404) {
-        this.unknownIds.add(id);
+        // Remembered briefly, so a stream of unknown ids does not ask per chunk,
+        // yet a schema registered later is picked up without a restart.
+        this.unknownUntil.set(id, Date.now() + this.unknownIdTtlMs);
         return undefined;
       }
       throw this.unavailable(`fetching schema id ${id}`, error);

@@ -110,6 +110,17 @@ describe('schema registry', () => {
     assert.equal((await catalog.latest(subject)).id, id2);
   });
 
+  it('picks up a schema registered after its id was found unknown', async () => {
+    const fresh = new SchemaCatalog(connections.schemaRegistryUrl, { unknownIdTtlMs: 0 });
+    // Content never registered before gets a new id; the registry hands them out in sequence.
+    const unique = () => ({ ...v1, name: `Probe_${uniqueName('n').replaceAll('-', '_')}` });
+    const first = await fresh.register(`${uniqueName('it-registry')}-value`, unique());
+    assert.equal(await fresh.typeOf(first + 1), undefined, 'the next id is not taken yet');
+    const next = await fresh.register(`${uniqueName('it-registry')}-value`, unique());
+    assert.equal(next, first + 1, 'the registry handed out the next id');
+    assert.ok(await fresh.typeOf(next), 'the id seen as unknown resolves once registered');
+  });
+
   it('reports an id the registry does not know as unknown, not as an outage', async () => {
     const unknown = Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 2, 0x41]);
     await catalog.prefetch([unknown]);
