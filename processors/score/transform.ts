@@ -23,6 +23,9 @@ export interface ScoreContext extends Clock {
   observeLatency?(seconds: number): void;
 }
 
+/** Shared by every scored record: the names are the same for all rows, so they are not copied per record. */
+const FEATURE_NAME_LIST: string[] = [...FEATURE_NAMES];
+
 function scoredRecord(record: ValidatedRecord, features: number[], score: number | null, version: string | null, now: number): ScoredRecord {
   return {
     event_id: record.event_id,
@@ -32,7 +35,7 @@ function scoredRecord(record: ValidatedRecord, features: number[], score: number
     payload: record.payload,
     score,
     model_version: version,
-    feature_names: [...FEATURE_NAMES],
+    feature_names: FEATURE_NAME_LIST,
     feature_values: features,
     validated_at: record.validated_at,
     scored_at: now,
