@@ -11,11 +11,10 @@ export function createStageMetrics(labels: { pipeline: string; stage: string; te
   const registry = new Registry();
   registry.setDefaultLabels(labels);
   collectDefaultMetrics({ register: registry, prefix: 'sluice_process_' });
-  const labelNames = [] as const;
   return {
     registry,
     info: new Gauge({ name: 'sluice_stage_info', help: 'Static information about the running stage', labelNames: ['version'], registers: [registry] }),
-    recordsIn: new Counter({ name: 'sluice_records_in_total', help: 'Records consumed from the input topic', labelNames, registers: [registry] }),
+    recordsIn: new Counter({ name: 'sluice_records_in_total', help: 'Records consumed from the input topic', registers: [registry] }),
     recordsOut: new Counter({ name: 'sluice_records_out_total', help: 'Records produced, by output topic', labelNames: ['topic'], registers: [registry] }),
     deadLetters: new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter topic, by reason', labelNames: ['reason'], registers: [registry] }),
     droppedFields: new Counter({ name: 'sluice_dropped_fields_total', help: 'Unknown payload fields dropped during validation', labelNames: ['field'], registers: [registry] }),
