@@ -37,9 +37,9 @@ const WARM_UP_EVENTS = 2_000;
 const WAIT_TIMEOUT_MS = 120_000;
 
 /** Polls `done` until it holds; past the timeout, fails with what `status` says. */
-async function until(done: () => boolean, status: () => string): Promise<void> {
+async function until(done: () => boolean | Promise<boolean>, status: () => string): Promise<void> {
   const deadline = Date.now() + WAIT_TIMEOUT_MS;
-  while (!done()) {
+  while (!(await done())) {
     if (Date.now() > deadline) throw new SluiceError('STACK_SERVICE_FAILED', `Timed out after ${WAIT_TIMEOUT_MS / 1000} s: ${status()}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -197,16 +197,18 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
 /** Waits until ClickHouse holds every decision of this run (its event ids start with `idPrefix`). */
 async function waitForSink(clickhouse: ReturnType<typeof createClickHouse>, pipeline: string, idPrefix: string, decisions: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const [row] = await queryRows<{ n: string }>(
-      clickhouse,
-      `SELECT uniqExact(event_id) AS n FROM sluice.decisions WHERE pipeline = ${quote(pipeline)} AND event_id LIKE ${quote(`${idPrefix}%`)}`,
-    );
-    if (Number(row?.n ?? 0) >= decisions) return;
-    if (Date.now() > deadline) throw new SluiceError('CLICKHOUSE_UNAVAILABLE', `The sink did not catch up within 60 s (ClickHouse holds ${row?.n} decisions).`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+  let held = 0;
+  await until(
+    async () => {
+      const [row] = await queryRows<{ n: string }>(
+        clickhouse,
+        `SELECT uniqExact(event_id) AS n FROM sluice.decisions WHERE pipeline = ${quote(pipeline)} AND event_id LIKE ${quote(`${idPrefix}%`)}`,
+      );
+      held = Number(row?.n ?? 0);
+      return held >= decisions;
+    },
+    () => `the sink did not catch up: ClickHouse holds ${held} of ${decisions} decisions`,
+  );
 }
 
 export function registerDemoCommand(program: Command): void {
