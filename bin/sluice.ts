@@ -1,7 +1,9 @@
 #!/usr/bin/env -S node --disable-warning=TimeoutNegativeWarning
 /**
  * sluice: the operator's command line. Results go to stdout, progress to
- * stderr; a failure prints its code and what to do, and exits non-zero.
+ * stderr; a failure prints one line, its code and what to do, and exits
+ * non-zero. Every command exits once it is done, even if a client library
+ * left a socket or timer behind (kafkajs can, after a broker outage).
  */
 import { Command } from 'commander';
 import { registerClickHouseCommands } from '../cli/clickhouse.ts';
@@ -25,7 +27,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   const code = isSluiceError(error) ? error.code : 'UNEXPECTED';
-  process.stderr.write(`sluice: ${code}: ${errorMessage(error)}\n`);
+  process.stderr.write(`sluice: ${code}: ${errorMessage(error).replaceAll('\n', ' ')}\n`);
+  // A stack trace only for what sluice did not foresee: a defect to report.
   if (!isSluiceError(error) && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
   process.exitCode = 1;
 }
+process.exit(process.exitCode ?? 0);

@@ -78,7 +78,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     await registerPipelineSchemas(pipeline.name, connections.schemaRegistryUrl);
     await migrate(clickhouse, { url: connections.clickhouseUrl });
 
-    const streamBase = { brokers: connections.kafkaBrokers, pipeline: pipeline.name, seed: 2026, maxMessageBytes: 262_144 };
+    const streamBase = { brokers: connections.kafkaBrokers, pipeline: pipeline.name, generator: pipeline.plugin.generator, seed: 2026, maxMessageBytes: pipeline.plugin.maxMessageBytes };
 
     say('3/6 starting validate, score, decide and the ClickHouse sink as separate processes');
     const logDir = join(stackPaths().logs, 'demo');

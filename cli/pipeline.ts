@@ -2,17 +2,20 @@
 import type { Command } from 'commander';
 import { ensureTopics, type TopicSpec } from '../connectors/kafka/admin.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
+import { CONTROL_TOPIC, TOPIC_SUFFIXES, topicName } from '../lib/contracts.ts';
+import { SluiceError } from '../lib/errors.ts';
 import { createLogger } from '../lib/log.ts';
-import { connectionsFromEnv, parseEnv } from '../lib/settings.ts';
+import type { PipelinePlugin } from '../lib/pipeline.ts';
+import { contractSchemas, controlSchema } from '../lib/schemas.ts';
+import { connectionsFromEnv, integerVar, parseEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { decideStage } from '../processors/decide/runner.ts';
+import { stageConfigFromEnv } from '../processors/runtime/config.ts';
 import { CONTROL_SUBJECT, KILL_SWITCH_MODEL, writeControl } from '../processors/runtime/control.ts';
-import { runStage, type StageFactory, type StageName } from '../processors/runtime/runtime.ts';
-import { TOPIC_SUFFIXES, topicName } from '../processors/runtime/types.ts';
+import { runStage, type StageModule } from '../processors/runtime/runtime.ts';
+import type { StageName } from '../processors/runtime/stage.ts';
 import { scoreStage } from '../processors/score/runner.ts';
 import { validateStage } from '../processors/validate/runner.ts';
-import { CONTROL_TOPIC, controlRecord } from '../schemas/control.ts';
-import { topicSchemas } from '../schemas/signup-risk.ts';
 import { z } from 'zod';
 
 const DAY_MS = 86_400_000;
@@ -26,10 +29,10 @@ export const TOPIC_DEFAULTS = {
 } as const;
 
 const topicsSchema = z.object({
-  SLUICE_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(1_000).default(TOPIC_DEFAULTS.partitions),
-  SLUICE_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(7).default(TOPIC_DEFAULTS.replicationFactor),
-  SLUICE_RETENTION_DAYS: z.coerce.number().int().min(1).default(TOPIC_DEFAULTS.retentionDays),
-  SLUICE_DLQ_RETENTION_DAYS: z.coerce.number().int().min(1).default(TOPIC_DEFAULTS.dlqRetentionDays),
+  SLUICE_TOPIC_PARTITIONS: integerVar(1, 1_000).default(TOPIC_DEFAULTS.partitions),
+  SLUICE_REPLICATION_FACTOR: integerVar(1, 7).default(TOPIC_DEFAULTS.replicationFactor),
+  SLUICE_RETENTION_DAYS: integerVar(1, 36_500).default(TOPIC_DEFAULTS.retentionDays),
+  SLUICE_DLQ_RETENTION_DAYS: integerVar(1, 36_500).default(TOPIC_DEFAULTS.dlqRetentionDays),
 });
 
 /** Every topic of a pipeline, plus the shared compacted control topic. */
@@ -56,11 +59,11 @@ export function pipelineTopics(pipeline: string, env: NodeJS.ProcessEnv = proces
   return specs;
 }
 
-/** Subjects of a pipeline and the schema each must carry. */
-export function pipelineSubjects(pipeline: string): Array<{ subject: string; schema: unknown }> {
+/** Subjects of a pipeline instance and the schema each must carry (its plugin's `.avsc` files). */
+export function pipelineSubjects(pipeline: string, plugin: PipelinePlugin = pipelineByName(pipeline).plugin): Array<{ subject: string; schema: unknown }> {
   return [
-    ...Object.entries(topicSchemas).map(([suffix, schema]) => ({ subject: `${pipeline}.${suffix}-value`, schema })),
-    { subject: CONTROL_SUBJECT, schema: controlRecord },
+    ...Object.entries(contractSchemas(plugin.schemasDir)).map(([suffix, schema]) => ({ subject: `${pipeline}.${suffix}-value`, schema })),
+    { subject: CONTROL_SUBJECT, schema: controlSchema() },
   ];
 }
 
@@ -74,10 +77,10 @@ export async function registerPipelineSchemas(pipeline: string, registryUrl: str
   return registered;
 }
 
-const STAGES: Record<StageName, StageFactory<never>> = {
-  validate: validateStage as StageFactory<never>,
-  score: scoreStage as StageFactory<never>,
-  decide: decideStage as StageFactory<never>,
+export const STAGE_MODULES: Record<StageName, StageModule> = {
+  validate: validateStage as unknown as StageModule,
+  score: scoreStage as unknown as StageModule,
+  decide: decideStage as unknown as StageModule,
 };
 
 export function registerPipelineCommands(program: Command): void {
@@ -115,11 +118,21 @@ export function registerPipelineCommands(program: Command): void {
     .argument('<stage>', 'validate | score | decide')
     .requiredOption('--pipeline <name>', 'pipeline name')
     .action(async (stage: string, options: { pipeline: string }) => {
-      if (!(stage in STAGES)) throw new Error(`Unknown stage "${stage}": use validate, score or decide.`);
-      const name = stage as StageName;
+      if (!Object.hasOwn(STAGE_MODULES, stage)) throw new SluiceError('CONFIG_INVALID', `Unknown stage "${stage}": use validate, score or decide.`);
+      const module = STAGE_MODULES[stage as StageName];
       const pipeline = pipelineByName(options.pipeline);
-      const logger = createLogger({ pipeline: pipeline.name, stage: name });
-      const running = await runStage({ stage: name, pipeline, connections: connectionsFromEnv(), factory: STAGES[name], logger });
+      // Every setting of the process, parsed before any I/O.
+      const settings = stageConfigFromEnv(module.name, module.settings(pipeline.plugin));
+      const logger = createLogger({ pipeline: pipeline.name, stage: module.name }, settings.runtime.logLevel);
+      const running = await runStage({
+        stage: module.name,
+        pipeline,
+        connections: settings.connections,
+        config: settings.runtime,
+        topology: module,
+        factory: module.factory(settings),
+        logger,
+      });
       await running.done;
     });
 

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { StageName } from '../processors/runtime/runtime.ts';
+import type { StageName } from '../processors/runtime/stage.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const SLUICE_BIN = join(ROOT, 'bin', 'sluice.ts');

@@ -8,14 +8,16 @@
 import { openProducer } from '../connectors/kafka/admin.ts';
 import { followTopic, type Follower } from '../connectors/kafka/follow.ts';
 import type { SchemaCatalog } from '../connectors/registry/registry.ts';
-import { envelopeBytes, generateSignups, malformedSamples } from '../generator/signup-risk.ts';
+import { topicName } from '../lib/contracts.ts';
 import type { Logger } from '../lib/log.ts';
-import type { DecisionRecord } from '../pipelines/signup-risk/types.ts';
-import { topicName } from '../processors/runtime/types.ts';
+import type { TrafficGenerator } from '../lib/pipeline.ts';
+import type { DecisionCommon as DecisionRecord } from '../processors/decide/transform.ts';
 
 export interface StreamOptions {
   brokers: string[];
   pipeline: string;
+  /** The pipeline's own generator (its plugin's). */
+  generator: TrafficGenerator;
   count: number;
   /** Events per second; 0 = as fast as the producer goes. */
   ratePerSec: number;
@@ -44,7 +46,7 @@ export async function produceStream(options: StreamOptions): Promise<StreamResul
   const topic = topicName(options.pipeline, 'raw');
   // Bad events occur now too, so that per-hour analytics count them with the good ones.
   const samples =
-    options.badEvery > 0 ? malformedSamples({ maxMessageBytes: options.maxMessageBytes, idPrefix: options.idPrefix, occurredAtMs: Date.now() }) : [];
+    options.badEvery > 0 ? options.generator.malformed({ maxMessageBytes: options.maxMessageBytes, idPrefix: options.idPrefix, occurredAtMs: Date.now() }) : [];
   const expectedReasons: Record<string, number> = {};
   let produced = 0;
   let bad = 0;
@@ -59,8 +61,8 @@ export async function produceStream(options: StreamOptions): Promise<StreamResul
       }
       const now = Date.now();
       const messages = [];
-      for (const event of generateSignups({ seed: options.seed, count: size, firstIndex: produced, startMs: now, spacingMs: 0, idPrefix: options.idPrefix })) {
-        messages.push({ key: event.key, value: envelopeBytes({ ...event.envelope, occurred_at: now }) });
+      for (const event of options.generator.events({ seed: options.seed, count: size, firstIndex: produced, startMs: now, spacingMs: 0, idPrefix: options.idPrefix })) {
+        messages.push({ key: event.key, value: event.value });
         produced++;
         if (options.badEvery > 0 && produced % options.badEvery === 0) {
           const sample = samples[bad % samples.length]!;

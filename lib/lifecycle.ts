@@ -43,6 +43,12 @@ export function keepRunning(options: {
   handleSignals: boolean;
   /** Called first on stop, before anything is closed. */
   onStop?(): void;
+  /**
+   * A process (not a test) exits by itself this long after a stop began, even
+   * if closing hangs (a client retrying a broker that is gone): an orchestrator
+   * should never have to wait out its grace period and kill it.
+   */
+  shutdownTimeoutMs?: number;
 }): Running {
   let stopped: Promise<void> | undefined;
   let markDone: () => void = () => {};
@@ -53,6 +59,13 @@ export function keepRunning(options: {
     options.onStop?.();
     stopped ??= (async () => {
       options.logger.info(`stopping: ${options.stopping}`);
+      if (options.shutdownTimeoutMs !== undefined) {
+        const timeoutMs = options.shutdownTimeoutMs;
+        setTimeout(() => {
+          options.logger.error({ timeoutMs }, 'shutdown did not finish in time; exiting anyway (nothing uncommitted is lost: it is redelivered)');
+          process.exit(1);
+        }, timeoutMs).unref();
+      }
       await options.resources.close();
       options.logger.info('stopped');
       markDone();

@@ -6,18 +6,21 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { SluiceError } from './errors.ts';
 
 export function createStageMetrics(labels: { pipeline: string; stage: string; team: string }) {
   const registry = new Registry();
   registry.setDefaultLabels(labels);
-  collectDefaultMetrics({ register: registry, prefix: 'sluice_process_' });
+  // Default process and Node.js metrics under their usual names (process_cpu_seconds_total, nodejs_heap_size_used_bytes…).
+  collectDefaultMetrics({ register: registry });
   return {
     registry,
     info: new Gauge({ name: 'sluice_stage_info', help: 'Static information about the running stage', labelNames: ['version'], registers: [registry] }),
     recordsIn: new Counter({ name: 'sluice_records_in_total', help: 'Records consumed from the input topic', registers: [registry] }),
     recordsOut: new Counter({ name: 'sluice_records_out_total', help: 'Records produced, by output topic', labelNames: ['topic'], registers: [registry] }),
     deadLetters: new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter topic, by reason', labelNames: ['reason'], registers: [registry] }),
-    droppedFields: new Counter({ name: 'sluice_dropped_fields_total', help: 'Unknown payload fields dropped during validation', labelNames: ['field'], registers: [registry] }),
+    // No label: field names come from producers, and a label value a producer chooses could mint any number of series.
+    droppedFields: new Counter({ name: 'sluice_dropped_fields_total', help: 'Unknown payload fields dropped during validation', registers: [registry] }),
     batchDuration: new Histogram({
       name: 'sluice_batch_duration_seconds',
       help: 'Time to process and commit one transaction of records',
@@ -63,7 +66,13 @@ export function startMetricsServer(port: number, registry: Registry, health: Hea
     }
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new SluiceError('CONFIG_INVALID', `SLUICE_METRICS_PORT=${port} is already in use (another instance on this host?). Give each instance its own port, or 0 to turn the endpoints off.`)
+          : error,
+      );
+    });
     server.listen(port, '0.0.0.0', () => resolve(server));
   });
 }

@@ -1,3 +1,7 @@
+/**
+ * Configuration from the environment: one strict schema per process, parsed
+ * once before any I/O, every bad variable listed in one CONFIG_INVALID.
+ */
 import { z } from 'zod';
 import { SluiceError } from './errors.ts';
 
@@ -8,14 +12,43 @@ export const CONNECTION_DEFAULTS = {
   CLICKHOUSE_URL: 'http://127.0.0.1:8123',
 } as const;
 
-const connectionSchema = z.object({
-  KAFKA_BROKERS: z
+/**
+ * A whole number in [min, max], written in digits (underscores allowed): an
+ * empty or malformed variable is an error, never a silent 0 or NaN.
+ */
+export const integerVar = (min: number, max: number) =>
+  z
     .string()
-    .default(CONNECTION_DEFAULTS.KAFKA_BROKERS)
-    .transform((value) => value.split(',').map((broker) => broker.trim()).filter(Boolean))
-    .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port')).min(1)),
-  SCHEMA_REGISTRY_URL: z.url().default(CONNECTION_DEFAULTS.SCHEMA_REGISTRY_URL),
-  CLICKHOUSE_URL: z.url().default(CONNECTION_DEFAULTS.CLICKHOUSE_URL),
+    .trim()
+    .regex(/^-?\d[\d_]*$/, 'expected a whole number')
+    .transform((text) => Number(text.replaceAll('_', '')))
+    .pipe(z.number().int().min(min).max(max));
+
+/** An http(s) URL; `registry:8081` and other schemes are refused. */
+export const httpUrlVar = () =>
+  z
+    .string()
+    .trim()
+    .pipe(z.url({ protocol: /^https?$/, message: 'expected an http:// or https:// URL' }));
+
+const brokerList = z
+  .string()
+  .transform((value) => value.split(',').map((broker) => broker.trim()).filter(Boolean))
+  .pipe(
+    z
+      .array(
+        z
+          .string()
+          .regex(/^[^:\s/]+:\d{1,5}$/, 'expected host:port, comma-separated')
+          .refine((broker) => Number(broker.split(':')[1]) >= 1 && Number(broker.split(':')[1]) <= 65_535, 'port must be 1 to 65535'),
+      )
+      .min(1, 'expected at least one host:port'),
+  );
+
+export const connectionSchema = z.object({
+  KAFKA_BROKERS: brokerList.default([CONNECTION_DEFAULTS.KAFKA_BROKERS]),
+  SCHEMA_REGISTRY_URL: httpUrlVar().default(CONNECTION_DEFAULTS.SCHEMA_REGISTRY_URL),
+  CLICKHOUSE_URL: httpUrlVar().default(CONNECTION_DEFAULTS.CLICKHOUSE_URL),
 });
 
 export type Connections = {
@@ -26,13 +59,14 @@ export type Connections = {
 
 /**
  * Parses a zod schema against the environment once, listing every bad variable
- * in one error rather than failing on the first.
+ * in one error rather than failing on the first. Variables set to the empty
+ * string count as unset only where the schema has a default.
  */
 export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv = process.env): z.output<T> {
   const result = schema.safeParse(env);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `  ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  throw new SluiceError('CONFIG_INVALID', `Invalid configuration; fix these environment variables:\n${problems.join('\n')}`);
+  const problems = result.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  throw new SluiceError('CONFIG_INVALID', `Invalid configuration; fix ${problems.length === 1 ? 'this environment variable' : 'these environment variables'}: ${problems.join('; ')}`);
 }
 
 export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connections {

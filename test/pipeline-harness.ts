@@ -1,5 +1,5 @@
 /**
- * A signup-risk pipeline instance of its own for a test: unique topics,
+ * A pipeline instance of its own for a test (signup-risk unless another kind is asked for): unique topics,
  * subjects, groups and control keys, its three stages as real processes, and
  * collectors that read what it writes (read-committed, like any consumer).
  */
@@ -11,8 +11,8 @@ import { deleteTopics, ensureTopics, groupLag, openProducer, type PlainMessage }
 import { type FollowedMessage, type Follower, followTopic } from '../connectors/kafka/follow.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { createLogger } from '../lib/log.ts';
-import type { StageName } from '../processors/runtime/runtime.ts';
-import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
+import { pipelineTopicNames, type TopicSuffix, topicName } from '../lib/contracts.ts';
+import type { StageName } from '../processors/runtime/stage.ts';
 import { connections, uniqueName, waitFor } from './helpers.ts';
 
 export interface Collected<T = unknown> {
@@ -49,8 +49,8 @@ export class PipelineInstance {
   }
 
   /** Creates the instance's topics and subjects. */
-  static async create(prefix: string, stageEnv: Record<string, string> = {}): Promise<PipelineInstance> {
-    const instance = new PipelineInstance(`signup-risk-${uniqueName(prefix)}`, stageEnv);
+  static async create(prefix: string, stageEnv: Record<string, string> = {}, kind = 'signup-risk'): Promise<PipelineInstance> {
+    const instance = new PipelineInstance(`${kind}-${uniqueName(prefix)}`, stageEnv);
     await ensureTopics(connections.kafkaBrokers, pipelineTopics(instance.name));
     await registerPipelineSchemas(instance.name, connections.schemaRegistryUrl);
     return instance;

@@ -13,7 +13,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { generateSignups } from '../generator/signup-risk.ts';
+import { generateSignups } from '../pipelines/signup-risk/generator.ts';
 import { FEATURE_NAMES, featuresOf } from '../pipelines/signup-risk/features.ts';
 
 const { values } = parseArgs({
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   }
   out.end();
   await once(out, 'finish');
-  const meta = { generator: 'generator/signup-risk.ts', seed, count, startMs, spacingMs, positives, features: FEATURE_NAMES };
+  const meta = { generator: 'pipelines/signup-risk/generator.ts', seed, count, startMs, spacingMs, positives, features: FEATURE_NAMES };
   await writeFile(`${values.out}.meta.json`, `${JSON.stringify(meta, null, 2)}\n`);
   process.stderr.write(`wrote ${count} rows (${positives} risky) to ${values.out}\n`);
 }

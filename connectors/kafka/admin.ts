@@ -1,5 +1,5 @@
-/** Topic administration and one-off produces, for the CLI and tests. */
-import { SluiceError } from '../../lib/errors.ts';
+/** Topic administration, start-up checks and one-off produces, for the CLI, the runtime and tests. */
+import { errorMessage, SluiceError } from '../../lib/errors.ts';
 import { createKafka } from './client.ts';
 
 export interface TopicSpec {
@@ -30,6 +30,34 @@ export async function ensureTopics(brokers: string[], specs: TopicSpec[]): Promi
     return missing.map((spec) => spec.topic);
   } finally {
     await admin.disconnect();
+  }
+}
+
+/**
+ * Start-up check: the cluster answers within `deadlineMs` and every topic in
+ * `topics` exists. Throws KAFKA_UNAVAILABLE (naming KAFKA_BROKERS) or
+ * TOPIC_MISSING (naming the topics and `fix`, the command that creates them).
+ */
+export async function checkTopics(brokers: string[], topics: readonly string[], options: { deadlineMs: number; fix: string }): Promise<void> {
+  // About deadlineMs in all: connection timeouts of 3 s, retries capped at 2 s apart.
+  const retries = Math.max(1, Math.floor(options.deadlineMs / 5_000));
+  const admin = createKafka({ brokers, clientId: 'sluice-preflight', retry: { retries, initialRetryTime: 500, maxRetryTime: 2_000 }, requestTimeoutMs: 5_000 }).admin();
+  let existing: Set<string>;
+  try {
+    await admin.connect();
+    existing = new Set(await admin.listTopics());
+  } catch (error) {
+    throw new SluiceError(
+      'KAFKA_UNAVAILABLE',
+      `Cannot reach Kafka at ${brokers.join(',')} (KAFKA_BROKERS): ${errorMessage(error)}. Start it (local stack: npx sluice stack up) or fix KAFKA_BROKERS.`,
+      { cause: error, retriable: false },
+    );
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+  const missing = topics.filter((topic) => !existing.has(topic));
+  if (missing.length > 0) {
+    throw new SluiceError('TOPIC_MISSING', `Topic${missing.length > 1 ? 's' : ''} ${missing.join(', ')} missing on ${brokers.join(',')}. Run: ${options.fix}`);
   }
 }
 

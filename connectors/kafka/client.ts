@@ -44,9 +44,29 @@ export function createKafka(options: KafkaOptions): kafkajs.Kafka {
       // Our transactional producers bound their retries on purpose and are
       // replaced after any failure (see exactly-once.ts), so this warning is noise.
       if (message.startsWith('Limiting retries for the idempotent producer')) return;
-      log[levelNames[entry.level] ?? 'info'](rest, message);
+      // The broker answers CONCURRENT_TRANSACTIONS for a few ms after every
+      // commit and the producer retries it (exactly-once.ts): routine, not an error.
+      const level = rest['error'] === CONCURRENT_TRANSACTIONS_MESSAGE ? 'debug' : (levelNames[entry.level] ?? 'info');
+      log[level](rest, message);
     },
   });
+}
+
+const CONCURRENT_TRANSACTIONS_MESSAGE =
+  'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing';
+
+/**
+ * The Kafka protocol error type (`MESSAGE_TOO_LARGE`, …) of a kafkajs error,
+ * looked up through the wrappers kafkajs puts around it (retries exceeded,
+ * non-retriable); undefined for anything else.
+ */
+export function kafkaErrorType(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    const type = (current as { type?: unknown }).type;
+    if (typeof type === 'string') return type;
+    current = current.cause;
+  }
+  return undefined;
 }
 
 /** True when a broker answers a metadata request within a few seconds. */

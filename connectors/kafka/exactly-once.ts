@@ -17,11 +17,12 @@
  *   a transient failure rewinds and backs off; the handler itself must turn bad
  *   data into dead letters.
  */
-import type { EachBatchPayload, KafkaMessage, Producer } from 'kafkajs';
-import type { SourceRecord } from '../../processors/runtime/types.ts';
+import type { Admin, EachBatchPayload, KafkaMessage, Producer } from 'kafkajs';
+import type { SourceRecord } from '../../lib/contracts.ts';
 import { errorMessage, isSluiceError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
-import { createKafka, type KafkaClient } from './client.ts';
+import { backoffMs as backoff, interruptibleSleep, throttledLog } from '../../lib/retry.ts';
+import { createKafka, type KafkaClient, kafkaErrorType } from './client.ts';
 
 export interface OutgoingMessage {
   topic: string;
@@ -30,11 +31,13 @@ export interface OutgoingMessage {
   headers?: Record<string, string>;
 }
 
-export interface ChunkResult {
+/** What one input record produced, and a note handed back once it is committed (for logs and metrics). */
+export interface RecordOutput<Note = unknown> {
   messages: OutgoingMessage[];
+  note?: Note;
 }
 
-export interface ExactlyOnceOptions {
+export interface ExactlyOnceOptions<Note = unknown> {
   brokers: string[];
   clientId: string;
   groupId: string;
@@ -43,6 +46,15 @@ export interface ExactlyOnceOptions {
   transactionalIdPrefix: string;
   /** The most records one transaction holds; bounds the slow tail of a batch. */
   maxBatchRecords: number;
+  /**
+   * The most bytes one transaction produces. kafkajs sends a transaction's
+   * messages for a partition as one record batch, which the broker refuses
+   * (MESSAGE_TOO_LARGE, not retriable) above the topic's max.message.bytes; the
+   * effective budget is the smaller of this and the output topics' limits.
+   */
+  maxBatchBytes: number;
+  /** Every topic the stage writes: their max.message.bytes bound the budget. */
+  outputTopics: readonly string[];
   /** Must exceed the slowest chunk (inference included), below the broker's transaction.max.timeout.ms. */
   transactionTimeoutMs: number;
   /** How long an idle fetch waits for data; bounds the latency added per hop. */
@@ -50,10 +62,21 @@ export interface ExactlyOnceOptions {
   /** How long the group waits for a silent member before moving its partitions. */
   sessionTimeoutMs: number;
   logger: Logger;
-  /** Turns a chunk into outgoing messages. Throwing means "transient: retry the chunk later". */
-  handle(records: SourceRecord[], partition: number): Promise<ChunkResult>;
-  onCommitted?(info: { partition: number; records: number; messages: OutgoingMessage[]; durationMs: number }): void;
+  /**
+   * Turns a chunk into one output per record, in order. Throwing means
+   * "transient: retry the chunk later"; bad data must come back as dead letters.
+   */
+  handle(records: SourceRecord[], partition: number): Promise<Array<RecordOutput<Note>>>;
+  /**
+   * What to write instead of a record's output that cannot fit in one record
+   * batch of its topic (a dead letter that fits `roomFor` its own topic:
+   * truncated if it must be).
+   */
+  oversized(record: SourceRecord, output: RecordOutput<Note>, roomFor: (topic: string) => number): RecordOutput<Note>;
+  onCommitted?(info: { partition: number; records: SourceRecord[]; outputs: Array<RecordOutput<Note>>; durationMs: number }): void;
   onFailure?(info: { partition: number; cause: string; code: string }): void;
+  /** The consumer crashed for good (kafkajs will not restart it): the process should exit and be restarted. */
+  onFatal?(error: unknown): void;
 }
 
 export interface ExactlyOnceHandle {
@@ -61,11 +84,22 @@ export interface ExactlyOnceHandle {
   joined(): boolean;
   /** Consecutive failed attempts on any partition; 0 when healthy. */
   failing(): number;
+  /** Stops consuming, interrupts any backoff, aborts nothing committed; bounded by the client timeouts. */
   stop(): Promise<void>;
 }
 
 const BACKOFF_INITIAL_MS = 200;
 const BACKOFF_MAX_MS = 10_000;
+/** Per message, what a record batch adds to key, value and headers (varints, attributes, deltas), rounded up. */
+const RECORD_OVERHEAD_BYTES = 32;
+const HEADER_OVERHEAD_BYTES = 8;
+/** Room left below max.message.bytes for the record batch header (61 bytes) and estimation slack. */
+const BATCH_MARGIN_BYTES = 4_096;
+/** The budget never shrinks below this after MESSAGE_TOO_LARGE: a dead letter's headers and a short preview fit. */
+const MIN_BUDGET_BYTES = 8_192;
+/** The broker's default message.max.bytes, assumed when a topic's config cannot be read. */
+const BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 
 function toSourceRecord(topic: string, partition: number, message: KafkaMessage): SourceRecord {
   const headers: Record<string, string | undefined> = {};
@@ -84,10 +118,57 @@ function toSourceRecord(topic: string, partition: number, message: KafkaMessage)
   };
 }
 
-const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A message's size in a record batch, estimated from above. */
+export function messageBytes(message: OutgoingMessage): number {
+  let bytes = RECORD_OVERHEAD_BYTES + (message.key?.length ?? 0) + message.value.length;
+  for (const [name, value] of Object.entries(message.headers ?? {})) {
+    bytes += HEADER_OVERHEAD_BYTES + Buffer.byteLength(name) + Buffer.byteLength(value);
+  }
+  return bytes;
+}
 
-export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<ExactlyOnceHandle> {
+export const outputBytes = (output: RecordOutput): number => output.messages.reduce((sum, m) => sum + messageBytes(m), 0);
+
+/**
+ * Splits records and their outputs into consecutive groups whose produced bytes
+ * stay within `budgetBytes`, and at most `maxRecords` records each. A record
+ * whose output alone exceeds the budget must have been replaced before.
+ */
+export function packByBytes<T>(items: readonly T[], bytesOf: (item: T) => number, budgetBytes: number, maxRecords: number): T[][] {
+  const groups: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = bytesOf(item);
+    if (current.length > 0 && (bytes + size > budgetBytes || current.length >= maxRecords)) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+const nextOffset = (offset: string) => (BigInt(offset) + 1n).toString();
+
+/** Each topic's max.message.bytes (its own setting, or the broker default it inherits). */
+async function maxMessageBytes(admin: Admin, topics: readonly string[]): Promise<Map<string, number>> {
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: topics.map((name) => ({ type: 2 /* TOPIC */, name, configNames: ['max.message.bytes'] })),
+  });
+  const limits = new Map<string, number>();
+  for (const resource of described.resources) {
+    const value = Number(resource.configEntries.find((entry) => entry.configName === 'max.message.bytes')?.configValue);
+    if (Number.isInteger(value) && value > 0) limits.set(resource.resourceName, value);
+  }
+  return limits;
+}
+
+export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>): Promise<ExactlyOnceHandle> {
   const log = options.logger;
   const kafka: KafkaClient = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: log });
   const admin = kafka.admin();
@@ -105,10 +186,32 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
 
   const producers = new Map<number, Producer>();
   const attempts = new Map<number, number>();
+  /** Per partition: the byte budget in force, halved after the broker refused a transaction as too large. */
+  const budgets = new Map<number, number>();
+  /** Per partition: offsets whose output alone the broker refused; written as `oversized` replacements next time. */
+  const refused = new Map<number, Set<string>>();
+  const stopController = new AbortController();
+  const failureLog = throttledLog(log, 5_000);
   let isJoined = false;
-  let stopping = false;
+  let topicLimits = new Map<string, number>();
+  /** The most bytes a record batch for `topic` may carry, with room for the batch header. */
+  const topicRoom = (topic: string) => (topicLimits.get(topic) ?? BROKER_DEFAULT_MAX_MESSAGE_BYTES) - BATCH_MARGIN_BYTES;
+  const smallestRoom = () => Math.min(...options.outputTopics.map(topicRoom));
 
   const transactionalId = (partition: number) => `${options.transactionalIdPrefix}.${options.topic}.${partition}`;
+  const budgetOf = (partition: number) => budgets.get(partition) ?? Math.max(MIN_BUDGET_BYTES, Math.min(options.maxBatchBytes, smallestRoom()));
+  /**
+   * The most bytes a record's messages for `topic` may take: the topic's own
+   * room, or less once the broker refused this partition's transactions.
+   */
+  const roomFor = (partition: number) => (topic: string) => Math.min(topicRoom(topic), budgets.get(partition) ?? Number.POSITIVE_INFINITY);
+  /** True when a record's own messages for some topic exceed what one record batch of that topic may hold. */
+  const overflows = (output: RecordOutput<Note>, room: (topic: string) => number): boolean => {
+    const perTopic = new Map<string, number>();
+    for (const message of output.messages) perTopic.set(message.topic, (perTopic.get(message.topic) ?? 0) + messageBytes(message));
+    for (const [topic, bytes] of perTopic) if (bytes > room(topic)) return true;
+    return false;
+  };
 
   async function dropProducer(partition: number): Promise<void> {
     const producer = producers.get(partition);
@@ -164,17 +267,20 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
     }
   }
 
-  async function commitChunk(partition: number, records: SourceRecord[], producer: Producer): Promise<void> {
-    const started = performance.now();
-    const { messages } = await options.handle(records, partition);
+  /** One transaction: the group's messages and the offset after its last record. */
+  async function commitGroup(partition: number, group: Array<{ record: SourceRecord; output: RecordOutput<Note> }>, producer: Producer, startedAt: number): Promise<void> {
     const handledAt = performance.now();
     const transaction = await producer.transaction();
+    let messageCount = 0;
     try {
       const byTopic = new Map<string, OutgoingMessage[]>();
-      for (const message of messages) {
-        const list = byTopic.get(message.topic);
-        if (list) list.push(message);
-        else byTopic.set(message.topic, [message]);
+      for (const { output } of group) {
+        for (const message of output.messages) {
+          messageCount++;
+          const list = byTopic.get(message.topic);
+          if (list) list.push(message);
+          else byTopic.set(message.topic, [message]);
+        }
       }
       if (byTopic.size > 0) {
         await transaction.sendBatch({
@@ -185,7 +291,7 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
           })),
         });
       }
-      const last = records[records.length - 1]!;
+      const last = group[group.length - 1]!.record;
       await transaction.sendOffsets({
         consumerGroupId: options.groupId,
         topics: [{ topic: options.topic, partitions: [{ partition, offset: nextOffset(last.offset) }] }],
@@ -199,15 +305,49 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
     log.debug(
       {
         partition,
-        records: records.length,
-        first: records[0]!.offset,
-        messages: messages.length,
-        handleMs: Math.round((handledAt - started) * 10) / 10,
+        records: group.length,
+        first: group[0]!.record.offset,
+        messages: messageCount,
+        handleMs: Math.round((handledAt - startedAt) * 10) / 10,
         transactionMs: Math.round((committedAt - handledAt) * 10) / 10,
       },
       'committed',
     );
-    options.onCommitted?.({ partition, records: records.length, messages, durationMs: performance.now() - started });
+    options.onCommitted?.({
+      partition,
+      records: group.map((g) => g.record),
+      outputs: group.map((g) => g.output),
+      durationMs: committedAt - startedAt,
+    });
+  }
+
+  /** Handles one chunk of records and commits it in as many transactions as its output bytes need. */
+  async function processChunk(
+    partition: number,
+    records: SourceRecord[],
+    producer: Producer,
+    onGroupCommitted: (lastOffset: string) => Promise<boolean>,
+    track: (group: SourceRecord[]) => void,
+  ): Promise<boolean> {
+    const startedAt = performance.now();
+    const outputs = await options.handle(records, partition);
+    const budget = budgetOf(partition);
+    const room = roomFor(partition);
+    const refusedHere = refused.get(partition);
+    const items = records.map((record, i) => {
+      let output = outputs[i]!;
+      if (overflows(output, room) || refusedHere?.has(record.offset)) {
+        output = options.oversized(record, output, room);
+        refusedHere?.delete(record.offset);
+      }
+      return { record, output };
+    });
+    for (const group of packByBytes(items, (item) => outputBytes(item.output), budget, options.maxBatchRecords)) {
+      track(group.map((g) => g.record));
+      await commitGroup(partition, group, producer, startedAt);
+      if (!(await onGroupCommitted(group[group.length - 1]!.record.offset))) return false;
+    }
+    return true;
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -215,6 +355,7 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
     const partition = batch.partition;
     if (batch.messages.length === 0) return;
     let messages = batch.messages;
+    let inFlight: SourceRecord[] = [];
     try {
       const { producer, committed } = await producerFor(partition);
       if (committed !== null) {
@@ -227,32 +368,58 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
           messages = messages.filter((m) => BigInt(m.offset) >= committedBig);
         }
       }
-      for (let start = 0; start < messages.length; start += options.maxBatchRecords) {
-        if (!isRunning() || isStale()) return;
-        const chunk = messages.slice(start, start + options.maxBatchRecords);
-        await commitChunk(
-          partition,
-          chunk.map((m) => toSourceRecord(batch.topic, partition, m)),
-          producer,
-        );
-        resolveOffset(chunk[chunk.length - 1]!.offset);
+      const afterCommit = async (lastOffset: string): Promise<boolean> => {
+        resolveOffset(lastOffset);
         attempts.delete(partition);
-        await heartbeat();
+        try {
+          await heartbeat();
+        } catch (error) {
+          // The transaction is committed; a failed heartbeat only means the group is rebalancing.
+          log.info({ partition, code: kafkaErrorType(error) ?? 'heartbeat' }, 'group rebalancing; handing the batch back');
+          return false;
+        }
+        return isRunning() && !isStale() && !stopController.signal.aborted;
+      };
+      // Input chunks bounded by records and by bytes: what the stage adds is packed into transactions of bounded size.
+      const records = messages.map((m) => toSourceRecord(batch.topic, partition, m));
+      const chunks = packByBytes(records, (r) => RECORD_OVERHEAD_BYTES + (r.key?.length ?? 0) + (r.value?.length ?? 0), budgetOf(partition), options.maxBatchRecords);
+      for (const chunk of chunks) {
+        if (!isRunning() || isStale() || stopController.signal.aborted) return;
+        const more = await processChunk(partition, chunk, producer, afterCommit, (group) => {
+          inFlight = group;
+        });
+        if (!more) return;
       }
     } catch (error) {
       // Any failure: the transaction's outcome is unknown or aborted. Throw the
       // producer away (a kafkajs producer is wedged after a failed commit), rewind
       // to the committed offset, back off, and let the next fetch redeliver.
+      await dropProducer(partition);
+      const type = kafkaErrorType(error);
+      if (type !== undefined && TOO_LARGE.has(type)) {
+        // Not retriable as it is: shrink the transactions of this partition; a lone
+        // record the broker still refuses is written as its `oversized` replacement.
+        const budget = budgetOf(partition);
+        if (inFlight.length === 1) {
+          const set = refused.get(partition) ?? new Set<string>();
+          set.add(inFlight[0]!.offset);
+          refused.set(partition, set);
+        }
+        budgets.set(partition, Math.max(MIN_BUDGET_BYTES, Math.floor(budget / 2)));
+        options.onFailure?.({ partition, cause: errorMessage(error), code: type });
+        log.warn({ partition, code: type, records: inFlight.length, budgetBytes: budgets.get(partition) }, 'the broker refused a transaction as too large; splitting it');
+        if (!stopController.signal.aborted) await rewind(partition).catch((rewindError) => log.warn({ err: rewindError }, 'rewind failed'));
+        return;
+      }
       const attempt = (attempts.get(partition) ?? 0) + 1;
       attempts.set(partition, attempt);
-      const code = isSluiceError(error) ? error.code : ((error as { type?: string }).type ?? (error as Error).name ?? 'Error');
+      const code = isSluiceError(error) ? error.code : (type ?? (error as Error).name ?? 'Error');
       options.onFailure?.({ partition, cause: errorMessage(error), code });
-      const backoffMs = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** (attempt - 1));
-      log.warn({ partition, attempt, backoffMs, code, err: errorMessage(error) }, 'chunk failed; rewinding to the committed offset');
-      await dropProducer(partition);
-      if (stopping) return;
-      await rewind(partition).catch((rewindError) => log.warn({ err: errorMessage(rewindError) }, 'rewind failed'));
-      await sleep(backoffMs);
+      const backoffMs = backoff(attempt, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS);
+      failureLog.warn({ partition, attempt, backoffMs, code, err: error }, 'chunk failed; nothing of it was committed; rewinding to the committed offset');
+      if (stopController.signal.aborted) return;
+      await rewind(partition).catch((rewindError) => failureLog.warn({ err: rewindError }, 'rewind failed'));
+      await interruptibleSleep(backoffMs, stopController.signal);
     }
   }
 
@@ -266,10 +433,16 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
   });
   consumer.on(consumer.events.CRASH, (event) => {
     isJoined = false;
-    log.error({ err: errorMessage(event.payload.error), restart: event.payload.restart }, 'consumer crashed');
+    log.error({ err: event.payload.error, restart: event.payload.restart }, 'consumer crashed');
+    if (!event.payload.restart && !stopController.signal.aborted) options.onFatal?.(event.payload.error);
   });
 
   await admin.connect();
+  try {
+    topicLimits = await maxMessageBytes(admin, options.outputTopics);
+  } catch (error) {
+    log.warn({ err: error, assumedBytes: BROKER_DEFAULT_MAX_MESSAGE_BYTES }, 'could not read max.message.bytes of the output topics');
+  }
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });
   const partitions = (await admin.fetchTopicMetadata({ topics: [options.topic] })).topics[0]?.partitions.length ?? 1;
@@ -279,15 +452,17 @@ export async function startExactlyOnce(options: ExactlyOnceOptions): Promise<Exa
     partitionsConsumedConcurrently: partitions,
     eachBatch,
   });
+  log.debug({ limits: Object.fromEntries(topicLimits), budgetBytes: budgetOf(0) }, 'transaction byte budget');
 
   return {
     joined: () => isJoined,
     failing: () => Math.max(0, ...attempts.values()),
     async stop() {
-      stopping = true;
+      stopController.abort();
       await consumer.disconnect().catch(() => {});
       await Promise.all([...producers.keys()].map(dropProducer));
       await admin.disconnect().catch(() => {});
     },
   };
 }
+

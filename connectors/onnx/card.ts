@@ -45,6 +45,8 @@ const cardSchema = z.looseObject({
     input: z.string(),
     output: z.string(),
     positive_class_index: z.number().int().nonnegative(),
+    /** The output columns' classes, in order (multiclass models). */
+    classes: z.array(z.string()).min(2).optional(),
   }),
   data: z.looseObject({ seed: z.number().int(), rows: z.number().int(), training: split, holdout: split }),
   metrics: z.looseObject({
@@ -61,8 +63,12 @@ export type ReferenceDistribution = z.infer<typeof distribution>;
 
 export const CARD_FILE = 'card.json';
 
-/** Reads and checks `<dir>/card.json`; any problem is a MODEL_LOAD_FAILED naming the file. */
-export async function readCard(dir: string): Promise<ModelCard> {
+/**
+ * Reads and checks `<dir>/card.json`; any problem is a MODEL_LOAD_FAILED naming
+ * the file. Reference distributions are required for `monitored` (the
+ * features the pipeline watches for drift), by default every feature.
+ */
+export async function readCard(dir: string, monitored?: readonly string[]): Promise<ModelCard> {
   const path = join(dir, CARD_FILE);
   let text: string;
   try {
@@ -82,7 +88,7 @@ export async function readCard(dir: string): Promise<ModelCard> {
     throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${path} is incomplete or malformed; regenerate it with training/train.py:\n${problems.join('\n')}`);
   }
   const card = parsed.data;
-  const missing = card.features.filter((name) => !(name in card.reference.features));
+  const missing = (monitored ?? card.features).filter((name) => !(name in card.reference.features));
   if (missing.length > 0) {
     throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${path} has no reference distribution for ${missing.join(', ')}; regenerate it with training/train.py`);
   }

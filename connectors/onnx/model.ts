@@ -12,13 +12,20 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { SluiceError, errorMessage } from '../../lib/errors.ts';
-import { FEATURE_NAMES } from '../../pipelines/signup-risk/features.ts';
 import { type ModelCard, readCard } from './card.ts';
 
 export type { ModelCard, ReferenceDistribution } from './card.ts';
 
 export const MODELS_ROOT = fileURLToPath(new URL('../../models/', import.meta.url));
 export const ACTIVE_FILE = 'ACTIVE';
+
+/** What the pipeline expects of its model: the input columns and the output classes, in order. */
+export interface ModelSignature {
+  featureNames: readonly string[];
+  classes: readonly string[];
+  /** Features that need a reference distribution in the card (drift checks). */
+  monitoredNames?: readonly string[];
+}
 
 /**
  * A loaded model version. Lifecycle: `loadModel` → any number of `predict` calls
@@ -30,8 +37,13 @@ export interface ScoringModel {
   readonly card: ModelCard;
   /** The feature order `predict` expects, equal to the card's. */
   readonly featureNames: readonly string[];
-  /** P(positive class) per row; each row holds featureNames.length finite numbers. */
-  predict(rows: ReadonlyArray<ReadonlyArray<number>>): Promise<Float64Array>;
+  /** The output columns, equal to the signature's classes. */
+  readonly classes: readonly string[];
+  /**
+   * Class probabilities, row-major: `classes.length` values per row. Each row
+   * holds featureNames.length finite numbers.
+   */
+  predict(rows: ReadonlyArray<ArrayLike<number>>): Promise<Float32Array>;
   close(): Promise<void>;
 }
 
@@ -106,8 +118,9 @@ function describeMismatch(card: readonly string[], code: readonly string[]): str
  * `expectedFeatures` in order; then opens an onnxruntime session. Every failure
  * is a MODEL_LOAD_FAILED saying what to fix.
  */
-export async function loadModel(dir: string, expectedFeatures: readonly string[] = FEATURE_NAMES): Promise<ScoringModel> {
-  const card = await readCard(dir);
+export async function loadModel(dir: string, signature: ModelSignature): Promise<ScoringModel> {
+  const expectedFeatures = signature.featureNames;
+  const card = await readCard(dir, signature.monitoredNames);
   if (card.version !== basename(dir)) {
     throw new SluiceError('MODEL_LOAD_FAILED', `The card in ${dir} is for version ${card.version}, not ${basename(dir)}; model directories are named after their version.`);
   }
@@ -138,7 +151,14 @@ export async function loadModel(dir: string, expectedFeatures: readonly string[]
   } catch (error) {
     throw new SluiceError('MODEL_LOAD_FAILED', `onnxruntime cannot load ${modelPath}: ${errorMessage(error)}`, { cause: error });
   }
-  const { input, output, positive_class_index: positive } = card.onnx;
+  const { input, output } = card.onnx;
+  if (card.onnx.classes !== undefined && card.onnx.classes.join('\u0000') !== signature.classes.join('\u0000')) {
+    await session.release();
+    throw new SluiceError(
+      'MODEL_LOAD_FAILED',
+      `Model ${card.version} outputs the classes [${card.onnx.classes.join(', ')}], but the pipeline reads [${signature.classes.join(', ')}]. Retrain it for this pipeline.`,
+    );
+  }
   if (!session.inputNames.includes(input) || !session.outputNames.includes(output)) {
     await session.release();
     throw new SluiceError('MODEL_LOAD_FAILED', `${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], but its card names input '${input}' and output '${output}'.`);
@@ -151,10 +171,12 @@ export async function loadModel(dir: string, expectedFeatures: readonly string[]
     version: card.version,
     card,
     featureNames: card.features,
+    classes: signature.classes,
     async predict(rows) {
       if (closed) throw new Error(`model ${card.version} is closed`);
       const count = rows.length;
-      if (count === 0) return new Float64Array(0);
+      const classes = signature.classes.length;
+      if (count === 0) return new Float32Array(0);
       const data = new Float32Array(count * width);
       for (let r = 0; r < count; r++) {
         const row = rows[r]!;
@@ -169,14 +191,10 @@ export async function loadModel(dir: string, expectedFeatures: readonly string[]
       inFlight.add(run);
       const results = await run.finally(() => inFlight.delete(run));
       const probabilities = results[output];
-      if (probabilities === undefined || probabilities.dims.length !== 2 || probabilities.dims[0] !== count) {
-        throw new Error(`model ${card.version} returned output '${output}' with dims [${probabilities?.dims.join(', ')}], expected [${count}, classes]`);
+      if (probabilities === undefined || probabilities.dims.length !== 2 || probabilities.dims[0] !== count || probabilities.dims[1] !== classes) {
+        throw new Error(`model ${card.version} returned output '${output}' with dims [${probabilities?.dims.join(', ')}], expected [${count}, ${classes}]`);
       }
-      const classes = probabilities.dims[1]!;
-      const values = probabilities.data as Float32Array;
-      const scores = new Float64Array(count);
-      for (let r = 0; r < count; r++) scores[r] = values[r * classes + positive]!;
-      return scores;
+      return probabilities.data as Float32Array;
     },
     async close() {
       if (closed) return;

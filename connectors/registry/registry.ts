@@ -9,6 +9,7 @@ import wireDecoder from '@kafkajs/confluent-schema-registry/dist/wireDecoder.js'
 import { encode as wireEncode } from '@kafkajs/confluent-schema-registry/dist/wireEncoder.js';
 import avsc from 'avsc';
 import TimeoutMiddleware from 'mappersmith/middleware/timeout';
+import { type FramedDecode, isFramed, type SchemaCodec } from '../../lib/codec.ts';
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
 
 // A CommonJS module compiled from TypeScript: its default export sits on `.default`.
@@ -28,14 +29,8 @@ export const REGISTRY_TIMEOUT_MS = 10_000;
 /** How long an id the registry did not know is taken as unknown before asking again. */
 export const UNKNOWN_ID_TTL_MS = 30_000;
 
-/** The decoded form of a framed value, for callers that must not throw on data. */
-export type FramedDecode =
-  | { kind: 'decoded'; value: unknown; schemaId: number }
-  | { kind: 'unknown-schema'; schemaId: number }
-  | { kind: 'undecodable'; message: string };
-
-/** True when a value carries the Confluent wire format's framing. */
-export const isFramed = (value: Buffer | null): value is Buffer => value !== null && value.length >= 5 && value[0] === 0;
+export type { FramedDecode } from '../../lib/codec.ts';
+export { isFramed } from '../../lib/codec.ts';
 
 export function avroType(schema: unknown): AvroType {
   // No logical-type classes: timestamp-millis stays a number of epoch ms.
@@ -47,7 +42,7 @@ function registryStatus(error: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined;
 }
 
-export class SchemaCatalog {
+export class SchemaCatalog implements SchemaCodec {
   readonly url: string;
   private readonly client: SchemaRegistry;
   private readonly types = new Map<number, AvroType>();
@@ -120,7 +115,7 @@ export class SchemaCatalog {
       if (registryStatus(error) === 404) {
         throw new SluiceError(
           'SCHEMA_NOT_REGISTERED',
-          `Subject ${subject} has no schema in the registry at ${this.url}. Run: npx sluice schemas register --pipeline <pipeline>`,
+          `Subject ${subject} has no schema in the registry at ${this.url}. Run: npx sluice schemas register --pipeline ${/^(.+)\.(?:validated|scored|decided|review|feedback)-value$/.exec(subject)?.[1] ?? '<pipeline>'}`,
         );
       }
       throw this.unavailable(`looking up subject ${subject}`, error);
@@ -179,6 +174,34 @@ export class SchemaCatalog {
     } catch (error) {
       return { kind: 'undecodable', message: `schema id ${framed.registryId}: ${errorMessage(error)}` };
     }
+  }
+
+  async encoderFor(subject: string): Promise<(value: unknown) => Buffer> {
+    const { id, type } = await this.latest(subject);
+    return framedEncoder(id, type);
+  }
+
+  /**
+   * Checks that the URL serves the Confluent-compatible API: a registry that
+   * cannot be reached is REGISTRY_UNAVAILABLE (retriable); one that answers 404
+   * for `/subjects` is the wrong URL, a CONFIG_INVALID naming the variable.
+   */
+  async probe(variable = 'SCHEMA_REGISTRY_URL'): Promise<void> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.url}/subjects`, { signal: AbortSignal.timeout(REGISTRY_TIMEOUT_MS) });
+    } catch (error) {
+      throw this.unavailable('listing subjects', error);
+    }
+    await response.body?.cancel();
+    if (response.status === 404) {
+      throw new SluiceError(
+        'CONFIG_INVALID',
+        `${variable}=${this.url} does not serve the Confluent-compatible registry API (GET /subjects answered 404). ` +
+          'For Apicurio Registry use its /apis/ccompat/v7 path; for Confluent Schema Registry its root URL.',
+      );
+    }
+    if (!response.ok) throw this.unavailable('listing subjects', new Error(`HTTP ${response.status}`));
   }
 
   private unavailable(what: string, error: unknown): SluiceError {

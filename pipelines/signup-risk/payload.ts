@@ -15,8 +15,8 @@
  *   UTF-8, which cannot carry them.
  * - Integers are Avro `int`: 0 ≤ n ≤ 2^31 - 1.
  */
-import type { PayloadResult } from '../../processors/validate/transform.ts';
-import { fieldNames, ownField, typeName } from '../../processors/validate/json.ts';
+import type { PayloadResult } from '../../lib/pipeline.ts';
+import { fieldNames, ownField, typeName } from '../../lib/json.ts';
 import { normalizeCountryCode } from './countries.ts';
 import type { Plan, SignupChannel, SignupPayload } from './types.ts';
 

@@ -13,7 +13,8 @@
 import { createHash } from 'node:crypto';
 import { SluiceError } from '../../lib/errors.ts';
 import { isValidDomain } from './payload.ts';
-import type { DecidedBy, Plan, SignupDecision } from './types.ts';
+import type { DecidedBy } from '../../lib/pipeline.ts';
+import type { Plan, SignupDecision } from './types.ts';
 
 /** Scores are probabilities; 0 ≤ reviewAt ≤ blockAt ≤ 1. */
 export interface Thresholds {

@@ -1,4 +1,4 @@
-/** TypeScript shapes of the signup-risk Avro records (schemas/signup-risk.ts). */
+/** TypeScript shapes of the signup-risk Avro records (schemas/signup-risk/*.avsc; test/unit/pipelines.test.ts checks them against each other). */
 export type SignupChannel = 'web' | 'ios' | 'android' | 'api';
 export type Plan = 'free' | 'pro' | 'enterprise';
 
@@ -32,6 +32,10 @@ export interface ValidatedRecord extends Envelope {
 export interface ScoredRecord extends Envelope {
   payload: SignupPayload;
   score: number | null;
+  /** Always null and empty for this binary model; multiclass pipelines fill them. */
+  label: string | null;
+  class_names: string[];
+  class_scores: number[];
   model_version: string | null;
   feature_names: string[];
   feature_values: number[];
@@ -39,7 +43,8 @@ export interface ScoredRecord extends Envelope {
   scored_at: number;
 }
 
-export type DecidedBy = 'model' | 'rule' | 'human' | 'fallback';
+export type { DecidedBy } from '../../lib/pipeline.ts';
+import type { DecidedBy } from '../../lib/pipeline.ts';
 export type SignupDecision = 'approve' | 'review' | 'block';
 
 export interface DecisionRecord {

@@ -1,35 +1,54 @@
 /**
- * The decide stage's pure logic: a scored record in, the decision out (to
- * `decided`, and to `review` as well when the decision is `review`). The policy
- * itself lives with its pipeline (pipelines/signup-risk/policy.ts).
+ * The decide stage's pure logic, generic over pipelines: a scored record in,
+ * the decision out (to `decided`, and to `review` as well when the decision is
+ * the pipeline's review decision). The policy itself lives with its pipeline;
+ * this builds the common decision contract (PRODUCT.md) around its verdict,
+ * followed by the pipeline's own fields.
  */
-import { evaluatePolicy, type Thresholds } from '../../pipelines/signup-risk/policy.ts';
-import type { DecisionRecord, ReviewRecord, ScoredRecord } from '../../pipelines/signup-risk/types.ts';
-import type { Clock, Emit, Outcome } from '../runtime/types.ts';
+import type { Clock, Emit, Outcome } from '../../lib/contracts.ts';
+import type { DecidedBy, Policy } from '../../lib/pipeline.ts';
+import type { ScoredCommon } from '../score/transform.ts';
 
-export interface DecideContext extends Clock {
+/** The common fields of every pipeline's decided record; pipeline-specific fields follow them. */
+export interface DecisionCommon {
+  event_id: string;
   pipeline: string;
+  decision: string;
+  decided_by: DecidedBy;
+  reasons: string[];
+  score: number | null;
+  model_version: string | null;
+  policy_version: string;
+  decision_version: number;
+  occurred_at: number;
+  decided_at: number;
+  [field: string]: unknown;
+}
+
+export interface DecideContext<P> extends Clock {
+  pipeline: string;
+  policy: Policy<P>;
+  /** Decisions of this value also go to `<p>.review`. */
+  reviewDecision: string;
   /** This stage's own current view of the control topic's model kill switch. */
   killSwitchOn: boolean;
-  /** 0 ≤ reviewAt ≤ blockAt ≤ 1 (checked at start by loadDecidePolicy). */
-  thresholds: Thresholds;
-  /** lower-case domains; subdomains of an entry match too */
-  disposableDomains: ReadonlySet<string>;
-  /** policyVersion(thresholds, disposableDomains), stamped on every decision */
-  policyVersion: string;
 }
 
 /** The first decision of an event; replays and human corrections carry higher versions. */
 export const FIRST_DECISION_VERSION = 1;
 
-export function decide(scored: ScoredRecord, ctx: DecideContext): Outcome<DecisionRecord | ReviewRecord> {
-  const verdict = evaluatePolicy(
-    { emailDomain: scored.payload.email_domain, plan: scored.payload.plan, score: scored.score },
-    ctx,
+export function decide<P>(scored: ScoredCommon<P>, ctx: DecideContext<P>): Outcome<DecisionCommon> {
+  const classScores: Record<string, number> = {};
+  scored.class_names.forEach((name, i) => {
+    classScores[name] = scored.class_scores[i] ?? 0;
+  });
+  const verdict = ctx.policy.decide(
+    { eventType: scored.event_type, payload: scored.payload, score: scored.score, label: scored.label, classScores },
+    { killSwitchOn: ctx.killSwitchOn },
   );
   // score and model_version are copied as received even when the policy did not
   // use them (decided_by says whether it did): analysts can still see them.
-  const decision: DecisionRecord = {
+  const decision: DecisionCommon = {
     event_id: scored.event_id,
     pipeline: ctx.pipeline,
     decision: verdict.decision,
@@ -37,15 +56,15 @@ export function decide(scored: ScoredRecord, ctx: DecideContext): Outcome<Decisi
     reasons: verdict.reasons,
     score: scored.score,
     model_version: scored.model_version,
-    policy_version: ctx.policyVersion,
+    policy_version: ctx.policy.version,
     decision_version: FIRST_DECISION_VERSION,
     occurred_at: scored.occurred_at,
     decided_at: ctx.now(),
+    ...verdict.fields,
   };
-  const outputs: Emit<DecisionRecord | ReviewRecord>['outputs'] = [{ to: 'decided', value: decision }];
-  if (decision.decision === 'review') {
-    const request: ReviewRecord = { ...decision, reasons: [...decision.reasons], payload: scored.payload };
-    outputs.push({ to: 'review', value: request });
+  const outputs: Emit<DecisionCommon>['outputs'] = [{ to: 'decided', value: decision }];
+  if (decision.decision === ctx.reviewDecision) {
+    outputs.push({ to: 'review', value: { ...decision, reasons: [...decision.reasons], payload: scored.payload } });
   }
   return { kind: 'emit', eventId: scored.event_id, outputs };
 }

@@ -7,9 +7,11 @@ import { followTopic, type Follower } from '../../connectors/kafka/follow.ts';
 import { openProducer } from '../../connectors/kafka/admin.ts';
 import type { SchemaCatalog } from '../../connectors/registry/registry.ts';
 import { framedEncoder } from '../../connectors/registry/registry.ts';
+import type { SchemaCodec } from '../../lib/codec.ts';
 import { SluiceError, errorMessage } from '../../lib/errors.ts';
+import { backoffMs, interruptibleSleep, throttledLog } from '../../lib/retry.ts';
 import type { Logger } from '../../lib/log.ts';
-import { CONTROL_TOPIC, controlKey } from '../../schemas/control.ts';
+import { CONTROL_TOPIC, controlKey } from '../../lib/contracts.ts';
 
 export const CONTROL_SUBJECT = `${CONTROL_TOPIC}-value`;
 export const KILL_SWITCH_MODEL = 'kill_switch.model';
@@ -27,10 +29,15 @@ export class ControlState {
   private readonly settings = new Map<string, ControlSetting>();
   private readonly listeners: Array<(setting: ControlSetting) => void> = [];
 
-  apply(key: string, setting: ControlSetting | null): void {
+  /** Sets (or with null, removes) a setting; listeners hear of it unless `quiet`. */
+  apply(key: string, setting: ControlSetting | null, options: { quiet?: boolean } = {}): void {
     if (setting === null) this.settings.delete(key);
     else this.settings.set(key, setting);
-    if (setting) for (const listener of this.listeners) listener(setting);
+    if (setting && !options.quiet) for (const listener of this.listeners) listener(setting);
+  }
+
+  size(): number {
+    return this.settings.size;
   }
 
   get(pipeline: string, setting: string): ControlSetting | undefined {
@@ -46,15 +53,63 @@ export class ControlState {
   }
 }
 
-/** Follows the control topic into a ControlState; resolves once caught up. */
+/**
+ * Follows the control topic into a ControlState; resolves once caught up.
+ *
+ * What is on the topic at start is history: only the latest value per key is
+ * applied, once, when the follower has caught up, so a restart never replays
+ * old settings (a kill switch flipping on and off for a moment). Records that
+ * arrive later are applied in order. A registry outage while decoding is
+ * retried with bounded backoff, interruptible by stop, logged at most every
+ * few seconds.
+ */
 export async function followControl(options: {
   brokers: string[];
-  catalog: SchemaCatalog;
+  catalog: SchemaCodec;
   clientId: string;
   logger: Logger;
 }): Promise<{ state: ControlState; follower: Follower }> {
   const state = new ControlState();
+  const stopped = new AbortController();
+  const failures = throttledLog(options.logger, 5_000);
+  let caughtUp = false;
+  /** Before catching up: the latest record per key. After: records in arrival order. */
+  const history = new Map<string, Buffer | null>();
   const pending: Array<{ key: string; value: Buffer | null }> = [];
+
+  const decode = async (value: Buffer): Promise<ControlSetting | undefined> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await options.catalog.prefetch([value]);
+        const decoded = options.catalog.decodeSync(value);
+        if (decoded.kind === 'decoded') return decoded.value as ControlSetting;
+        options.logger.error({ decoded }, 'unreadable control record ignored');
+        return undefined;
+      } catch (error) {
+        if (stopped.signal.aborted) return undefined;
+        const delayMs = backoffMs(attempt, 250, 5_000);
+        failures.warn({ err: error, attempt, delayMs }, 'control topic decode failed; retrying');
+        await interruptibleSleep(delayMs, stopped.signal);
+      }
+    }
+  };
+
+  let draining: Promise<void> | undefined;
+  const drain = (): Promise<void> =>
+    (draining ??= (async () => {
+      while (pending.length > 0 && !stopped.signal.aborted) {
+        const { key, value } = pending[0]!;
+        const setting = value === null ? null : await decode(value);
+        if (setting !== undefined) {
+          state.apply(key, setting);
+          if (setting !== null) options.logger.info({ key, value: setting.value, by: setting.updated_by }, 'control setting applied');
+        }
+        pending.shift();
+      }
+    })().finally(() => {
+      draining = undefined;
+    }));
+
   const follower = await followTopic({
     brokers: options.brokers,
     topic: CONTROL_TOPIC,
@@ -62,43 +117,34 @@ export async function followControl(options: {
     logger: options.logger,
     onMessage: ({ key, value }) => {
       if (key === null) return;
+      if (!caughtUp) {
+        history.delete(key); // keeps insertion order by latest write
+        history.set(key, value);
+        return;
+      }
       pending.push({ key, value });
       void drain();
     },
   });
-  // Decoding may need a registry round trip for an unseen schema id; keep order.
-  let draining = false;
-  async function drain(): Promise<void> {
-    if (draining) return;
-    draining = true;
-    try {
-      while (pending.length > 0) {
-        const { key, value } = pending[0]!;
-        if (value === null) {
-          state.apply(key, null);
-        } else {
-          await options.catalog.prefetch([value]);
-          const decoded = options.catalog.decodeSync(value);
-          if (decoded.kind === 'decoded') {
-            const setting = decoded.value as ControlSetting;
-            state.apply(key, setting);
-            options.logger.info({ key, value: setting.value, by: setting.updated_by }, 'control setting applied');
-          } else {
-            options.logger.error({ key, decoded }, 'unreadable control record ignored');
-          }
-        }
-        pending.shift();
-      }
-    } catch (error) {
-      options.logger.warn({ err: errorMessage(error) }, 'control topic decode failed; retrying');
-      setTimeout(() => void drain(), 500);
-    } finally {
-      draining = false;
-    }
-  }
   await follower.caughtUp;
-  while (pending.length > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-  return { state, follower };
+  // The latest value of each key, applied quietly: this is the state, not news.
+  for (const [key, value] of history) {
+    const setting = value === null ? null : await decode(value);
+    if (setting !== undefined) state.apply(key, setting, { quiet: true });
+  }
+  caughtUp = true;
+  options.logger.info({ settings: state.size() }, 'control state loaded');
+  await drain();
+  return {
+    state,
+    follower: {
+      caughtUp: follower.caughtUp,
+      async stop() {
+        stopped.abort();
+        await follower.stop();
+      },
+    },
+  };
 }
 
 /** Writes one control setting and waits for the broker's acknowledgement. */

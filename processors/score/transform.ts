@@ -1,100 +1,157 @@
 /**
- * The score stage's logic: validated records in, the same records with the
- * model's score out. Inference runs on the whole chunk at once (micro-batches
- * of at least 32 rows keep onnxruntime efficient); a chunk that fails is
- * retried row by row so that only the rows that cannot be scored become
- * SCORING_FAILED dead letters.
+ * The score stage's logic, generic over pipelines: validated records in, the
+ * same records with the model's view of them out. The pipeline's model
+ * adapter computes the features (the one definition, shared with training) and
+ * says how to read the output: binary (score = P(positive)) or multiclass
+ * (score = top class probability, label = that class). Inference runs on the
+ * whole chunk at once (micro-batches of at least 32 rows keep onnxruntime
+ * efficient); a chunk that fails is retried row by row so that only the rows
+ * that cannot be scored become SCORING_FAILED dead letters.
  */
-import { FEATURE_NAMES, featuresOf } from '../../pipelines/signup-risk/features.ts';
-import type { ScoredRecord, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
+import { type Clock, deadLetter, type Outcome } from '../../lib/contracts.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import { type Clock, deadLetter, type Outcome } from '../runtime/types.ts';
+import type { ModelAdapter } from '../../lib/pipeline.ts';
 
-/** The model as the transform sees it: rows of features in, P(risky) out. */
+/** The model as the transform sees it: rows of features in, class probabilities out (row-major). */
 export interface Scorer {
   readonly version: string;
-  predict(rows: ReadonlyArray<ReadonlyArray<number>>): Promise<Float64Array>;
+  predict(rows: ReadonlyArray<ArrayLike<number>>): Promise<Float32Array>;
 }
 
-export interface ScoreContext extends Clock {
+/** The common fields of every pipeline's validated record (its `.avsc` starts with them). */
+export interface ValidatedCommon<P = unknown> {
+  event_id: string;
+  event_type: string;
+  occurred_at: number;
+  source: string;
+  payload: P;
+  dropped_fields: string[];
+  validated_at: number;
+}
+
+/** The common fields of every pipeline's scored record. */
+export interface ScoredCommon<P = unknown> {
+  event_id: string;
+  event_type: string;
+  occurred_at: number;
+  source: string;
+  payload: P;
+  score: number | null;
+  label: string | null;
+  class_names: string[];
+  class_scores: number[];
+  model_version: string | null;
+  /** The monitored features (ModelAdapter.monitoredNames), parallel to feature_values. */
+  feature_names: string[];
+  feature_values: number[];
+  validated_at: number;
+  scored_at: number;
+}
+
+export interface ScoreContext<P> extends Clock {
+  adapter: ModelAdapter<P>;
   /** null while the pipeline's model kill switch is on: no model is consulted. */
   scorer: Scorer | null;
   /** Called with the inference time of each predict call, in seconds. */
   observeLatency?(seconds: number): void;
 }
 
-/** Shared by every scored record: the names are the same for all rows, so they are not copied per record. */
-const FEATURE_NAME_LIST: string[] = [...FEATURE_NAMES];
-
-function scoredRecord(record: ValidatedRecord, features: number[], score: number | null, version: string | null, now: number): ScoredRecord {
-  return {
-    event_id: record.event_id,
-    event_type: record.event_type,
-    occurred_at: record.occurred_at,
-    source: record.source,
-    payload: record.payload,
-    score,
-    model_version: version,
-    feature_names: FEATURE_NAME_LIST,
-    feature_values: features,
-    validated_at: record.validated_at,
-    scored_at: now,
-  };
+interface Prediction {
+  score: number;
+  label: string | null;
+  classScores: number[];
 }
 
-export async function scoreBatch(records: ValidatedRecord[], ctx: ScoreContext): Promise<Array<Outcome<ScoredRecord>>> {
-  const rows: Array<number[] | null> = records.map((record) => {
+/** Reads one row of probabilities; a string says why it is unusable. */
+function readRow<P>(adapter: ModelAdapter<P>, probabilities: ArrayLike<number>): Prediction | string {
+  const classes = adapter.output.classes;
+  const row = Array.from(probabilities);
+  if (row.length !== classes.length || !row.every((p) => Number.isFinite(p) && p >= 0 && p <= 1 + 1e-6)) {
+    return `model returned invalid probabilities (${row.join(', ')})`;
+  }
+  const clamped = row.map((p) => Math.min(1, p));
+  if (adapter.output.kind === 'binary') return { score: clamped[adapter.output.positiveIndex]!, label: null, classScores: [] };
+  let best = 0;
+  for (let i = 1; i < clamped.length; i++) if (clamped[i]! > clamped[best]!) best = i;
+  return { score: clamped[best]!, label: classes[best]!, classScores: clamped };
+}
+
+export async function scoreBatch<P>(records: Array<ValidatedCommon<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ScoredCommon<P>>>> {
+  const { adapter } = ctx;
+  const width = adapter.output.classes.length;
+  const rows: Array<ArrayLike<number> | null> = records.map((record) => {
     try {
-      const features = featuresOf(record.payload);
-      return features.every(Number.isFinite) ? features : null;
+      const features = adapter.features(record.event_type, record.payload);
+      if (features.length !== adapter.featureNames.length) return null;
+      for (let i = 0; i < features.length; i++) if (!Number.isFinite(features[i]!)) return null;
+      return features;
     } catch {
       return null;
     }
   });
-  const emit = (record: ValidatedRecord, features: number[], score: number | null, version: string | null): Outcome<ScoredRecord> => ({
+  const monitoredNames = [...adapter.monitoredNames];
+  const emit = (record: ValidatedCommon<P>, features: ArrayLike<number>, prediction: Prediction | null, version: string | null): Outcome<ScoredCommon<P>> => ({
     kind: 'emit',
     eventId: record.event_id,
-    outputs: [{ to: 'scored', value: scoredRecord(record, features, score, version, ctx.now()) }],
+    outputs: [
+      {
+        to: 'scored',
+        value: {
+          event_id: record.event_id,
+          event_type: record.event_type,
+          occurred_at: record.occurred_at,
+          source: record.source,
+          payload: record.payload,
+          score: prediction?.score ?? null,
+          label: prediction?.label ?? null,
+          class_names: prediction && prediction.classScores.length > 0 ? [...adapter.output.classes] : [],
+          class_scores: prediction?.classScores ?? [],
+          model_version: version,
+          feature_names: monitoredNames,
+          feature_values: adapter.monitored(record.event_type, record.payload, features),
+          validated_at: record.validated_at,
+          scored_at: ctx.now(),
+        },
+      },
+    ],
   });
-  const failed = (record: ValidatedRecord, why: string) => deadLetter('SCORING_FAILED', why, record.event_id);
+  const failed = (record: ValidatedCommon<P>, why: string) => deadLetter('SCORING_FAILED', why, record.event_id);
 
   const scorer = ctx.scorer;
   if (scorer === null) {
     return records.map((record, i) => (rows[i] ? emit(record, rows[i], null, null) : failed(record, 'features could not be computed')));
   }
 
-  const predict = async (batch: number[][]): Promise<Float64Array> => {
+  const predict = async (batch: Array<ArrayLike<number>>): Promise<Float32Array> => {
     const started = performance.now();
-    const scores = await scorer.predict(batch);
+    const probabilities = await scorer.predict(batch);
     ctx.observeLatency?.((performance.now() - started) / 1000);
-    return scores;
+    return probabilities;
   };
 
   const scorable = rows.flatMap((row, i) => (row ? [i] : []));
-  const scores = new Map<number, number | string>();
+  const predictions = new Map<number, Prediction | string>();
   try {
     const result = await predict(scorable.map((i) => rows[i]!));
     scorable.forEach((index, j) => {
-      scores.set(index, result[j]!);
+      predictions.set(index, readRow(adapter, result.subarray(j * width, (j + 1) * width)));
     });
   } catch {
     for (const index of scorable) {
       try {
-        scores.set(index, (await predict([rows[index]!]))[0]!);
+        predictions.set(index, readRow(adapter, await predict([rows[index]!])));
       } catch (error) {
-        scores.set(index, `inference failed: ${errorMessage(error)}`);
+        predictions.set(index, `inference failed: ${errorMessage(error)}`);
       }
     }
   }
 
   return records.map((record, i) => {
     const row = rows[i];
-    if (!row) return failed(record, 'features could not be computed (non-finite value)');
-    const score = scores.get(i);
-    if (typeof score === 'string') return failed(record, score);
-    if (score === undefined || !Number.isFinite(score) || score < 0 || score > 1) {
-      return failed(record, `model returned an invalid score (${score})`);
-    }
-    return emit(record, row, score, scorer.version);
+    if (!row) return failed(record, 'features could not be computed (wrong count or a non-finite value)');
+    const prediction = predictions.get(i);
+    if (prediction === undefined) return failed(record, 'no prediction for this row');
+    if (typeof prediction === 'string') return failed(record, prediction);
+    return emit(record, row, prediction, scorer.version);
   });
 }

@@ -13,35 +13,17 @@
  * followed by ": " (e.g. `payload.email: …`), so operators and tests can read
  * the field without parsing prose.
  */
-import { errorMessage, SluiceError } from '../../lib/errors.ts';
-import { type Clock, deadLetter, type Outcome, type SourceRecord } from '../runtime/types.ts';
-import { isRecordObject, ownField, parseJsonObject, typeName } from './json.ts';
+import type { FramedDecode } from '../../lib/codec.ts';
+import { type Clock, deadLetter, type Outcome, type SourceRecord } from '../../lib/contracts.ts';
+import { isRecordObject, ownField, parseJsonObject, typeName } from '../../lib/json.ts';
+import type { PayloadResult, PayloadRules } from '../../lib/pipeline.ts';
 
-/** What the runtime's registry adapter made of a framed value (ids are resolved before the batch). */
-export type FramedDecode =
-  | { kind: 'decoded'; value: unknown }
-  | { kind: 'unknown-schema'; schemaId: number }
-  | { kind: 'undecodable'; message: string };
-
-/**
- * The outcome of a pipeline's payload rules. `field` is the payload field at
- * fault (without the `payload.` prefix); `droppedFields` the unknown fields
- * removed from the input.
- */
-export type PayloadResult<P> =
-  | { ok: true; value: P; droppedFields: string[] }
-  | { ok: false; field: string; message: string };
-
-/**
- * A pipeline's payload rules: parse and normalize an untrusted record (parsed
- * JSON or decoded Avro). Must read fields with Object.hasOwn and build its
- * output by explicit field picking.
- */
-export type PayloadRules<P> = (payload: object) => PayloadResult<P>;
+export type { FramedDecode, PayloadResult, PayloadRules };
 
 export interface ValidateContext<P = unknown> extends Clock {
   pipeline: string;
-  expectedEventType: string;
+  /** The event types the pipeline accepts; any other is UNEXPECTED_EVENT_TYPE. */
+  eventTypes: readonly string[];
   maxMessageBytes: number;
   parsePayload: PayloadRules<P>;
   /**
@@ -74,17 +56,13 @@ export const MAX_OCCURRED_AT_MS = 253_402_300_799_999;
 const FRAMING_HEADER_BYTES = 5;
 const DAY_MS = 86_400_000;
 
+/**
+ * Never throws for bad data. Anything it does throw is either an outage (a
+ * retriable SluiceError from the codec: the chunk is retried) or a defect in
+ * sluice, which the runtime dead-letters as PROCESSING_FAILED: a bug of ours is
+ * never filed as the producer's MALFORMED_PAYLOAD.
+ */
 export function validateRecord<P>(source: SourceRecord, ctx: ValidateContext<P>): Outcome<Validated<P>> {
-  try {
-    return validateUnguarded(source, ctx);
-  } catch (error) {
-    // Infrastructure trouble (registry down) is not the record's fault: retry it.
-    if (error instanceof SluiceError && error.retriable) throw error;
-    return deadLetter('MALFORMED_PAYLOAD', `internal error while validating: ${describeError(error)}`);
-  }
-}
-
-function validateUnguarded<P>(source: SourceRecord, ctx: ValidateContext<P>): Outcome<Validated<P>> {
   const bytes = source.value;
   if (bytes === null || bytes.length === 0) {
     return deadLetter('MALFORMED_PAYLOAD', bytes === null ? 'value is null' : 'value is empty');
@@ -135,15 +113,12 @@ function validateUnguarded<P>(source: SourceRecord, ctx: ValidateContext<P>): Ou
     return violation('payload', payload === undefined ? 'required' : `expected an object, got ${typeName(payload)}`);
   }
 
-  if (eventType !== ctx.expectedEventType) {
-    return deadLetter(
-      'UNEXPECTED_EVENT_TYPE',
-      `event_type: pipeline ${ctx.pipeline} expects ${JSON.stringify(ctx.expectedEventType)}, got ${JSON.stringify(clip(eventType as string))}`,
-      id,
-    );
+  if (!ctx.eventTypes.includes(eventType as string)) {
+    const expected = ctx.eventTypes.map((type) => JSON.stringify(type)).join(' or ');
+    return deadLetter('UNEXPECTED_EVENT_TYPE', `event_type: pipeline ${ctx.pipeline} expects ${expected}, got ${JSON.stringify(clip(eventType as string))}`, id);
   }
 
-  const rules = ctx.parsePayload(payload);
+  const rules = ctx.parsePayload(eventType as string, payload);
   if (!rules.ok) return violation(`payload.${rules.field}`, rules.message);
 
   const validated: Validated<P> = {
@@ -268,12 +243,4 @@ function daysFromCivil(year: number, month: number, day: number): number {
 /** Input echoed into a dead-letter message is kept short: it travels as a Kafka header. */
 function clip(text: string, maxChars = 100): string {
   return text.length > maxChars ? `${text.slice(0, maxChars).toWellFormed()}…` : text;
-}
-
-function describeError(error: unknown): string {
-  try {
-    return clip(errorMessage(error), 500);
-  } catch {
-    return 'unprintable error';
-  }
 }

@@ -10,10 +10,10 @@
  * timestamps); each comes with the payload validation must turn it into and a
  * ground-truth label drawn from `groundTruthRisk`.
  */
-import type { DeadLetterReason } from '../processors/runtime/types.ts';
-import { localPartDigits } from '../pipelines/signup-risk/features.ts';
-import { EVENT_TYPE, type Plan, type SignupChannel, type SignupPayload } from '../pipelines/signup-risk/types.ts';
-import { createRng, type Rng } from './prng.ts';
+import type { DeadLetterReason } from '../../lib/contracts.ts';
+import { localPartDigits } from './features.ts';
+import { EVENT_TYPE, type Plan, type SignupChannel, type SignupPayload } from './types.ts';
+import { createRng, type Rng } from '../../lib/prng.ts';
 
 /** The payload as a producer sends it, before validation. */
 export interface RawSignupPayload {

@@ -1,25 +1,29 @@
 /**
- * Configuration of the decide stage, from the environment, parsed once at
- * start: thresholds and the disposable-domain list. The list is read from a
- * file here, at start, so the transform stays pure.
+ * The signup-risk policy's configuration, from the environment, parsed with
+ * the decide process's other settings before any I/O: thresholds and the
+ * disposable-domain list. The list is read from a file here, at start, so the
+ * policy stays pure.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
+import type { Policy, PolicyModule } from '../../lib/pipeline.ts';
 import { parseEnv } from '../../lib/settings.ts';
 import {
   DEFAULT_THRESHOLDS,
+  evaluatePolicy,
   parseDisposableDomains,
   policyVersion,
   type Thresholds,
   thresholdsProblem,
-} from '../../pipelines/signup-risk/policy.ts';
+} from './policy.ts';
+import type { Plan, SignupPayload } from './types.ts';
 
 export const DECIDE_DEFAULTS = {
   blockThreshold: DEFAULT_THRESHOLDS.blockAt,
   reviewThreshold: DEFAULT_THRESHOLDS.reviewAt,
-  disposableDomainsFile: fileURLToPath(new URL('../../pipelines/signup-risk/disposable-domains.txt', import.meta.url)),
+  disposableDomainsFile: fileURLToPath(new URL('./disposable-domains.txt', import.meta.url)),
 } as const;
 
 /** A decimal in [0, 1]; an empty variable is an error, never a silent 0. */
@@ -84,3 +88,24 @@ export function loadDecidePolicy(
     policyVersion: policyVersion(config.thresholds, disposableDomains),
   };
 }
+
+/** The policy as a plugin: its variables, and the policy in force built from them. */
+export const signupRiskPolicy: PolicyModule<SignupPayload, DecideConfig> = {
+  configSchema: decideConfigSchema.transform(
+    (env): DecideConfig => ({
+      thresholds: { blockAt: env.SLUICE_BLOCK_THRESHOLD, reviewAt: env.SLUICE_REVIEW_THRESHOLD },
+      disposableDomainsFile: env.SLUICE_DISPOSABLE_DOMAINS_FILE,
+    }),
+  ),
+  load(config): Policy<SignupPayload> {
+    const policy = loadDecidePolicy(config);
+    return {
+      version: policy.policyVersion,
+      decide: (input, settings) =>
+        evaluatePolicy(
+          { emailDomain: input.payload.email_domain, plan: input.payload.plan as Plan, score: input.score },
+          { killSwitchOn: settings.killSwitchOn, thresholds: policy.thresholds, disposableDomains: policy.disposableDomains },
+        ),
+    };
+  },
+};

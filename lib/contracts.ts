@@ -1,0 +1,76 @@
+/**
+ * The shared vocabulary of sluice, below every other layer: topic naming, the
+ * record as consumed, dead-letter reasons and outcomes. Nothing here knows
+ * about Kafka clients; connectors, processors and pipelines all speak it.
+ */
+
+/** Dead-letter reason codes: part of the public contract (PRODUCT.md). */
+export const DEAD_LETTER_REASONS = [
+  'MALFORMED_PAYLOAD',
+  'UNKNOWN_SCHEMA',
+  'SCHEMA_VIOLATION',
+  'OVERSIZED',
+  'UNEXPECTED_EVENT_TYPE',
+  'SCORING_FAILED',
+  'OUTPUT_INVALID',
+  'PROCESSING_FAILED',
+] as const;
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
+
+/** Topics of a pipeline `<p>`: `<p>.<suffix>`. */
+export const TOPIC_SUFFIXES = ['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const;
+export type TopicSuffix = (typeof TOPIC_SUFFIXES)[number];
+export const topicName = (pipeline: string, suffix: TopicSuffix): string => `${pipeline}.${suffix}`;
+/** Every topic of a pipeline (the shared control topic aside). */
+export const pipelineTopicNames = (pipeline: string): string[] => TOPIC_SUFFIXES.map((suffix) => topicName(pipeline, suffix));
+
+/** A record as consumed, before any decoding. */
+export interface SourceRecord {
+  topic: string;
+  partition: number;
+  /** Kafka offset as a decimal string (offsets exceed 2^53 in theory). */
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string | undefined>;
+  timestampMs: number;
+}
+
+export interface Emit<Out = unknown> {
+  kind: 'emit';
+  eventId: string;
+  /** Each output goes to `<pipeline>.<to>`, Avro-encoded with that topic's schema, under the input's key. */
+  outputs: Array<{ to: TopicSuffix; value: Out }>;
+}
+
+export interface DeadLetter {
+  kind: 'dead-letter';
+  reason: DeadLetterReason;
+  /** Human-readable detail naming the field at fault. */
+  message: string;
+  eventId?: string;
+  /** The code of the error behind a stage failure (`dlq.error.code`), when there was one. */
+  errorCode?: string;
+}
+
+export type Outcome<Out = unknown> = Emit<Out> | DeadLetter;
+
+export const deadLetter = (reason: DeadLetterReason, message: string, eventId?: string): DeadLetter =>
+  eventId === undefined ? { kind: 'dead-letter', reason, message } : { kind: 'dead-letter', reason, message, eventId };
+
+/** Time is given to transforms, never read by them, so tests control it. */
+export interface Clock {
+  now(): number;
+}
+
+/**
+ * The shared, compacted control topic. The key names the setting
+ * (`<pipeline>/<setting>`, e.g. `signup-risk/kill_switch.model`), so compaction
+ * keeps the latest value of each; its contract is `schemas/control.avsc`.
+ */
+export const CONTROL_TOPIC = 'sluice.control';
+export const controlKey = (pipeline: string, setting: string): string => `${pipeline}/${setting}`;
+
+/** The topics after `raw` whose values carry Avro contracts, one `.avsc` file each in `schemas/<kind>/`. */
+export const CONTRACT_TOPICS = ['validated', 'scored', 'decided', 'review'] as const satisfies readonly TopicSuffix[];
+export type ContractTopic = (typeof CONTRACT_TOPICS)[number];

@@ -1,0 +1,178 @@
+/**
+ * What a pipeline is: the plugin contract that `pipelines/<kind>/index.ts`
+ * implements and that the generic stages, the sink, the CLI, the demo and the
+ * tests read. Nothing generic imports a pipeline by name; everything specific
+ * to one (event types, payload rules, features, model I/O, policy, contracts,
+ * generator) arrives through this interface, from `pipelines/registry.ts`.
+ *
+ * Lifecycle: a plugin is a plain value, loaded once per process. Its functions
+ * are pure unless said otherwise (no I/O, no clock: time comes in arguments),
+ * so the broker-free driver and unit tests run them as they are.
+ */
+import type { z } from 'zod';
+import type { DeadLetterReason } from './contracts.ts';
+
+/** Who answers for a pipeline: carried into metric labels, alerts and runbooks. */
+export interface Owners {
+  team: string;
+  oncall: string;
+  /** A path under docs/runbooks/ or a URL. */
+  runbook: string;
+}
+
+/**
+ * The outcome of a pipeline's payload rules. `field` is the payload field at
+ * fault (without the `payload.` prefix), so the dead letter's message starts
+ * with `payload.<field>: `; `droppedFields` counts the unknown fields removed.
+ */
+export type PayloadResult<P> = { ok: true; value: P; droppedFields: string[] } | { ok: false; field: string; message: string };
+
+/**
+ * A pipeline's payload rules: parse and normalize an untrusted payload (parsed
+ * JSON or a decoded Avro record) of one of the pipeline's event types. Read
+ * fields with `ownField` (lib/json.ts) and build the output by explicit field
+ * picking; never throw for bad data.
+ */
+export type PayloadRules<P> = (eventType: string, payload: object) => PayloadResult<P>;
+
+/**
+ * How the model's output columns are read. `binary`: the score is the
+ * probability of `classes[positiveIndex]`, and there is no label. `multiclass`:
+ * the score is the top class probability and the label is that class.
+ */
+export type ModelOutput =
+  | { kind: 'binary'; classes: readonly string[]; positiveIndex: number }
+  | { kind: 'multiclass'; classes: readonly string[] };
+
+/**
+ * The model as a pipeline feeds it: the one definition of its features, used
+ * online by the score stage and offline (through the pipeline's export script)
+ * to write training data, so training and serving cannot drift apart.
+ */
+export interface ModelAdapter<P> {
+  /** The model's input columns in order; a model whose card lists others is refused at load. */
+  readonly featureNames: readonly string[];
+  /** The model input row of a validated payload: featureNames.length finite numbers. Pure. */
+  features(eventType: string, payload: P): Float32Array | number[];
+  readonly output: ModelOutput;
+  /**
+   * Named numbers kept with every scored record and in ClickHouse for drift and
+   * data-quality checks; few and meaningful (all features of a small tabular
+   * model, a handful of text statistics for a text model). Each name needs a
+   * reference distribution in the model card (`reference.features`).
+   */
+  readonly monitoredNames: readonly string[];
+  monitored(eventType: string, payload: P, features: ArrayLike<number>): number[];
+}
+
+export type DecidedBy = 'model' | 'rule' | 'human' | 'fallback';
+
+/** What the decide stage hands the policy: the validated event and the model's view of it. */
+export interface PolicyInput<P> {
+  eventType: string;
+  payload: P;
+  /** binary: P(positive); multiclass: top class probability; null when no model was consulted. */
+  score: number | null;
+  /** multiclass: the top class; null otherwise or when no model was consulted. */
+  label: string | null;
+  /** Every class's probability by name, empty when no model was consulted. */
+  classScores: Readonly<Record<string, number>>;
+}
+
+export interface Verdict {
+  decision: string;
+  decidedBy: DecidedBy;
+  /** Stable, machine-readable reason codes (snake_case): dashboards and reviewers filter on them. */
+  reasons: string[];
+  /** The pipeline's own decided-record fields (after the common ones), e.g. `{ queue, priority }`. */
+  fields?: Record<string, unknown>;
+}
+
+/** A policy in force: loaded once at start, then pure. */
+export interface Policy<P> {
+  /** Stamped on every decision; changes whenever rules, thresholds or lists change. */
+  readonly version: string;
+  decide(input: PolicyInput<P>, settings: { killSwitchOn: boolean }): Verdict;
+}
+
+export interface PolicyModule<P, Config = unknown> {
+  /**
+   * The policy's environment variables (zod object over process.env), parsed
+   * with the process's other settings before any I/O, so every bad variable is
+   * reported in one CONFIG_INVALID.
+   */
+  readonly configSchema: z.ZodType<Config>;
+  /** Builds the policy from its parsed config (reads its lists at start); throws CONFIG_INVALID. */
+  load(config: Config): Policy<P>;
+}
+
+/** One generated event as a producer would send it to `<p>.raw`. */
+export interface GeneratedEvent {
+  index: number;
+  eventId: string;
+  eventType: string;
+  key: string;
+  /** The bytes a producer writes (JSON envelope, UTF-8). */
+  value: Buffer;
+  occurredAtMs: number;
+}
+
+export interface GenerateOptions {
+  seed: number;
+  count: number;
+  /** occurred_at of event 0, epoch ms. */
+  startMs: number;
+  /** occurred_at step between consecutive events, ms; default 1000. */
+  spacingMs?: number;
+  /** event ids are `<idPrefix>-<seed>-<index>`; default `evt`. */
+  idPrefix?: string;
+  /** Index of the first event; default 0. */
+  firstIndex?: number;
+}
+
+/** One message per class of bad input, each with the dead-letter reason validation must give it. */
+export interface MalformedSample {
+  name: string;
+  reason: DeadLetterReason;
+  /** The field at fault as a dotted path (`payload.summary`), or null when the whole value is. */
+  field: string | null;
+  eventId: string | null;
+  key: string;
+  /** null: a tombstone. */
+  value: Buffer | null;
+}
+
+/** Deterministic traffic for the demo, tests, benchmarks and training: a function of (seed, index). */
+export interface TrafficGenerator {
+  events(options: GenerateOptions): Iterable<GeneratedEvent>;
+  malformed(options: { maxMessageBytes: number; idPrefix?: string; seed?: number; occurredAtMs?: number }): MalformedSample[];
+}
+
+export interface PipelinePlugin<P = any, Config = any> {
+  /** Names the definition: `models/<kind>/`, `schemas/<kind>/`, and instances `<kind>-<suffix>`. */
+  readonly kind: string;
+  readonly description: string;
+  /** The event types accepted on `<p>.raw`; any other is UNEXPECTED_EVENT_TYPE. */
+  readonly eventTypes: readonly string[];
+  readonly owners: Owners;
+  /** The decisions this pipeline makes; `reviewDecision` is one of them. */
+  readonly decisions: readonly string[];
+  /** A decision of this value is also written to `<p>.review`; it is also the fallback decision. */
+  readonly reviewDecision: string;
+  /** Values over this many bytes are OVERSIZED (before parsing); below the broker's message limit. */
+  readonly maxMessageBytes: number;
+  /** Absolute path of `schemas/<kind>/` with validated.avsc, scored.avsc, decided.avsc, review.avsc. */
+  readonly schemasDir: string;
+  readonly payload: PayloadRules<P>;
+  readonly model: ModelAdapter<P>;
+  readonly policy: PolicyModule<P, Config>;
+  readonly generator: TrafficGenerator;
+}
+
+/** A pipeline as a process runs it: an instance name (`signup-risk`, `signup-risk-staging`) and the plugin that defines it. */
+export interface PipelineInstance<P = any, Config = any> {
+  /** Names the topics (`<name>.raw`…), groups, subjects and control keys. */
+  name: string;
+  plugin: PipelinePlugin<P, Config>;
+  owners: Owners;
+}

@@ -1,0 +1,48 @@
+/**
+ * signup-risk, reference pipeline 1 (PRODUCT.md): `user_signed_up` events,
+ * tabular features, a binary risk model, thresholds and rules.
+ */
+import { fileURLToPath } from 'node:url';
+import type { PipelinePlugin } from '../../lib/pipeline.ts';
+import { FEATURE_NAMES, featuresOf } from './features.ts';
+import { envelopeBytes, generateSignups, malformedSamples } from './generator.ts';
+import { parseSignupPayload } from './payload.ts';
+import { type DecideConfig, signupRiskPolicy } from './policy-config.ts';
+import { EVENT_TYPE, PIPELINE, type SignupPayload } from './types.ts';
+
+export const signupRisk: PipelinePlugin<SignupPayload, DecideConfig> = {
+  kind: PIPELINE,
+  description: 'Scores new signups for fraud risk: approve, send to review, or block.',
+  eventTypes: [EVENT_TYPE],
+  owners: { team: 'trust-and-safety', oncall: 'trust-oncall', runbook: 'docs/runbooks/signup-risk.md' },
+  decisions: ['approve', 'review', 'block'],
+  reviewDecision: 'review',
+  // A signup event is well under 1 KiB; anything over 256 KiB is OVERSIZED (below the broker's 1 MiB limit, so the dead letter itself fits).
+  maxMessageBytes: 262_144,
+  schemasDir: fileURLToPath(new URL('../../schemas/signup-risk/', import.meta.url)),
+  payload: (_eventType, payload) => parseSignupPayload(payload),
+  model: {
+    featureNames: FEATURE_NAMES,
+    features: (_eventType, payload) => featuresOf(payload),
+    output: { kind: 'binary', classes: ['legit', 'risky'], positiveIndex: 1 },
+    // Fifteen tabular features: every one is worth watching for drift.
+    monitoredNames: FEATURE_NAMES,
+    monitored: (_eventType, _payload, features) => Array.from(features),
+  },
+  policy: signupRiskPolicy,
+  generator: {
+    *events(options) {
+      for (const signup of generateSignups(options)) {
+        yield {
+          index: signup.index,
+          eventId: signup.envelope.event_id,
+          eventType: EVENT_TYPE,
+          key: signup.key,
+          value: envelopeBytes(signup.envelope),
+          occurredAtMs: signup.occurredAtMs,
+        };
+      }
+    },
+    malformed: (options) => malformedSamples(options),
+  },
+};

@@ -1,0 +1,105 @@
+/**
+ * A stage process's configuration: connections, runtime settings and the
+ * stage's own, parsed together from the environment before any I/O, so every
+ * bad variable is listed in one CONFIG_INVALID.
+ */
+import { z } from 'zod';
+import { SluiceError } from '../../lib/errors.ts';
+import { type Connections, connectionSchema, integerVar } from '../../lib/settings.ts';
+import type { StageName } from './stage.ts';
+
+export const RUNTIME_DEFAULTS = {
+  /** Records per transaction: bounds the slow tail of a batch well inside the transaction timeout. */
+  maxBatchRecords: 500,
+  /**
+   * Bytes one transaction may produce, below the broker's default
+   * max.message.bytes (1 MiB); the output topics' own limit lowers it further.
+   */
+  maxBatchBytes: 900_000,
+  transactionTimeoutMs: 60_000,
+  /** How long an idle fetch waits; data is returned as soon as it arrives. */
+  fetchMaxWaitMs: 100,
+  /** A crashed instance's partitions move after this long. */
+  sessionTimeoutMs: 10_000,
+  /** After SIGTERM, the process exits by itself within this long, finished or not. */
+  shutdownTimeoutMs: 10_000,
+  metricsPorts: { validate: 9464, score: 9465, decide: 9466 } as Record<StageName, number>,
+} as const;
+
+export const runtimeSchema = z.object({
+  SLUICE_MAX_BATCH_RECORDS: integerVar(1, 10_000).optional(),
+  SLUICE_MAX_BATCH_BYTES: integerVar(16_384, 100_000_000).optional(),
+  SLUICE_TRANSACTION_TIMEOUT_MS: integerVar(1_000, 900_000).optional(),
+  SLUICE_FETCH_MAX_WAIT_MS: integerVar(1, 10_000).optional(),
+  SLUICE_SESSION_TIMEOUT_MS: integerVar(6_000, 300_000).optional(),
+  SLUICE_SHUTDOWN_TIMEOUT_MS: integerVar(1_000, 300_000).optional(),
+  /** 0 turns the HTTP endpoints off; empty is an error, not 0. */
+  SLUICE_METRICS_PORT: integerVar(0, 65_535).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface RuntimeConfig {
+  maxBatchRecords: number;
+  maxBatchBytes: number;
+  transactionTimeoutMs: number;
+  fetchMaxWaitMs: number;
+  sessionTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  metricsPort: number;
+  logLevel: string;
+}
+
+/**
+ * Parses several schemas against one environment, collecting every problem
+ * before throwing one CONFIG_INVALID (one line: a log line or a terminal line).
+ */
+export function parseEnvSchemas<S extends Record<string, z.ZodType>>(schemas: S, env: NodeJS.ProcessEnv): { [K in keyof S]: z.output<S[K]> } {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(schemas)) {
+    const result = schema.safeParse(env);
+    if (result.success) out[name] = result.data;
+    else problems.push(...result.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`));
+  }
+  if (problems.length > 0) {
+    const unique = [...new Set(problems)];
+    throw new SluiceError('CONFIG_INVALID', `Invalid configuration; fix ${unique.length === 1 ? 'this environment variable' : 'these environment variables'}: ${unique.join('; ')}`);
+  }
+  return out as { [K in keyof S]: z.output<S[K]> };
+}
+
+export function runtimeConfigOf(stage: StageName, parsed: z.output<typeof runtimeSchema>): RuntimeConfig {
+  return {
+    maxBatchRecords: parsed.SLUICE_MAX_BATCH_RECORDS ?? RUNTIME_DEFAULTS.maxBatchRecords,
+    maxBatchBytes: parsed.SLUICE_MAX_BATCH_BYTES ?? RUNTIME_DEFAULTS.maxBatchBytes,
+    transactionTimeoutMs: parsed.SLUICE_TRANSACTION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.transactionTimeoutMs,
+    fetchMaxWaitMs: parsed.SLUICE_FETCH_MAX_WAIT_MS ?? RUNTIME_DEFAULTS.fetchMaxWaitMs,
+    sessionTimeoutMs: parsed.SLUICE_SESSION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.sessionTimeoutMs,
+    shutdownTimeoutMs: parsed.SLUICE_SHUTDOWN_TIMEOUT_MS ?? RUNTIME_DEFAULTS.shutdownTimeoutMs,
+    metricsPort: parsed.SLUICE_METRICS_PORT ?? RUNTIME_DEFAULTS.metricsPorts[stage],
+    logLevel: parsed.LOG_LEVEL,
+  };
+}
+
+export function runtimeConfigFromEnv(stage: StageName, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+  return runtimeConfigOf(stage, parseEnvSchemas({ runtime: runtimeSchema }, env).runtime);
+}
+
+/** Connections and runtime settings of a stage process, and `extra` schemas (the stage's own), in one parse. */
+export function stageConfigFromEnv<S extends Record<string, z.ZodType>>(
+  stage: StageName,
+  extra: S,
+  env: NodeJS.ProcessEnv = process.env,
+): { connections: Connections; runtime: RuntimeConfig } & { [K in keyof S]: z.output<S[K]> } {
+  const parsed = parseEnvSchemas({ ...extra, connections: connectionSchema, runtime: runtimeSchema }, env) as Record<string, unknown>;
+  const connections = parsed['connections'] as z.output<typeof connectionSchema>;
+  return {
+    ...(parsed as { [K in keyof S]: z.output<S[K]> }),
+    connections: {
+      kafkaBrokers: connections.KAFKA_BROKERS,
+      schemaRegistryUrl: connections.SCHEMA_REGISTRY_URL.replace(/\/+$/, ''),
+      clickhouseUrl: connections.CLICKHOUSE_URL,
+    },
+    runtime: runtimeConfigOf(stage, parsed['runtime'] as z.output<typeof runtimeSchema>),
+  };
+}

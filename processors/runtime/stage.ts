@@ -1,0 +1,220 @@
+/**
+ * The stage core, free of any broker: records in, one output per record out
+ * (its messages, already encoded with the real contracts, or a dead letter
+ * with the contract's headers). The exactly-once runtime (runtime.ts) feeds it
+ * from Kafka; the test driver (test/driver.ts) feeds it by hand with an
+ * in-memory codec, as Kafka Streams' TopologyTestDriver does.
+ *
+ * Failure routing lives here, once: data errors come back from the stage as
+ * dead letters; a retriable SluiceError (registry down) is rethrown so the
+ * whole chunk is retried and nothing is dead-lettered; anything else thrown is
+ * a defect in sluice's own code, isolated to the record that triggers it and
+ * dead-lettered as PROCESSING_FAILED, never blamed on the producer.
+ */
+import type { SchemaCodec } from '../../lib/codec.ts';
+import { type DeadLetter, deadLetter, type Outcome, type SourceRecord, type TopicSuffix, topicName } from '../../lib/contracts.ts';
+import { errorMessage, isSluiceError } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/log.ts';
+
+export type StageName = 'validate' | 'score' | 'decide';
+export const STAGE_NAMES: readonly StageName[] = ['validate', 'score', 'decide'];
+
+/** A record handed to a stage: its source and, for Avro input topics, the decoded value. */
+export interface StageInput<In> {
+  source: SourceRecord;
+  value: In;
+}
+
+/**
+ * A stage: which topic it reads, in which format, where it may write, and how
+ * a batch of inputs becomes outcomes (one per input, same order). Return data
+ * errors as dead letters; throw a retriable SluiceError for an outage (the
+ * chunk is retried); anything else thrown is a defect, isolated per record.
+ */
+export interface StageDefinition<In = unknown> {
+  input: TopicSuffix;
+  /** `bytes`: the raw value as consumed; `avro`: decoded with the codec (bad framing is dead-lettered). */
+  inputFormat: 'bytes' | 'avro';
+  outputs: readonly TopicSuffix[];
+  process(inputs: Array<StageInput<In>>): Promise<Outcome[]> | Outcome[];
+  close?(): Promise<void>;
+}
+
+/** One message to write, in the runtime's terms (connectors/kafka/exactly-once.ts has the same shape). */
+export interface StageMessage {
+  topic: string;
+  key: Buffer | null;
+  value: Buffer;
+  headers?: Record<string, string>;
+}
+
+/** What the runtime learns about a record once its transaction is committed: for logs and metrics. */
+export interface StageNote {
+  eventId?: string;
+  deadLetter?: DeadLetter;
+}
+
+export interface StageOutput {
+  messages: StageMessage[];
+  note: StageNote;
+}
+
+/** The headers of a dead letter (PRODUCT.md), plus the event id when it is known. */
+export function dlqHeaders(stage: string, source: SourceRecord, letter: DeadLetter, now: number): Record<string, string> {
+  const headers: Record<string, string> = {
+    'dlq.reason': letter.reason,
+    'dlq.message': letter.message,
+    'dlq.stage': stage,
+    'dlq.source.topic': source.topic,
+    'dlq.source.partition': String(source.partition),
+    'dlq.source.offset': source.offset,
+    'dlq.failed_at': String(now),
+  };
+  if (letter.eventId !== undefined) headers['dlq.event_id'] = letter.eventId;
+  if (letter.errorCode !== undefined) headers['dlq.error.code'] = letter.errorCode;
+  return headers;
+}
+
+export type Encoders = ReadonlyMap<TopicSuffix, (value: unknown) => Buffer>;
+
+/** Turns one outcome into its messages; an output that fails its contract is dead-lettered. */
+export function outputOf(args: { pipeline: string; stage: StageName; source: SourceRecord; outcome: Outcome; encoders: Encoders; now: number }): StageOutput {
+  const { pipeline, stage, source, outcome, encoders, now } = args;
+  const letterOutput = (letter: DeadLetter): StageOutput => ({
+    // The original bytes, exactly as received, under the original key.
+    messages: [{ topic: topicName(pipeline, 'dlq'), key: source.key, value: source.value ?? Buffer.alloc(0), headers: dlqHeaders(stage, source, letter, now) }],
+    note: { eventId: letter.eventId, deadLetter: letter },
+  });
+  if (outcome.kind === 'dead-letter') return letterOutput(outcome);
+  const messages: StageMessage[] = [];
+  for (const output of outcome.outputs) {
+    const encode = encoders.get(output.to);
+    if (!encode) {
+      return letterOutput(deadLetter('OUTPUT_INVALID', `stage ${stage} may not write to ${output.to}`, outcome.eventId));
+    }
+    try {
+      messages.push({ topic: topicName(pipeline, output.to), key: source.key, value: encode(output.value) });
+    } catch (error) {
+      return letterOutput(deadLetter('OUTPUT_INVALID', `output to ${output.to} does not match its contract: ${errorMessage(error)}`, outcome.eventId));
+    }
+  }
+  return { messages, note: { eventId: outcome.eventId } };
+}
+
+/** Bytes kept of an original value that cannot fit in a dead letter whole. */
+const PREVIEW_HEADROOM_BYTES = 2_048;
+
+/**
+ * The dead letter written instead of an output too large for one transaction:
+ * OVERSIZED, with the original bytes, or when even those cannot fit, the first
+ * bytes as a preview (`dlq.truncated`, `dlq.original_bytes`); the source
+ * coordinates always say where the whole record is.
+ */
+export function oversizedOutput(args: {
+  pipeline: string;
+  stage: StageName;
+  source: SourceRecord;
+  note: StageNote;
+  outputBytes: number;
+  limitBytes: number;
+  now: number;
+  sizeOf(message: StageMessage): number;
+}): StageOutput {
+  const { source, limitBytes } = args;
+  const letter = deadLetter(
+    'OVERSIZED',
+    `output of ${args.outputBytes} bytes is more than its topic accepts (max.message.bytes); ` +
+      `the input record ${source.topic}/${source.partition}/${source.offset} is kept here`,
+    args.note.eventId,
+  );
+  const headers = dlqHeaders(args.stage, source, letter, args.now);
+  const value = source.value ?? Buffer.alloc(0);
+  const message: StageMessage = { topic: topicName(args.pipeline, 'dlq'), key: source.key, value, headers };
+  if (args.sizeOf(message) > limitBytes) {
+    const room = Math.max(0, limitBytes - args.sizeOf({ ...message, value: Buffer.alloc(0) }) - PREVIEW_HEADROOM_BYTES);
+    message.value = value.subarray(0, room);
+    headers['dlq.truncated'] = 'true';
+    headers['dlq.original_bytes'] = String(value.length);
+  }
+  return { messages: [message], note: { eventId: args.note.eventId, deadLetter: letter } };
+}
+
+/** Transient: the whole chunk is retried later. Anything else thrown is a defect tied to some record. */
+const isTransient = (error: unknown) => isSluiceError(error) && error.retriable;
+
+const errorCodeOf = (error: unknown): string => (isSluiceError(error) ? error.code : error instanceof Error ? error.name : 'Error');
+
+/**
+ * Runs the stage on a chunk. If it throws something that is not transient,
+ * the chunk is run again record by record, and each record that still throws
+ * is dead-lettered as PROCESSING_FAILED: one poison record must not wedge its
+ * partition in an endless retry, nor take its neighbours down with it.
+ */
+export async function processIsolating<In>(definition: StageDefinition<In>, inputs: Array<StageInput<In>>, logger: Logger): Promise<Outcome[]> {
+  try {
+    return await definition.process(inputs);
+  } catch (error) {
+    if (isTransient(error)) throw error;
+    logger.error({ err: error, records: inputs.length }, 'stage failed on a chunk; isolating the failing records');
+  }
+  const outcomes: Outcome[] = [];
+  for (const input of inputs) {
+    try {
+      outcomes.push((await definition.process([input]))[0] ?? deadLetter('OUTPUT_INVALID', 'stage returned no outcome'));
+    } catch (error) {
+      if (isTransient(error)) throw error;
+      outcomes.push({ ...deadLetter('PROCESSING_FAILED', `stage failed on this record (a defect in sluice, not in the data): ${errorMessage(error)}`), errorCode: errorCodeOf(error) });
+    }
+  }
+  return outcomes;
+}
+
+/** A stage as a function of records: decode, isolate, process, encode, dead-letter. */
+export type StageHandler = (records: SourceRecord[]) => Promise<StageOutput[]>;
+
+export function createStageHandler<In>(args: {
+  pipeline: string;
+  stage: StageName;
+  definition: StageDefinition<In>;
+  codec: SchemaCodec;
+  encoders: Encoders;
+  logger: Logger;
+  now(): number;
+}): StageHandler {
+  const { pipeline, stage, definition, codec, encoders, logger } = args;
+  return async (records) => {
+    // A registry outage throws here (retriable): the chunk is retried, never dead-lettered.
+    await codec.prefetch(records.map((r) => r.value));
+    const outcomes: Array<Outcome | undefined> = new Array(records.length);
+    const inputs: Array<StageInput<In>> = [];
+    const positions: number[] = [];
+    records.forEach((source, i) => {
+      if (definition.inputFormat === 'bytes') {
+        inputs.push({ source, value: source.value as In });
+        positions.push(i);
+        return;
+      }
+      if (source.value === null || source.value.length === 0) {
+        outcomes[i] = deadLetter('MALFORMED_PAYLOAD', 'empty value on an Avro topic');
+        return;
+      }
+      const decoded = codec.decodeSync(source.value);
+      if (decoded.kind === 'decoded') {
+        inputs.push({ source, value: decoded.value as In });
+        positions.push(i);
+      } else if (decoded.kind === 'unknown-schema') {
+        outcomes[i] = deadLetter('UNKNOWN_SCHEMA', `schema id ${decoded.schemaId} is not in the registry`);
+      } else {
+        outcomes[i] = deadLetter('MALFORMED_PAYLOAD', decoded.message);
+      }
+    });
+    if (inputs.length > 0) {
+      const produced = await processIsolating(definition, inputs, logger);
+      positions.forEach((position, j) => {
+        outcomes[position] = produced[j] ?? deadLetter('OUTPUT_INVALID', 'stage returned no outcome');
+      });
+    }
+    const now = args.now();
+    return records.map((source, i) => outputOf({ pipeline, stage, source, outcome: outcomes[i]!, encoders, now }));
+  };
+}
