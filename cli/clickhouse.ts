@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { DOCUMENTED_QUERIES, formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
+import { DOCUMENTED_QUERIES, documentedQuery, formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
 import { createClickHouse } from '../connectors/clickhouse/client.ts';
 import { ANALYST_DEFAULTS, migrate } from '../connectors/clickhouse/migrate.ts';
 import { applyRetention } from '../connectors/clickhouse/retention.ts';
@@ -80,15 +80,20 @@ export function registerClickHouseCommands(program: Command): void {
     .command('query')
     .description(`run a documented analyst query (docs/analytics.md): ${DOCUMENTED_QUERIES.map((q) => q.name).join(', ')}`)
     .argument('[name]', 'the query; omit to list them')
-    .option('--pipeline <name>', 'pipeline to query', 'signup-risk')
+    .option('--pipeline <name>', 'the pipeline (instance) to query; required to run a query')
     .option('--days <n>', 'how many days back', wholeNumber('--days', 1), 1)
     .option('--json', 'print rows as JSON lines')
-    .action(async (name: string | undefined, options: { pipeline: string; days: number; json?: boolean }) => {
+    .action(async (name: string | undefined, options: { pipeline?: string; days: number; json?: boolean }) => {
       if (name === undefined) {
         for (const q of DOCUMENTED_QUERIES) out(`${q.name.padEnd(22)}${q.title}`);
         return;
       }
-      const rows = await withClickHouse((client) => runDocumentedQuery(client, name, { pipeline: options.pipeline, days: options.days }));
+      documentedQuery(name); // an unknown name fails before the missing option is mentioned
+      if (options.pipeline === undefined) {
+        throw new SluiceError('CONFIG_INVALID', `Say which pipeline to query: npx sluice clickhouse query ${name} --pipeline <name>`);
+      }
+      const { pipeline } = options;
+      const rows = await withClickHouse((client) => runDocumentedQuery(client, name, { pipeline, days: options.days }));
       if (options.json) for (const row of rows) out(JSON.stringify(row));
       else process.stdout.write(formatRows(rows));
     });

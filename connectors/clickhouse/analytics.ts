@@ -3,6 +3,15 @@
  * (a unit test keeps the two identical), that the tests run against the real
  * stack, and that the demo and `sluice clickhouse query` print.
  *
+ * Every query works for any pipeline: it reads the columns all pipelines fill
+ * (decisions by name, features by name, classes by name) and takes two
+ * parameters in ClickHouse's own syntax, `{pipeline:String}` and
+ * `{days:UInt32}`. Current ClickHouse binds them itself (clickhouse-client
+ * `--param_pipeline=…`, HTTP `param_pipeline=…`); 18.16 has no query
+ * parameters (its HTTP interface answers `Unknown setting param_pipeline`), so
+ * scopedSql() puts them in as literals, the one place that does, for every
+ * server alike.
+ *
  * Each runs on ClickHouse 18.16 and on current ClickHouse, and each
  * deduplicates, so that a row the at-least-once sink wrote twice is never
  * counted twice, before or after ReplacingMergeTree merges:
@@ -14,9 +23,6 @@
  * aliases into expressions and then rejects `argMax(decision, …) AS decision`),
  * and no aggregate takes a Nullable argument (18.16 skips NULLs in argMax,
  * current ClickHouse keeps them: ifNull makes both agree).
- *
- * As written they read the `signup-risk` pipeline over the last day; the API
- * substitutes another pipeline name or number of days.
  */
 import { SluiceError } from '../../lib/errors.ts';
 import { type ClickHouseClient, clickHouseError, queryRows, quote } from './client.ts';
@@ -29,9 +35,8 @@ export interface DocumentedQuery {
   sql: string;
 }
 
-/** The pipeline and window the documented SQL is written for. */
-export const DOCUMENTED_PIPELINE = 'signup-risk';
-export const DOCUMENTED_WINDOW = 'INTERVAL 1 DAY';
+/** The parameters every documented query takes, as its SQL spells them. */
+export const QUERY_PARAMETERS = { pipeline: '{pipeline:String}', days: '{days:UInt32}' } as const;
 
 /** The per-event pivot of stage times that the latency queries share. */
 const STAGE_TIMES = `    SELECT
@@ -41,7 +46,7 @@ const STAGE_TIMES = `    SELECT
         minIf(stage_at_ms, stage = 'score') AS scored_ms,
         minIf(stage_at_ms, stage = 'decide') AS decided_ms
     FROM sluice.stage_events
-    WHERE pipeline = 'signup-risk' AND outcome = 'passed' AND occurred_at >= now() - INTERVAL 1 DAY
+    WHERE pipeline = {pipeline:String} AND outcome = 'passed' AND occurred_at >= now() - INTERVAL {days:UInt32} DAY
     GROUP BY event_id
     HAVING countIf(stage = 'validate') > 0 AND countIf(stage = 'score') > 0 AND countIf(stage = 'decide') > 0`;
 
@@ -51,9 +56,11 @@ const LATEST_DECISIONS = `    SELECT
         argMax(decision, decision_version) AS latest_decision,
         argMax(decided_by, decision_version) AS latest_decided_by,
         argMax(ifNull(model_version, 'none'), decision_version) AS latest_model_version,
-        argMax(decided_at, decision_version) AS latest_decided_at
+        argMax(decided_at, decision_version) AS latest_decided_at,
+        argMax(extra_names, decision_version) AS field_names,
+        argMax(extra_values, decision_version) AS field_values
     FROM sluice.decisions
-    WHERE pipeline = 'signup-risk' AND occurred_at >= now() - INTERVAL 1 DAY
+    WHERE pipeline = {pipeline:String} AND occurred_at >= now() - INTERVAL {days:UInt32} DAY
     GROUP BY event_id`;
 
 const LATEST_MODEL_OUTPUTS = `    SELECT
@@ -61,17 +68,20 @@ const LATEST_MODEL_OUTPUTS = `    SELECT
         model_version,
         max(scored_at) AS scored_time,
         argMax(score, scored_at_ms) AS latest_score,
+        argMax(label, scored_at_ms) AS latest_label,
+        argMax(class_names, scored_at_ms) AS classes,
+        argMax(class_scores, scored_at_ms) AS probs,
         argMax(feature_names, scored_at_ms) AS names,
         argMax(feature_values, scored_at_ms) AS vals
     FROM sluice.model_outputs
-    WHERE pipeline = 'signup-risk' AND occurred_at >= now() - INTERVAL 1 DAY
+    WHERE pipeline = {pipeline:String} AND occurred_at >= now() - INTERVAL {days:UInt32} DAY
     GROUP BY event_id, model_version`;
 
 export const DOCUMENTED_QUERIES: readonly DocumentedQuery[] = [
   {
     name: 'decision-mix',
     title: 'Decision mix per hour and model version',
-    question: 'How many events ended approved, in review or blocked, per hour and model version? Only the latest decision_version of each event counts.',
+    question: 'How many events ended with each decision (approve, review, block; route, review; whatever the pipeline decides), per hour and model version? Only the latest decision_version of each event counts.',
     sql: `SELECT
     toStartOfHour(latest_decided_at) AS hour,
     latest_model_version AS model_version,
@@ -118,14 +128,15 @@ ORDER BY indexOf(['validate', 'score', 'decide', 'end_to_end'], hop)`,
     reason,
     uniqExact(kafka_partition, kafka_offset) AS dead_letters
 FROM sluice.dead_letters
-WHERE pipeline = 'signup-risk' AND failed_at >= now() - INTERVAL 1 DAY
+WHERE pipeline = {pipeline:String} AND failed_at >= now() - INTERVAL {days:UInt32} DAY
 GROUP BY hour, stage, reason
 ORDER BY hour, dead_letters DESC, stage, reason`,
   },
   {
     name: 'score-distribution',
     title: 'Score distribution per hour',
-    question: 'How are model scores spread, in buckets of 0.1, per hour and model version? A shifting shape is the first sign of drift.',
+    question:
+      'How are model scores spread, in buckets of 0.1, per hour and model version? The score is P(positive) for a binary model and the top class\'s probability for a multiclass one. A shifting shape is the first sign of drift.',
     sql: `SELECT
     toStartOfHour(scored_time) AS hour,
     model_version,
@@ -141,7 +152,7 @@ ORDER BY hour, model_version, bucket_from`,
   {
     name: 'feature-stats',
     title: 'Feature means and quantiles per hour',
-    question: 'What did the model see? Mean, p05, p50 and p95 of every feature, per hour and model version.',
+    question: 'What did the model see? Mean, p05, p50 and p95 of every monitored feature the pipeline records, per hour and model version.',
     sql: `SELECT
     toStartOfHour(scored_time) AS hour,
     model_version,
@@ -174,7 +185,7 @@ ORDER BY hour, model_version, feature`,
     uniqExactIf(kafka_partition, kafka_offset, stage IN ('score', 'decide') AND outcome = 'dead_lettered') AS dead_lettered_later,
     toInt64(validated) - toInt64(decided) - toInt64(dead_lettered_later) AS unaccounted
 FROM sluice.stage_events
-WHERE pipeline = 'signup-risk' AND occurred_at >= now() - INTERVAL 1 DAY
+WHERE pipeline = {pipeline:String} AND occurred_at >= now() - INTERVAL {days:UInt32} DAY
 GROUP BY hour
 ORDER BY hour`,
   },
@@ -182,7 +193,7 @@ ORDER BY hour`,
     name: 'review-rate',
     title: 'Review rate',
     question:
-      'What share of events went to human review, how many have reviewers resolved, and how many still wait? Per hour of occurrence, from the standing decision of each event.',
+      'What share of events went to human review (the decision `review`), how many have reviewers resolved, and how many still wait? Per hour of occurrence, from the standing decision of each event.',
     sql: `SELECT
     toStartOfHour(occurred_time) AS hour,
     count() AS events,
@@ -246,10 +257,50 @@ ORDER BY hour, decided_by`,
     size_bytes,
     preview
 FROM sluice.dead_letters
-WHERE pipeline = 'signup-risk' AND failed_at >= now() - INTERVAL 1 DAY
+WHERE pipeline = {pipeline:String} AND failed_at >= now() - INTERVAL {days:UInt32} DAY
 ORDER BY failed_at DESC, kafka_partition, kafka_offset
 LIMIT 1 BY kafka_partition, kafka_offset
 LIMIT 20`,
+  },
+  {
+    name: 'class-distribution',
+    title: 'Class probabilities and predicted labels per hour',
+    question:
+      'For a multiclass model: per hour, model version and class, the mean probability the model gave the class, and how many events it predicted as that class (their share is the label mix). No rows for a binary model, which records no classes.',
+    sql: `SELECT
+    toStartOfHour(scored_time) AS hour,
+    model_version,
+    class_name,
+    count() AS events,
+    round(avg(class_score), 6) AS mean_score,
+    countIf(latest_label = class_name) AS predicted,
+    round(predicted / events, 4) AS predicted_share
+FROM
+(
+${LATEST_MODEL_OUTPUTS}
+)
+ARRAY JOIN classes AS class_name, probs AS class_score
+GROUP BY hour, model_version, class_name
+ORDER BY hour, model_version, class_name`,
+  },
+  {
+    name: 'decision-fields',
+    title: 'Pipeline-specific decision fields per hour',
+    question:
+      'How do the standing decisions spread over the fields a pipeline adds to its decision record (a queue and a priority, say), per hour and decision? No rows for a pipeline whose decisions carry no fields of their own.',
+    sql: `SELECT
+    toStartOfHour(latest_decided_at) AS hour,
+    latest_decision AS decision,
+    field,
+    value,
+    count() AS events
+FROM
+(
+${LATEST_DECISIONS}
+)
+ARRAY JOIN field_names AS field, field_values AS value
+GROUP BY hour, decision, field, value
+ORDER BY hour, decision, field, value`,
   },
 ];
 
@@ -262,19 +313,34 @@ export function documentedQuery(name: string): DocumentedQuery {
 }
 
 export interface QueryScope {
-  /** Default `signup-risk`. */
-  pipeline?: string;
+  /** The pipeline (instance) name, e.g. `signup-risk-staging`. */
+  pipeline: string;
   /** How far back, in days; default 1. */
   days?: number;
 }
 
-/** The documented SQL with another pipeline or window substituted. */
-export function scopedSql(query: DocumentedQuery, scope: QueryScope = {}): string {
-  const pipeline = scope.pipeline ?? DOCUMENTED_PIPELINE;
+const PARAMETER = /\{(\w+):(\w+)\}/g;
+
+/**
+ * A documented query's SQL with its parameters bound as literals: the pipeline
+ * name (letters, digits, `.`, `_`, `-` only, and quoted) and the days (a whole
+ * number). The one place SQL text gets values; see the file comment for why.
+ */
+export function scopedSql(query: DocumentedQuery, scope: QueryScope): string {
+  const { pipeline } = scope;
   const days = scope.days ?? 1;
-  if (!/^[a-zA-Z0-9._-]+$/.test(pipeline)) throw new SluiceError('CONFIG_INVALID', `Invalid pipeline name "${pipeline}".`);
-  if (!Number.isSafeInteger(days) || days < 1) throw new SluiceError('CONFIG_INVALID', `days must be a whole number >= 1, got ${days}.`);
-  return query.sql.replaceAll(quote(DOCUMENTED_PIPELINE), quote(pipeline)).replaceAll(DOCUMENTED_WINDOW, `INTERVAL ${days} DAY`);
+  if (typeof pipeline !== 'string' || !/^[a-zA-Z0-9._-]+$/.test(pipeline)) {
+    throw new SluiceError('CONFIG_INVALID', `Invalid pipeline name "${pipeline}": use letters, digits, '.', '_' and '-'.`);
+  }
+  if (!Number.isSafeInteger(days) || days < 1 || days > 0xffff_ffff) {
+    throw new SluiceError('CONFIG_INVALID', `days must be a whole number >= 1, got ${days}.`);
+  }
+  const values: Record<string, string> = { [QUERY_PARAMETERS.pipeline]: quote(pipeline), [QUERY_PARAMETERS.days]: String(days) };
+  return query.sql.replace(PARAMETER, (parameter) => {
+    const value = values[parameter];
+    if (value === undefined) throw new SluiceError('QUERY_UNKNOWN', `The documented query ${query.name} has a parameter ${parameter} that nothing binds.`);
+    return value;
+  });
 }
 
 export type QueryRow = Record<string, unknown>;
@@ -283,10 +349,10 @@ export type QueryRow = Record<string, unknown>;
  * Runs a documented query by name and returns its rows (JSONEachRow: 64-bit
  * integers arrive as strings, as ClickHouse writes them).
  */
-export async function runDocumentedQuery(client: ClickHouseClient, name: string, scope: QueryScope = {}): Promise<QueryRow[]> {
-  const query = documentedQuery(name);
+export async function runDocumentedQuery(client: ClickHouseClient, name: string, scope: QueryScope): Promise<QueryRow[]> {
+  const sql = scopedSql(documentedQuery(name), scope);
   try {
-    return await queryRows<QueryRow>(client, scopedSql(query, scope));
+    return await queryRows<QueryRow>(client, sql);
   } catch (error) {
     throw clickHouseError(error, `the documented query ${name}`);
   }

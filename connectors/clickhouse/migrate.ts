@@ -16,7 +16,17 @@
  */
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
 import { type ClickHouseClient, clickHouseError, createClickHouse, queryRows, quote } from './client.ts';
-import { BOOTSTRAP_STATEMENTS, DATABASE, LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration, migrationChecksum, TABLES } from './schema.ts';
+import {
+  BOOTSTRAP_STATEMENTS,
+  type ColumnAddition,
+  columnAddition,
+  DATABASE,
+  LATEST_SCHEMA_VERSION,
+  MIGRATIONS,
+  type Migration,
+  migrationChecksum,
+  TABLES,
+} from './schema.ts';
 
 export const ANALYST_DEFAULTS = {
   user: 'sluice_analyst',
@@ -50,6 +60,42 @@ async function select<T>(client: ClickHouseClient, query: string, what: string):
   try {
     return await queryRows<T>(client, query);
   } catch (error) {
+    throw clickHouseError(error, what);
+  }
+}
+
+/** The type of a table's column as system.columns spells it; undefined when there is no such column. */
+async function columnType(client: ClickHouseClient, { table, column }: ColumnAddition): Promise<string | undefined> {
+  const [database, name] = table.split('.') as [string, string];
+  const rows = await select<{ type: string }>(
+    client,
+    `SELECT type FROM system.columns WHERE database = ${quote(database)} AND table = ${quote(name)} AND name = ${quote(column)}`,
+    `looking up column ${column} of ${table}`,
+  );
+  return rows[0]?.type;
+}
+
+/**
+ * Runs one migration statement. A column addition that fails because the
+ * column is already there with the same type (an earlier migrate stopped
+ * before recording its version, or another migrate is running) is done: 18.16
+ * has no ADD COLUMN IF NOT EXISTS, and the error code differs between versions.
+ */
+export async function runMigrationStatement(client: ClickHouseClient, statement: string, what: string): Promise<void> {
+  try {
+    await client.command({ query: statement });
+  } catch (error) {
+    const addition = columnAddition(statement);
+    if (addition === undefined) throw clickHouseError(error, what);
+    const existing = await columnType(client, addition).catch(() => undefined);
+    if (existing === addition.type) return;
+    if (existing !== undefined) {
+      throw new SluiceError(
+        'CLICKHOUSE_SCHEMA_OUTDATED',
+        `${what}: ${addition.table}.${addition.column} exists as ${existing}, not ${addition.type}. It was created by hand or by other code: drop or rename it, then run migrate again.`,
+        { cause: error },
+      );
+    }
     throw clickHouseError(error, what);
   }
 }
@@ -189,7 +235,7 @@ export async function migrate(
       continue;
     }
     for (const [i, statement] of migration.statements.entries()) {
-      await run(client, statement, `migration ${migration.version} statement ${i + 1}`);
+      await runMigrationStatement(client, statement, `migration ${migration.version} statement ${i + 1}`);
     }
     const appliedAt = Math.floor((options.now?.() ?? Date.now()) / 1000);
     await client

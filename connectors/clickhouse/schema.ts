@@ -17,8 +17,10 @@
  *   row itself, so a re-inserted row always lands in the same one. Queries
  *   must still deduplicate (uniqExact, argMax, GROUP BY) because merges run
  *   when they run.
- * - 18.16 has no `ADD COLUMN IF NOT EXISTS`: a later migration that adds a
- *   column must be written as its own version, applied exactly once.
+ * - 18.16 has no `ADD COLUMN IF NOT EXISTS`: a later migration adds columns
+ *   with `addColumn()`, one column per statement, and migrate takes "column
+ *   already exists" with the same type as done (a migrate interrupted half way,
+ *   or two running at once, then converges instead of failing for ever).
  */
 import { createHash } from 'node:crypto';
 
@@ -44,6 +46,24 @@ export interface Migration {
 
 /** `<column> DateTime MATERIALIZED` from an epoch-ms column: independent of the server's time zone. */
 const fromMs = (column: string, ms: string) => `${column} DateTime MATERIALIZED toDateTime(intDiv(${ms}, 1000))`;
+
+/** A column a migration adds to an existing table. */
+export interface ColumnAddition {
+  table: string;
+  column: string;
+  /** As system.columns spells it, e.g. `Array(String)`. */
+  type: string;
+}
+
+/** The one statement that adds a column (rows written before it read the type's default: '', [], 0). */
+export const addColumn = ({ table, column, type }: ColumnAddition, after: string): string =>
+  `ALTER TABLE ${table} ADD COLUMN ${column} ${type} AFTER ${after}`;
+
+/** The column a statement written by addColumn() adds; undefined for any other statement. */
+export function columnAddition(statement: string): ColumnAddition | undefined {
+  const match = /^ALTER TABLE (\S+) ADD COLUMN (\w+) (\S+) AFTER \w+$/.exec(statement);
+  return match ? { table: match[1]!, column: match[2]!, type: match[3]! } : undefined;
+}
 
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -128,6 +148,17 @@ PARTITION BY toYYYYMMDD(failed_at)
 ORDER BY (pipeline, stage, reason, kafka_partition, kafka_offset)`,
     ],
   },
+  {
+    version: 2,
+    name: 'class probabilities in model outputs, pipeline-specific fields in decisions',
+    statements: [
+      addColumn({ table: TABLES.modelOutputs, column: 'label', type: 'String' }, 'score'),
+      addColumn({ table: TABLES.modelOutputs, column: 'class_names', type: 'Array(String)' }, 'label'),
+      addColumn({ table: TABLES.modelOutputs, column: 'class_scores', type: 'Array(Float64)' }, 'class_names'),
+      addColumn({ table: TABLES.decisions, column: 'extra_names', type: 'Array(String)' }, 'decided_at_ms'),
+      addColumn({ table: TABLES.decisions, column: 'extra_values', type: 'Array(String)' }, 'extra_names'),
+    ],
+  },
 ];
 
 /** Created before any migration runs (so they are not versions themselves). */
@@ -176,7 +207,15 @@ export interface ModelOutputRow {
   pipeline: string;
   event_id: string;
   model_version: string;
+  /** binary: P(positive); multiclass: the top class's probability. */
   score: number;
+  /** multiclass: the predicted (top) class; '' for a binary model. */
+  label: string;
+  /** multiclass: every class, in the model's output order; [] for a binary model. */
+  class_names: string[];
+  /** Parallel to class_names: each class's probability. */
+  class_scores: number[];
+  /** The monitored features the scored record carries, by name. */
   feature_names: string[];
   feature_values: number[];
   occurred_at_ms: number;
@@ -197,6 +236,10 @@ export interface DecisionRow {
   decision_version: number;
   occurred_at_ms: number;
   decided_at_ms: number;
+  /** The decided record's fields beyond the common ones (e.g. ticket-triage's queue, priority), in schema order. */
+  extra_names: string[];
+  /** Parallel to extra_names, as text (see processors/sink/records.ts). */
+  extra_values: string[];
   kafka_partition: number;
   kafka_offset: number;
 }

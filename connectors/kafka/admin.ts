@@ -1,6 +1,10 @@
 /** Topic administration, start-up checks and one-off produces, for the CLI, the runtime and tests. */
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
+import { createLogger } from '../../lib/log.ts';
+import { retry } from '../../lib/retry.ts';
 import { createKafka } from './client.ts';
+
+const quiet = createLogger({ component: 'kafka-admin' }, 'error');
 
 export interface TopicSpec {
   topic: string;
@@ -18,7 +22,7 @@ export async function ensureTopics(brokers: string[], specs: TopicSpec[]): Promi
     const missing = specs.filter((spec) => !existing.has(spec.topic));
     if (missing.length > 0) {
       await admin.createTopics({
-        waitForLeaders: true,
+        waitForLeaders: false,
         topics: missing.map((spec) => ({
           topic: spec.topic,
           numPartitions: spec.partitions,
@@ -26,6 +30,16 @@ export async function ensureTopics(brokers: string[], specs: TopicSpec[]): Promi
           configEntries: Object.entries(spec.config).map(([name, value]) => ({ name, value })),
         })),
       });
+      // kafkajs's own wait for leaders gives up on the first UNKNOWN_TOPIC_OR_PARTITION
+      // from a broker whose metadata is a moment behind; wait for them here instead.
+      await retry(
+        async () => {
+          const metadata = await admin.fetchTopicMetadata({ topics: missing.map((spec) => spec.topic) });
+          const leaderless = metadata.topics.flatMap((topic) => topic.partitions.filter((p) => p.leader < 0).map(() => topic.name));
+          if (leaderless.length > 0) throw new Error(`no leader yet for ${[...new Set(leaderless)].join(', ')}`);
+        },
+        { what: 'waiting for the new topics to have leaders', logger: quiet, deadlineMs: 30_000, initialMs: 50, maxMs: 1_000 },
+      );
     }
     return missing.map((spec) => spec.topic);
   } finally {
@@ -131,6 +145,32 @@ export async function groupLag(brokers: string[], groupId: string, topic: string
       end: BigInt(end.high),
       committed: BigInt(committed?.partitions.find((p) => p.partition === end.partition)?.offset ?? '-1'),
     }));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Sets topic-level configs (e.g. `max.message.bytes`) on an existing topic. */
+export async function setTopicConfig(brokers: string[], topic: string, entries: Record<string, string>): Promise<void> {
+  const admin = createKafka({ brokers, clientId: 'sluice-admin' }).admin();
+  await admin.connect();
+  try {
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: 2 /* TOPIC */, name: topic, configEntries: Object.entries(entries).map(([name, value]) => ({ name, value })) }],
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** The client ids of a consumer group's current members (none for an empty or unknown group). */
+export async function groupMembers(brokers: string[], groupId: string): Promise<string[]> {
+  const admin = createKafka({ brokers, clientId: 'sluice-admin' }).admin();
+  await admin.connect();
+  try {
+    const { groups } = await admin.describeGroups([groupId]);
+    return groups.flatMap((group) => group.members.map((member) => member.clientId));
   } finally {
     await admin.disconnect();
   }

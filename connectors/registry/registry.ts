@@ -161,19 +161,7 @@ export class SchemaCatalog implements SchemaCodec {
 
   /** Decodes a framed value with cached types only (call prefetch first). */
   decodeSync(value: Buffer): FramedDecode {
-    let framed: { registryId: number; payload: Buffer };
-    try {
-      framed = wireDecode(value);
-    } catch (error) {
-      return { kind: 'undecodable', message: `not in the registry wire format: ${errorMessage(error)}` };
-    }
-    const type = this.types.get(framed.registryId);
-    if (type === undefined) return { kind: 'unknown-schema', schemaId: framed.registryId };
-    try {
-      return { kind: 'decoded', value: type.fromBuffer(framed.payload), schemaId: framed.registryId };
-    } catch (error) {
-      return { kind: 'undecodable', message: `schema id ${framed.registryId}: ${errorMessage(error)}` };
-    }
+    return decodeFramed(value, (id) => this.types.get(id));
   }
 
   async encoderFor(subject: string): Promise<(value: unknown) => Buffer> {
@@ -208,6 +196,23 @@ export class SchemaCatalog implements SchemaCodec {
     return new SluiceError('REGISTRY_UNAVAILABLE', `Schema registry at ${this.url} failed while ${what}: ${errorMessage(error)}`, {
       cause: error,
     });
+  }
+}
+
+/** Decodes a framed value with the types at hand (the registry's cache, or an in-memory codec's). */
+export function decodeFramed(value: Buffer, typeOf: (id: number) => AvroType | undefined): FramedDecode {
+  let framed: { registryId: number; payload: Buffer };
+  try {
+    framed = wireDecode(value);
+  } catch (error) {
+    return { kind: 'undecodable', message: `not in the registry wire format: ${errorMessage(error)}` };
+  }
+  const type = typeOf(framed.registryId);
+  if (type === undefined) return { kind: 'unknown-schema', schemaId: framed.registryId };
+  try {
+    return { kind: 'decoded', value: type.fromBuffer(framed.payload), schemaId: framed.registryId };
+  } catch (error) {
+    return { kind: 'undecodable', message: `schema id ${framed.registryId}: ${errorMessage(error)}` };
   }
 }
 

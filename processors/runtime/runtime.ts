@@ -12,6 +12,7 @@
 import { checkTopics } from '../../connectors/kafka/admin.ts';
 import { messageBytes, outputBytes, type RecordOutput, startExactlyOnce } from '../../connectors/kafka/exactly-once.ts';
 import { SchemaCatalog } from '../../connectors/registry/registry.ts';
+import type { SchemaCodec } from '../../lib/codec.ts';
 import { CONTROL_TOPIC, type SourceRecord, type TopicSuffix, topicName } from '../../lib/contracts.ts';
 import { SluiceError } from '../../lib/errors.ts';
 import { keepRunning, Resources, type Running } from '../../lib/lifecycle.ts';
@@ -42,7 +43,8 @@ export interface StagePipeline {
 /** What the runtime gives a stage when it is built. */
 export interface StageServices<P extends StagePipeline = StagePipeline> {
   pipeline: P;
-  catalog: SchemaCatalog;
+  /** Decodes framed values (the registry adapter in production, an in-memory codec in the test driver). */
+  catalog: SchemaCodec;
   control: ControlState;
   logger: Logger;
   metrics: StageMetrics;

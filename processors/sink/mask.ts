@@ -16,6 +16,8 @@
 export const PREVIEW_CHARS = 200;
 /** Characters of a dead letter's message kept. */
 export const MESSAGE_CHARS = 1_000;
+/** Characters kept of a pipeline-specific decision field's value. */
+export const FIELD_CHARS = 1_000;
 export const REDACTED = '[redacted]';
 
 /** Keys whose values are personal data, compared lower case with `-` as `_`. */
@@ -50,7 +52,11 @@ export const PERSONAL_KEYS: ReadonlySet<string> = new Set([
   'token',
 ]);
 
-const isPersonalKey = (key: string) => PERSONAL_KEYS.has(key.toLowerCase().replaceAll('-', '_'));
+/** A personal key, or any `<who>_email` (reporter_email, contact_email). */
+export function isPersonalKey(key: string): boolean {
+  const normalized = key.toLowerCase().replaceAll('-', '_');
+  return PERSONAL_KEYS.has(normalized) || normalized.endsWith('_email');
+}
 
 // The lookbehind starts a match only at the beginning of a run of address characters: linear, not quadratic, on long runs.
 const EMAIL = /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g;
@@ -122,4 +128,18 @@ export function previewOf(bytes: Buffer, decoded?: unknown, maxChars = PREVIEW_C
 /** A dead letter's message, masked and bounded. */
 export function maskMessage(message: string): string {
   return cut(maskText(message.slice(0, MESSAGE_CHARS * 2)), MESSAGE_CHARS);
+}
+
+/**
+ * A pipeline-specific field of a decided record as the text ClickHouse keeps
+ * (decisions.extra_values): strings as they are, numbers and booleans in their
+ * usual form, null as '', records and arrays as JSON; personal data masked as
+ * in dead letters (a non-null value of a personal key is replaced whole).
+ */
+export function fieldText(key: string, value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (isPersonalKey(key)) return REDACTED;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  const text = typeof value === 'string' ? value : toJson(maskValue(value));
+  return cut(maskText(text.slice(0, FIELD_CHARS * 2)), FIELD_CHARS);
 }

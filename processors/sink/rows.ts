@@ -1,7 +1,8 @@
 /**
  * The ClickHouse sink's pure logic: Kafka records of a pipeline's validated,
  * scored, decided and dead-letter topics in, table rows out. No Kafka or
- * ClickHouse client here; decoding is given through the context.
+ * ClickHouse client here; decoding is given through the context. Any
+ * pipeline: only the fields common to every contract are read (records.ts).
  *
  * Every row carries the Kafka coordinates of the record it came from (or the
  * event id and version), which is what makes a row written twice collapse in
@@ -9,9 +10,9 @@
  */
 import type { DeadLetterRow, StageEventRow, TableRows } from '../../connectors/clickhouse/schema.ts';
 import type { FramedDecode } from '../../connectors/registry/registry.ts';
-import type { DecisionRecord, ScoredRecord, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
 import { type SourceRecord, type TopicSuffix, topicName } from '../runtime/types.ts';
 import { maskMessage, previewOf } from './mask.ts';
+import { type CommonDecision, type CommonScored, type CommonValidated, extraFields, hasEventId, parallelArrays } from './records.ts';
 
 /** The topics the sink reads, by suffix. The raw topic is not read: validate's output and dead letters cover every input. */
 export const SINK_TOPIC_SUFFIXES = ['validated', 'scored', 'decided', 'dlq'] as const satisfies readonly TopicSuffix[];
@@ -28,7 +29,7 @@ export interface SkippedRecord {
   topic: string;
   partition: number;
   offset: string;
-  reason: 'empty-value' | 'undecodable' | 'unknown-schema' | 'unexpected-topic';
+  reason: 'empty-value' | 'undecodable' | 'unknown-schema' | 'unexpected-topic' | 'missing-fields';
   detail: string;
 }
 
@@ -52,7 +53,7 @@ const coordinates = (source: SourceRecord) => ({
   kafka_timestamp_ms: ms(source.timestampMs),
 });
 
-export function validatedRows(pipeline: string, value: ValidatedRecord, source: SourceRecord): StageEventRow {
+export function validatedRows(pipeline: string, value: CommonValidated, source: SourceRecord): StageEventRow {
   return {
     pipeline,
     stage: 'validate',
@@ -66,26 +67,33 @@ export function validatedRows(pipeline: string, value: ValidatedRecord, source: 
   };
 }
 
-export function scoredRows(pipeline: string, value: ScoredRecord, source: SourceRecord, rows: TableRows): void {
+export function scoredRows(pipeline: string, value: CommonScored, source: SourceRecord, rows: TableRows): void {
+  // A score that is not a finite number is no score: NaN would make ClickHouse refuse the whole batch.
+  const score = typeof value.score === 'number' && Number.isFinite(value.score) ? value.score : null;
   rows.stageEvents.push({
     pipeline,
     stage: 'score',
     outcome: 'passed',
-    detail: value.score === null ? 'unscored' : '',
+    detail: score === null ? 'unscored' : '',
     event_id: value.event_id,
     decision_version: 0,
     occurred_at_ms: ms(value.occurred_at),
     stage_at_ms: ms(value.scored_at),
     ...coordinates(source),
   });
-  if (value.score === null) return;
+  if (score === null) return;
+  const classes = parallelArrays(value.class_names, value.class_scores);
+  const features = parallelArrays(value.feature_names, value.feature_values);
   rows.modelOutputs.push({
     pipeline,
     event_id: value.event_id,
     model_version: value.model_version ?? 'unknown',
-    score: value.score,
-    feature_names: [...value.feature_names],
-    feature_values: [...value.feature_values],
+    score,
+    label: typeof value.label === 'string' ? value.label : '',
+    class_names: classes.names,
+    class_scores: classes.values,
+    feature_names: features.names,
+    feature_values: features.values,
     occurred_at_ms: ms(value.occurred_at),
     scored_at_ms: ms(value.scored_at),
     kafka_partition: source.partition,
@@ -93,7 +101,8 @@ export function scoredRows(pipeline: string, value: ScoredRecord, source: Source
   });
 }
 
-export function decidedRows(pipeline: string, value: DecisionRecord, source: SourceRecord, rows: TableRows): void {
+export function decidedRows(pipeline: string, value: CommonDecision, source: SourceRecord, rows: TableRows): void {
+  const extra = extraFields(value);
   rows.stageEvents.push({
     pipeline,
     stage: 'decide',
@@ -117,6 +126,8 @@ export function decidedRows(pipeline: string, value: DecisionRecord, source: Sou
     decision_version: value.decision_version,
     occurred_at_ms: ms(value.occurred_at),
     decided_at_ms: ms(value.decided_at),
+    extra_names: extra.names,
+    extra_values: extra.values,
     kafka_partition: source.partition,
     kafka_offset: Number(source.offset),
   });
@@ -223,9 +234,13 @@ export function mapRecords(records: readonly SourceRecord[], ctx: SinkContext): 
       skip('undecodable', decoded.message);
       continue;
     }
-    if (suffix === 'validated') rows.stageEvents.push(validatedRows(ctx.pipeline, decoded.value as ValidatedRecord, source));
-    else if (suffix === 'scored') scoredRows(ctx.pipeline, decoded.value as ScoredRecord, source, rows);
-    else decidedRows(ctx.pipeline, decoded.value as DecisionRecord, source, rows);
+    if (!hasEventId(decoded.value)) {
+      skip('missing-fields', `schema id ${decoded.schemaId} decodes to a record without the common fields (no event_id)`);
+      continue;
+    }
+    if (suffix === 'validated') rows.stageEvents.push(validatedRows(ctx.pipeline, decoded.value as CommonValidated, source));
+    else if (suffix === 'scored') scoredRows(ctx.pipeline, decoded.value as CommonScored, source, rows);
+    else decidedRows(ctx.pipeline, decoded.value as CommonDecision, source, rows);
   }
   return { rows, skipped };
 }

@@ -21,12 +21,17 @@ import { errorMessage, isSluiceError } from '../../lib/errors.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import { startMetricsServer } from '../../lib/metrics.ts';
 import type { Connections } from '../../lib/settings.ts';
-import type { PipelineDefinition } from '../../pipelines/registry.ts';
 import type { SourceRecord } from '../runtime/types.ts';
 import { topicName } from '../runtime/types.ts';
 import { type SinkConfig, sinkConfigFromEnv } from './config.ts';
 import { createSinkMetrics, type SinkMetrics } from './metrics.ts';
 import { mapRecords, rowCount, SINK_TOPIC_SUFFIXES } from './rows.ts';
+
+/** What the sink needs to know of a pipeline: its instance name (topics, group) and its owners (metric labels). */
+export interface SinkPipeline {
+  name: string;
+  owners: { team: string };
+}
 
 export const sinkGroupId = (pipeline: string) => `sluice.${pipeline}.sink.clickhouse`;
 export const sinkTopics = (pipeline: string) => SINK_TOPIC_SUFFIXES.map((suffix) => topicName(pipeline, suffix));
@@ -90,7 +95,7 @@ export function batchWriter(args: {
  * `sluice.<pipeline>.sink.clickhouse`.
  */
 export async function runClickHouseSink(args: {
-  pipeline: PipelineDefinition;
+  pipeline: SinkPipeline;
   connections: Connections;
   config?: SinkConfig;
   logger?: Logger;

@@ -9,8 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
 import { DOCUMENTED_QUERIES, runDocumentedQuery } from '../../connectors/clickhouse/analytics.ts';
 import { type ClickHouseClient, clickHouseError, createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
-import { ANALYST_DEFAULTS, hasSqlAccessControl, migrate, pendingMigrations } from '../../connectors/clickhouse/migrate.ts';
-import { DATA_TABLES, MIGRATIONS, migrationChecksum, TABLES, type TableRows } from '../../connectors/clickhouse/schema.ts';
+import { ANALYST_DEFAULTS, hasSqlAccessControl, migrate, pendingMigrations, runMigrationStatement } from '../../connectors/clickhouse/migrate.ts';
+import { addColumn, DATA_TABLES, MIGRATIONS, migrationChecksum, TABLES, type TableRows } from '../../connectors/clickhouse/schema.ts';
 import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
 import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
 import { type ErrorCode, isSluiceError } from '../../lib/errors.ts';
@@ -47,6 +47,9 @@ function rowsAt(pipeline: string, eventId: string, atMs: number): TableRows {
         event_id: eventId,
         model_version: 'm1',
         score: 0.5,
+        label: '',
+        class_names: [],
+        class_scores: [],
         feature_names: ['f'],
         feature_values: [1],
         occurred_at_ms: atMs,
@@ -67,6 +70,8 @@ function rowsAt(pipeline: string, eventId: string, atMs: number): TableRows {
         decision_version: 1,
         occurred_at_ms: atMs,
         decided_at_ms: atMs + 12,
+        extra_names: [],
+        extra_values: [],
         ...coordinates,
       },
     ],
@@ -137,13 +142,47 @@ describe('ClickHouse schema, analyst user and retention', () => {
     );
   });
 
+  it('takes a column addition that is already there as done (a migrate cut short, or two at once), unless its type differs', async () => {
+    const table = `default.${uniqueName('it_add_column').replaceAll('-', '_')}`;
+    await admin.command({ query: `CREATE TABLE ${table} (a String) ENGINE = MergeTree ORDER BY a` });
+    try {
+      const statement = addColumn({ table, column: 'class_names', type: 'Array(String)' }, 'a');
+      await runMigrationStatement(admin, statement, 'adding a column');
+      await runMigrationStatement(admin, statement, 'adding it again');
+      const columns = await queryRows<{ name: string; type: string }>(admin, `SELECT name, type FROM system.columns WHERE database = 'default' AND table = ${quote(table.slice('default.'.length))}`);
+      assert.deepEqual(columns.map((c) => [c.name, c.type]), [['a', 'String'], ['class_names', 'Array(String)']]);
+      await assert.rejects(runMigrationStatement(admin, addColumn({ table, column: 'class_names', type: 'Array(Float64)' }, 'a'), 'adding it with another type'), (error) =>
+        isSluiceError(error, 'CLICKHOUSE_SCHEMA_OUTDATED'),
+      );
+      await assert.rejects(runMigrationStatement(admin, `ALTER TABLE ${table} DROP COLUMN nothing_here`, 'a statement that fails'), (error) =>
+        isSluiceError(error, 'CLICKHOUSE_QUERY_FAILED'),
+      );
+    } finally {
+      await admin.command({ query: `DROP TABLE IF EXISTS ${table}` });
+    }
+  });
+
   it('creates the four tables with the columns of the contract, as ReplacingMergeTrees', async () => {
     const columns = await queryRows<{ table: string; name: string }>(admin, "SELECT table, name FROM system.columns WHERE database = 'sluice'");
     const of = (table: string) => new Set(columns.filter((c) => `sluice.${c.table}` === table).map((c) => c.name));
     const required: Record<string, string[]> = {
       [TABLES.stageEvents]: ['pipeline', 'stage', 'event_id', 'kafka_partition', 'kafka_offset', 'occurred_at', 'stage_at', 'outcome'],
-      [TABLES.modelOutputs]: ['pipeline', 'event_id', 'model_version', 'score', 'feature_names', 'feature_values', 'scored_at'],
-      [TABLES.decisions]: ['event_id', 'pipeline', 'decision', 'decided_by', 'reasons', 'score', 'model_version', 'policy_version', 'decision_version', 'occurred_at', 'decided_at'],
+      [TABLES.modelOutputs]: ['pipeline', 'event_id', 'model_version', 'score', 'label', 'class_names', 'class_scores', 'feature_names', 'feature_values', 'scored_at'],
+      [TABLES.decisions]: [
+        'event_id',
+        'pipeline',
+        'decision',
+        'decided_by',
+        'reasons',
+        'score',
+        'model_version',
+        'policy_version',
+        'decision_version',
+        'occurred_at',
+        'decided_at',
+        'extra_names',
+        'extra_values',
+      ],
       [TABLES.deadLetters]: ['pipeline', 'stage', 'reason', 'message', 'source_topic', 'source_partition', 'source_offset', 'failed_at', 'size_bytes', 'preview'],
     };
     for (const [table, names] of Object.entries(required)) {

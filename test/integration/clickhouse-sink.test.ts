@@ -19,8 +19,8 @@ import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
 import { DATA_TABLES } from '../../connectors/clickhouse/schema.ts';
 import { createKafka } from '../../connectors/kafka/client.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
-import { envelopeBytes, generateSignups, malformedSamples } from '../../generator/signup-risk.ts';
-import type { DecisionRecord } from '../../pipelines/signup-risk/types.ts';
+import { envelopeBytes, generateSignups, malformedSamples } from '../../pipelines/signup-risk/generator.ts';
+import type { CommonDecision } from '../../processors/sink/records.ts';
 import { sinkGroupId, sinkTopics } from '../../processors/sink/runner.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 import { connections, uniqueName, waitFor } from '../helpers.ts';
@@ -79,7 +79,7 @@ const sum = (rows: QueryRow[], column: string) => rows.reduce((n, row) => n + nu
 describe('ClickHouse sink', () => {
   const client = createClickHouse({ url: connections.clickhouseUrl });
   let instance: PipelineInstance;
-  let decided: Collector<DecisionRecord>;
+  let decided: Collector<CommonDecision>;
   let dlq: Collector<Buffer>;
   let sink: SinkProcess | undefined;
   const prefix = uniqueName('evt');
@@ -105,7 +105,7 @@ describe('ClickHouse sink', () => {
 
   /** What the pipeline wrote to Kafka, from the collectors. */
   function kafkaTruth() {
-    const latest = new Map<string, DecisionRecord>();
+    const latest = new Map<string, CommonDecision>();
     for (const { value } of decided.messages) {
       const current = latest.get(value.event_id);
       if (!current || value.decision_version > current.decision_version) latest.set(value.event_id, value);
@@ -166,7 +166,7 @@ describe('ClickHouse sink', () => {
   before(async () => {
     await migrate(client, { url: connections.clickhouseUrl });
     instance = await PipelineInstance.create('it-sink', { SLUICE_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) });
-    [decided, dlq] = await Promise.all([instance.collect<DecisionRecord>('decided'), instance.collect<Buffer>('dlq', 'bytes')]);
+    [decided, dlq] = await Promise.all([instance.collect<CommonDecision>('decided'), instance.collect<Buffer>('dlq', 'bytes')]);
     await instance.start();
   });
 

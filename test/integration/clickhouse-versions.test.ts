@@ -1,9 +1,11 @@
 /**
  * The same SQL on both ClickHouse versions sluice supports: the local stack's
  * 18.16 server, and current ClickHouse through chDB (the in-process build of
- * the same engine, a Python package). The migrations, the sink's rows
- * (inserted twice, as an at-least-once sink may), every documented query and
- * the retention statements run on both, and the query results must agree.
+ * the same engine, a Python package). The migrations, the sink's rows of a
+ * binary and a multiclass pipeline (inserted twice, as an at-least-once sink
+ * may), every documented query and the retention statements run on both, and
+ * the query results must agree; on current ClickHouse the documented text also
+ * runs with ClickHouse's own query parameters, with the same results.
  *
  * chDB is not part of the stack: point SLUICE_CHDB_PYTHON at a Python that can
  * `import chdb` (pip install chdb-core), or have python3 able to. Without it
@@ -40,8 +42,8 @@ for statement in job['statements']:
 for insert in job['inserts']:
     s.query('INSERT INTO %s FORMAT JSONEachRow %s' % (insert['table'], '\\n'.join(json.dumps(r) for r in insert['rows'])))
 out = {}
-for name, sql in job['queries'].items():
-    text = str(s.query(sql, 'JSONEachRow')).strip()
+for name, query in job['queries'].items():
+    text = str(s.query(query['sql'], 'JSONEachRow', params=query.get('params'))).strip()
     out[name] = [json.loads(line) for line in text.split('\\n') if line]
 for statement in job['after']:
     s.query(statement)
@@ -49,7 +51,7 @@ out['__partitions_after'] = [json.loads(line) for line in str(s.query(job['parti
 print(json.dumps(out))
 `;
 
-/** Rows of a small but varied run: latencies, scores, features, a reviewer's second decision, dead letters with and without ids. */
+/** Rows of a small but varied binary-model run: latencies, scores, features, a reviewer's second decision, dead letters with and without ids. */
 function sampleRows(pipeline: string, now: number): TableRows {
   const rows = emptyRows();
   for (let i = 0; i < 60; i++) {
@@ -76,6 +78,9 @@ function sampleRows(pipeline: string, now: number): TableRows {
       event_id: eventId,
       model_version: i < 30 ? 'm1' : 'm2',
       score,
+      label: '',
+      class_names: [],
+      class_scores: [],
       feature_names: ['age_log1p', 'ip_signups', 'plan_free'],
       feature_values: [i / 7, (i * 3) % 5, i % 2],
       occurred_at_ms: occurred,
@@ -96,6 +101,8 @@ function sampleRows(pipeline: string, now: number): TableRows {
       decision_version: 1,
       occurred_at_ms: occurred,
       decided_at_ms: occurred + 40 + i,
+      extra_names: [],
+      extra_values: [],
       kafka_partition: i % 3,
       kafka_offset: i,
     };
@@ -143,6 +150,32 @@ function sampleRows(pipeline: string, now: number): TableRows {
   return rows;
 }
 
+const CLASSES = ['billing', 'bug', 'security', 'account', 'feature_request'];
+const PRIORITIES = ['P1', 'P2', 'P3', 'P4'];
+
+/**
+ * Rows of a multiclass run whose decisions carry fields of their own (queue,
+ * priority): class probabilities, labels, two model versions, a reviewer
+ * re-routing some events, on top of the binary run's stage events and dead letters.
+ */
+function multiclassRows(pipeline: string, now: number): TableRows {
+  const rows = sampleRows(pipeline, now);
+  rows.modelOutputs = rows.modelOutputs.map((row, i) => {
+    const raw = CLASSES.map((_, c) => 1 + ((i * (c + 3)) % 7));
+    const total = raw.reduce((a, b) => a + b, 0);
+    const probs = raw.map((r) => r / total);
+    const top = probs.indexOf(Math.max(...probs));
+    return { ...row, score: probs[top]!, label: CLASSES[top]!, class_names: CLASSES, class_scores: probs, feature_names: ['text_chars', 'text_tokens'], feature_values: [40 + i, 8 + (i % 5)] };
+  });
+  const labelOf = new Map(rows.modelOutputs.map((row) => [row.event_id, row.label]));
+  rows.decisions = rows.decisions.map((row, i) => {
+    const queue = row.decided_by === 'human' ? 'security' : (labelOf.get(row.event_id) ?? 'bug');
+    const decision = row.decided_by === 'human' ? 'route' : row.decision === 'approve' ? 'route' : 'review';
+    return { ...row, decision, extra_names: ['queue', 'priority'], extra_values: [queue, PRIORITIES[i % 4]!] };
+  });
+  return rows;
+}
+
 /** 64-bit integers are strings from 18.16 and numbers from current ClickHouse; floats may differ in their last bits. */
 const normalize = (rows: QueryRow[]) =>
   rows.map((row) =>
@@ -159,24 +192,38 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it(`runs the migrations, the sink's rows (twice), every documented query and retention alike on 18.16 and ${chdbVersion ?? 'chDB'}`, async () => {
-    const pipeline = uniqueName('signup-risk-it-versions');
-    const rows = sampleRows(pipeline, Date.now());
+    const now = Date.now();
+    const binary = uniqueName('it-versions-binary');
+    const multiclass = uniqueName('it-versions-multiclass');
+    const rows = [sampleRows(binary, now), multiclassRows(multiclass, now)];
+    const pipelines = [binary, multiclass];
     const client = createClickHouse({ url: connections.clickhouseUrl });
     const local: Record<string, QueryRow[]> = {};
     try {
       await migrate(client, { url: connections.clickhouseUrl });
-      await insertTableRows(client, rows);
-      await insertTableRows(client, rows); // the at-least-once repeat
-      for (const query of DOCUMENTED_QUERIES) local[query.name] = await runDocumentedQuery(client, query.name, { pipeline });
+      for (const batch of rows) {
+        await insertTableRows(client, batch);
+        await insertTableRows(client, batch); // the at-least-once repeat
+      }
+      for (const pipeline of pipelines) {
+        for (const query of DOCUMENTED_QUERIES) local[`${pipeline} ${query.name}`] = await runDocumentedQuery(client, query.name, { pipeline });
+      }
     } finally {
-      await deletePipelineRows(client, pipeline).catch(() => {});
+      for (const pipeline of pipelines) await deletePipelineRows(client, pipeline).catch(() => {});
       await client.close();
     }
 
+    const queries: Record<string, { sql: string; params?: Record<string, unknown> }> = {};
+    for (const pipeline of pipelines) {
+      for (const query of DOCUMENTED_QUERIES) {
+        queries[`${pipeline} ${query.name}`] = { sql: scopedSql(query, { pipeline }) };
+        queries[`${pipeline} ${query.name} (query parameters)`] = { sql: query.sql, params: { pipeline, days: 1 } };
+      }
+    }
     const job = {
       statements: [...BOOTSTRAP_STATEMENTS, ...MIGRATIONS.flatMap((m) => m.statements)],
-      inserts: [1, 2].flatMap(() => (Object.keys(TABLE_OF) as Array<keyof TableRows>).map((key) => ({ table: TABLE_OF[key], rows: rows[key] }))),
-      queries: Object.fromEntries(DOCUMENTED_QUERIES.map((q) => [q.name, scopedSql(q, { pipeline })])),
+      inserts: rows.flatMap((batch) => [1, 2].flatMap(() => (Object.keys(TABLE_OF) as Array<keyof TableRows>).map((key) => ({ table: TABLE_OF[key], rows: batch[key] })))),
+      queries,
       after: [dropPartitionSql(TABLE_OF.deadLetters, new Date().toISOString().slice(0, 10).replaceAll('-', ''))],
       partitions: PARTITIONS_SQL,
     };
@@ -186,8 +233,16 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
     const current = JSON.parse(run.stdout) as Record<string, QueryRow[]>;
 
     for (const query of DOCUMENTED_QUERIES) {
-      assert.ok(local[query.name]!.length > 0, `${query.name} returns rows`);
-      assert.deepEqual(normalize(current[query.name]!), normalize(local[query.name]!), `${query.name}: same result on both versions`);
+      assert.ok(pipelines.some((pipeline) => local[`${pipeline} ${query.name}`]!.length > 0), `${query.name} returns rows`);
+      for (const pipeline of pipelines) {
+        const name = `${pipeline} ${query.name}`;
+        assert.deepEqual(normalize(current[name]!), normalize(local[name]!), `${name}: same result on both versions`);
+        assert.deepEqual(normalize(current[`${name} (query parameters)`]!), normalize(local[name]!), `${name}: same result with ClickHouse's own query parameters`);
+      }
+    }
+    for (const name of ['class-distribution', 'decision-fields']) {
+      assert.deepEqual(local[`${binary} ${name}`], [], `${name}: nothing for a binary pipeline without fields of its own`);
+      assert.ok(local[`${multiclass} ${name}`]!.length > 0, `${name}: rows for the multiclass pipeline`);
     }
     const tablesLeft = new Set(current['__partitions_after']!.map((p) => p['table']));
     assert.ok(tablesLeft.has('stage_events') && !tablesLeft.has('dead_letters'), 'partitions listed from system.parts and dropped by day on current ClickHouse');

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { DOCUMENTED_QUERIES, documentedQuery, formatRows, scopedSql } from '../../connectors/clickhouse/analytics.ts';
-import { BOOTSTRAP_STATEMENTS, MIGRATIONS, migrationChecksum } from '../../connectors/clickhouse/schema.ts';
+import { DOCUMENTED_QUERIES, documentedQuery, formatRows, QUERY_PARAMETERS, type QueryScope, runDocumentedQuery, scopedSql } from '../../connectors/clickhouse/analytics.ts';
+import type { ClickHouseClient } from '../../connectors/clickhouse/client.ts';
+import { BOOTSTRAP_STATEMENTS, columnAddition, MIGRATIONS, migrationChecksum, TABLES } from '../../connectors/clickhouse/schema.ts';
 import { isSluiceError } from '../../lib/errors.ts';
 
 const docs = readFileSync(new URL('../../docs/analytics.md', import.meta.url), 'utf8');
@@ -15,7 +16,7 @@ const NOT_ON_BOTH = [
   [/\bTTL\b/, 'TTL'],
   [/\bOVER\s*\(/i, 'window functions'],
   [/toStartOfInterval/, 'toStartOfInterval'],
-  [/\{\w+:\w+\}/, 'query parameters'],
+  [/\{\w+:\w+\}/, 'query parameters (18.16 has none: scopedSql binds them)'],
   [/CREATE USER/i, 'CREATE USER (18.16 has no SQL user management)'],
   [/ADD COLUMN IF NOT EXISTS/i, 'ADD COLUMN IF NOT EXISTS (not on 18.16)'],
 ] as const;
@@ -24,7 +25,8 @@ describe('documented analyst queries', () => {
   it('has 8 to 12 queries with unique names, covering what the issue asks for', () => {
     assert.ok(DOCUMENTED_QUERIES.length >= 8 && DOCUMENTED_QUERIES.length <= 12);
     assert.equal(new Set(DOCUMENTED_QUERIES.map((q) => q.name)).size, DOCUMENTED_QUERIES.length);
-    for (const name of ['decision-mix', 'stage-latency', 'dead-letter-reasons', 'score-distribution', 'feature-stats', 'loss-check', 'review-rate', 'slowest-events']) {
+    const names = ['decision-mix', 'stage-latency', 'dead-letter-reasons', 'score-distribution', 'feature-stats', 'loss-check', 'review-rate', 'slowest-events'];
+    for (const name of [...names, 'class-distribution', 'decision-fields']) {
       assert.equal(documentedQuery(name).name, name);
     }
   });
@@ -38,27 +40,48 @@ describe('documented analyst queries', () => {
     }
   });
 
-  it('every query reads one pipeline over a window, so the API can scope it', () => {
+  it('every query takes the pipeline and the window as parameters, bound as literals for any server', () => {
     for (const query of DOCUMENTED_QUERIES) {
-      assert.match(query.sql, /pipeline = 'signup-risk'/, query.name);
-      assert.match(query.sql, /INTERVAL 1 DAY/, query.name);
-      const scoped = scopedSql(query, { pipeline: 'signup-risk-it-1', days: 7 });
-      assert.doesNotMatch(scoped, /'signup-risk'|INTERVAL 1 DAY/, query.name);
-      assert.match(scoped, /pipeline = 'signup-risk-it-1'/);
+      assert.match(query.sql, /pipeline = \{pipeline:String\}/, query.name);
+      assert.match(query.sql, /INTERVAL \{days:UInt32\} DAY/, query.name);
+      const parameters = new Set(query.sql.match(/\{\w+:\w+\}/g));
+      assert.deepEqual(parameters, new Set(Object.values(QUERY_PARAMETERS)), `${query.name} takes exactly the documented parameters`);
+      const scoped = scopedSql(query, { pipeline: 'ticket-triage-it-1', days: 7 });
+      assert.doesNotMatch(scoped, /\{\w+:\w+\}/, query.name);
+      assert.match(scoped, /pipeline = 'ticket-triage-it-1'/);
       assert.match(scoped, /INTERVAL 7 DAY/);
+      assert.match(scopedSql(query, { pipeline: 'p' }), /INTERVAL 1 DAY/, 'one day unless told');
     }
   });
 
-  it('refuses a pipeline name or window that is not plain, and an unknown query', () => {
+  it('no query is written for one pipeline: no pipeline name, no decision but review, no feature or class by name', () => {
+    for (const query of DOCUMENTED_QUERIES) {
+      const literals = [...query.sql.matchAll(/'([^']*)'/g)].map((match) => match[1]);
+      const allowed = new Set(['passed', 'dead_lettered', 'validate', 'score', 'decide', 'end_to_end', 'none', 'human', 'review']);
+      for (const literal of literals) assert.ok(allowed.has(literal!), `${query.name} names '${literal}'`);
+    }
+  });
+
+  it('refuses a pipeline name or window that is not plain, no pipeline at all, and an unknown query', () => {
     const query = DOCUMENTED_QUERIES[0]!;
-    for (const scope of [{ pipeline: "x' OR 1 = 1 --" }, { days: 0 }, { days: 1.5 }]) {
-      assert.throws(() => scopedSql(query, scope), (error) => isSluiceError(error, 'CONFIG_INVALID'));
+    const scopes: QueryScope[] = [{ pipeline: "x' OR 1 = 1 --" }, { pipeline: '' }, { pipeline: 'p', days: 0 }, { pipeline: 'p', days: 1.5 }, {} as QueryScope];
+    for (const scope of scopes) {
+      assert.throws(() => scopedSql(query, scope), (error) => isSluiceError(error, 'CONFIG_INVALID'), JSON.stringify(scope));
     }
     assert.throws(() => documentedQuery('drop-everything'), (error) => isSluiceError(error, 'QUERY_UNKNOWN'));
+    assert.throws(() => scopedSql({ ...query, sql: `${query.sql} AND x = {x:String}` }, { pipeline: 'p' }), (error) => isSluiceError(error, 'QUERY_UNKNOWN'));
+  });
+
+  it('refuses a bad pipeline name as bad input before asking ClickHouse, not as an outage to retry', async () => {
+    const unreachable = {} as ClickHouseClient;
+    await assert.rejects(runDocumentedQuery(unreachable, 'loss-check', { pipeline: "x'y" }), (error) => isSluiceError(error, 'CONFIG_INVALID'));
   });
 
   it('uses nothing that ClickHouse 18.16 or current ClickHouse would reject, in queries and migrations', () => {
-    const statements = [...DOCUMENTED_QUERIES.map((q) => [q.name, q.sql]), ...[...BOOTSTRAP_STATEMENTS, ...MIGRATIONS.flatMap((m) => m.statements)].map((s) => ['migration', s])];
+    const statements = [
+      ...DOCUMENTED_QUERIES.map((q) => [q.name, scopedSql(q, { pipeline: 'p' })]),
+      ...[...BOOTSTRAP_STATEMENTS, ...MIGRATIONS.flatMap((m) => m.statements)].map((s) => ['migration', s]),
+    ];
     for (const [name, sql] of statements) {
       for (const [pattern, what] of NOT_ON_BOTH) assert.doesNotMatch(sql!, pattern, `${name} uses ${what}`);
     }
@@ -70,6 +93,32 @@ describe('documented analyst queries', () => {
         assert.notEqual(match[3], match[2], `${query.name}: ${match[0]}`);
       }
     }
+  });
+
+  it('never changes an applied migration: each checksum is pinned here, as servers recorded it', () => {
+    // A new migration adds its line; changing a line means an applied migration was edited, which migrate refuses.
+    assert.deepEqual(
+      MIGRATIONS.map((m) => [m.version, migrationChecksum(m)]),
+      [
+        [1, 'e6d3b8dccb35d144'],
+        [2, '1a87233b4bacf77a'],
+      ],
+    );
+  });
+
+  it('adds columns one per statement, in the form migrate can recognise as already done', () => {
+    const additions = MIGRATIONS.flatMap((m) => m.statements).flatMap((statement) => columnAddition(statement) ?? []);
+    assert.deepEqual(
+      additions.map((a) => [a.table, a.column, a.type]),
+      [
+        [TABLES.modelOutputs, 'label', 'String'],
+        [TABLES.modelOutputs, 'class_names', 'Array(String)'],
+        [TABLES.modelOutputs, 'class_scores', 'Array(Float64)'],
+        [TABLES.decisions, 'extra_names', 'Array(String)'],
+        [TABLES.decisions, 'extra_values', 'Array(String)'],
+      ],
+    );
+    assert.equal(columnAddition(MIGRATIONS[0]!.statements[0]!), undefined);
   });
 
   it('migrations have increasing versions and stable checksums', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { maskMessage, maskText, PREVIEW_CHARS, previewOf, REDACTED } from '../../processors/sink/mask.ts';
+import { FIELD_CHARS, fieldText, maskMessage, maskText, PREVIEW_CHARS, previewOf, REDACTED } from '../../processors/sink/mask.ts';
 
 describe('sink: masking personal data in dead letters', () => {
   it('masks email addresses, IP addresses and phone numbers in free text', () => {
@@ -42,6 +42,18 @@ describe('sink: masking personal data in dead letters', () => {
     const preview = previewOf(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0xc3, 0x28, 0x01, 0x7d]));
     assert.equal(preview, '{"a":\uFFFD(.}');
     assert.equal(previewOf(Buffer.alloc(0)), '');
+  });
+
+  it('turns a pipeline-specific decision field into text ClickHouse keeps, masking personal data', () => {
+    assert.equal(fieldText('queue', 'billing'), 'billing');
+    assert.equal(fieldText('priority_rank', 2), '2');
+    assert.equal(fieldText('escalated', false), 'false');
+    assert.equal(fieldText('assignee', null), '');
+    assert.equal(fieldText('reporter_email', 'bob@example.com'), REDACTED, 'a <who>_email key is personal');
+    assert.equal(fieldText('user_id', 'usr_1'), REDACTED);
+    assert.equal(fieldText('note', 'call +49 151 2345 6789'), 'call [phone]');
+    assert.equal(fieldText('routing', { queue: 'bug', contact: { email: 'a@b.co' }, tags: ['x'] }), `{"queue":"bug","contact":{"email":"${REDACTED}"},"tags":["x"]}`);
+    assert.equal(fieldText('text', 'y'.repeat(5_000)).length, FIELD_CHARS);
   });
 
   it('masks and bounds a dead letter message', () => {

@@ -1,19 +1,122 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { avroType, type FramedDecode, framedEncoder } from '../../connectors/registry/registry.ts';
-import type { DecisionRecord, ScoredRecord, SignupPayload, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
-import { REDACTED } from '../../processors/sink/mask.ts';
-import { envelopeOf, mapRecords, rowCount, type SinkContext } from '../../processors/sink/rows.ts';
 import type { SourceRecord } from '../../processors/runtime/types.ts';
-import { decided, scored, validated } from '../../schemas/signup-risk.ts';
+import { REDACTED } from '../../processors/sink/mask.ts';
+import type { CommonDecision, CommonScored, CommonValidated } from '../../processors/sink/records.ts';
+import { envelopeOf, mapRecords, rowCount, type SinkContext } from '../../processors/sink/rows.ts';
 
-const PIPELINE = 'signup-risk-unit';
+/*
+ * Test-local contracts of two kinds of pipeline, so that these tests hold
+ * whatever the real pipelines' schemas become:
+ * - a binary one shaped like signup-risk's first contracts, whose scored
+ *   records predate label, class_names and class_scores;
+ * - a multiclass one shaped like ticket-triage's, whose decisions carry fields
+ *   of their own (queue, priority).
+ */
+const timestampMs = { type: 'long', logicalType: 'timestamp-millis' };
+const nullable = (type: unknown) => ({ type: ['null', type], default: null });
+const strings = { type: 'array', items: 'string' };
+const doubles = { type: 'array', items: 'double' };
+const envelopeFields = [
+  { name: 'event_id', type: 'string' },
+  { name: 'event_type', type: 'string' },
+  { name: 'occurred_at', type: timestampMs },
+  { name: 'source', type: 'string' },
+];
+const decisionFields = [
+  { name: 'event_id', type: 'string' },
+  { name: 'pipeline', type: 'string' },
+  { name: 'decision', type: 'string' },
+  { name: 'decided_by', type: { type: 'enum', name: 'DecidedBy', symbols: ['model', 'rule', 'human', 'fallback'] } },
+  { name: 'reasons', type: strings },
+  { name: 'score', ...nullable('double') },
+  { name: 'model_version', ...nullable('string') },
+  { name: 'policy_version', type: 'string' },
+  { name: 'decision_version', type: 'int' },
+  { name: 'occurred_at', type: timestampMs },
+  { name: 'decided_at', type: timestampMs },
+];
+const signupPayload = {
+  type: 'record',
+  name: 'Payload',
+  fields: [
+    { name: 'user_id', type: 'string' },
+    { name: 'email', type: 'string' },
+    { name: 'email_domain', type: 'string' },
+    { name: 'plan', type: 'string' },
+  ],
+};
+const ticketPayload = { type: 'record', name: 'Payload', fields: [{ name: 'summary', type: 'string' }] };
+
+const binarySchemas = {
+  validated: {
+    type: 'record',
+    name: 'Validated',
+    namespace: 'test.binary',
+    fields: [...envelopeFields, { name: 'payload', type: signupPayload }, { name: 'dropped_fields', type: strings, default: [] }, { name: 'validated_at', type: timestampMs }],
+  },
+  scored: {
+    type: 'record',
+    name: 'Scored',
+    namespace: 'test.binary',
+    fields: [
+      ...envelopeFields,
+      { name: 'payload', type: signupPayload },
+      { name: 'score', ...nullable('double') },
+      { name: 'model_version', ...nullable('string') },
+      { name: 'feature_names', type: strings, default: [] },
+      { name: 'feature_values', type: doubles, default: [] },
+      { name: 'validated_at', type: timestampMs },
+      { name: 'scored_at', type: timestampMs },
+    ],
+  },
+  decided: { type: 'record', name: 'Decision', namespace: 'test.binary', fields: decisionFields },
+};
+const multiclassSchemas = {
+  scored: {
+    type: 'record',
+    name: 'Scored',
+    namespace: 'test.multiclass',
+    fields: [
+      ...envelopeFields,
+      { name: 'payload', type: ticketPayload },
+      { name: 'score', ...nullable('double') },
+      { name: 'label', ...nullable('string') },
+      { name: 'class_names', type: strings, default: [] },
+      { name: 'class_scores', type: doubles, default: [] },
+      { name: 'model_version', ...nullable('string') },
+      { name: 'feature_names', type: strings, default: [] },
+      { name: 'feature_values', type: doubles, default: [] },
+      { name: 'validated_at', type: timestampMs },
+      { name: 'scored_at', type: timestampMs },
+    ],
+  },
+  decided: {
+    type: 'record',
+    name: 'Decision',
+    namespace: 'test.multiclass',
+    fields: [
+      ...decisionFields,
+      { name: 'queue', type: { type: 'enum', name: 'Queue', symbols: ['billing', 'bug', 'security', 'account', 'feature_request'] } },
+      { name: 'priority', type: { type: 'enum', name: 'Priority', symbols: ['P1', 'P2', 'P3', 'P4'] } },
+      { name: 'reporter_email', ...nullable('string') },
+    ],
+  },
+};
+
 const types = new Map([
-  [11, avroType(validated)],
-  [12, avroType(scored)],
-  [13, avroType(decided)],
+  [11, avroType(binarySchemas.validated)],
+  [12, avroType(binarySchemas.scored)],
+  [13, avroType(binarySchemas.decided)],
+  [22, avroType(multiclassSchemas.scored)],
+  [23, avroType(multiclassSchemas.decided)],
+  [31, avroType({ type: 'record', name: 'NotAContract', fields: [{ name: 'id', type: 'string' }] })],
 ]);
-const encode = { validated: framedEncoder(11, types.get(11)!), scored: framedEncoder(12, types.get(12)!), decided: framedEncoder(13, types.get(13)!) };
+const encoder = (id: number) => framedEncoder(id, types.get(id)!);
+const encode = { validated: encoder(11), scored: encoder(12), decided: encoder(13), multiclassScored: encoder(22), multiclassDecided: encoder(23) };
+
+const PIPELINE = 'unit-pipeline';
 
 /** Decodes with real Avro types, as the registry-backed catalog does once schemas are fetched. */
 const ctx: SinkContext = {
@@ -31,21 +134,10 @@ const ctx: SinkContext = {
 };
 
 const T0 = Date.UTC(2026, 10, 28, 10, 0, 0);
-const payload: SignupPayload = {
-  user_id: 'usr_0123456789ab',
-  email: 'anna.smith@gmail.com',
-  email_domain: 'gmail.com',
-  country: 'DE',
-  ip_country: null,
-  signup_channel: 'web',
-  plan: 'pro',
-  email_domain_age_days: 10_000,
-  signups_from_ip_24h: 0,
-  referral_code: null,
-};
+const payload = { user_id: 'usr_0123456789ab', email: 'anna.smith@gmail.com', email_domain: 'gmail.com', plan: 'pro' };
 const envelope = { event_id: 'e-1', event_type: 'user_signed_up', occurred_at: T0, source: 'web-signup' };
-const validatedValue: ValidatedRecord = { ...envelope, payload, dropped_fields: [], validated_at: T0 + 15 };
-const scoredValue: ScoredRecord = {
+const validatedValue: CommonValidated = { ...envelope, payload, dropped_fields: [], validated_at: T0 + 15 };
+const scoredValue: CommonScored = {
   ...envelope,
   payload,
   score: 0.25,
@@ -55,7 +147,7 @@ const scoredValue: ScoredRecord = {
   validated_at: T0 + 15,
   scored_at: T0 + 40,
 };
-const decidedValue: DecisionRecord = {
+const decidedValue: CommonDecision = {
   event_id: 'e-1',
   pipeline: PIPELINE,
   decision: 'review',
@@ -67,6 +159,39 @@ const decidedValue: DecisionRecord = {
   decision_version: 1,
   occurred_at: T0,
   decided_at: T0 + 70,
+};
+const CLASSES = ['billing', 'bug', 'security', 'account', 'feature_request'];
+const ticketScored: CommonScored = {
+  event_id: 't-1',
+  event_type: 'jira_ticket_created',
+  occurred_at: T0,
+  source: 'jira',
+  payload: { summary: 'I was charged twice' },
+  score: 0.71,
+  label: 'billing',
+  class_names: CLASSES,
+  class_scores: [0.71, 0.1, 0.04, 0.1, 0.05],
+  model_version: 'tfidf-2',
+  feature_names: ['text_chars', 'text_tokens'],
+  feature_values: [19, 4],
+  validated_at: T0 + 10,
+  scored_at: T0 + 30,
+};
+const ticketDecided: CommonDecision = {
+  event_id: 't-1',
+  pipeline: PIPELINE,
+  decision: 'route',
+  decided_by: 'model',
+  reasons: ['top_class_confident'],
+  score: 0.71,
+  model_version: 'tfidf-2',
+  policy_version: 'triage-1',
+  decision_version: 1,
+  occurred_at: T0,
+  decided_at: T0 + 50,
+  queue: 'billing',
+  priority: 'P3',
+  reporter_email: null,
 };
 
 function record(suffix: string, value: Buffer | null, offset: number, headers: Record<string, string> = {}): SourceRecord {
@@ -107,7 +232,7 @@ describe('sink: records to table rows', () => {
     assert.equal(rowCount(rows), 1);
   });
 
-  it('maps a scored record to a stage event and a model output with the feature arrays', () => {
+  it('maps a binary model\'s scored record (a contract without class fields) to a model output with no label and no classes', () => {
     const { rows } = mapRecords([record('scored', encode.scored(scoredValue), 6)], ctx);
     assert.equal(rows.stageEvents[0]?.stage, 'score');
     assert.equal(rows.stageEvents[0]?.stage_at_ms, T0 + 40);
@@ -117,6 +242,9 @@ describe('sink: records to table rows', () => {
         event_id: 'e-1',
         model_version: 'gbt-7',
         score: 0.25,
+        label: '',
+        class_names: [],
+        class_scores: [],
         feature_names: ['a', 'b'],
         feature_values: [1.5, -2],
         occurred_at_ms: T0,
@@ -127,13 +255,52 @@ describe('sink: records to table rows', () => {
     ]);
   });
 
+  it('maps a multiclass scored record to a model output with its label and every class probability', () => {
+    const { rows, skipped } = mapRecords([record('scored', encode.multiclassScored(ticketScored), 7)], ctx);
+    assert.deepEqual(skipped, []);
+    assert.deepEqual(rows.modelOutputs, [
+      {
+        pipeline: PIPELINE,
+        event_id: 't-1',
+        model_version: 'tfidf-2',
+        score: 0.71,
+        label: 'billing',
+        class_names: CLASSES,
+        class_scores: [0.71, 0.1, 0.04, 0.1, 0.05],
+        feature_names: ['text_chars', 'text_tokens'],
+        feature_values: [19, 4],
+        occurred_at_ms: T0,
+        scored_at_ms: T0 + 30,
+        kafka_partition: 2,
+        kafka_offset: 7,
+      },
+    ]);
+    assert.deepEqual(
+      rows.stageEvents.map((row) => [row.stage, row.event_id, row.detail]),
+      [['score', 't-1', '']],
+    );
+  });
+
+  it('keeps parallel arrays parallel and finite: a malformed record cannot break the queries or the insert', () => {
+    const value = { ...ticketScored, class_names: ['a', 'b', 'c'], class_scores: [0.5, Number.NaN], feature_names: ['x'], feature_values: [1, 2] };
+    const { rows } = mapRecords([record('scored', encode.multiclassScored(value), 8)], ctx);
+    assert.deepEqual([rows.modelOutputs[0]?.class_names, rows.modelOutputs[0]?.class_scores], [['a'], [0.5]]);
+    assert.deepEqual([rows.modelOutputs[0]?.feature_names, rows.modelOutputs[0]?.feature_values], [['x'], [1]]);
+    const { rows: nan } = mapRecords([record('scored', encode.multiclassScored({ ...ticketScored, score: Number.NaN }), 9)], ctx);
+    assert.deepEqual(nan.modelOutputs, [], 'a NaN score is no score');
+    assert.equal(nan.stageEvents[0]?.detail, 'unscored');
+  });
+
   it('records an unscored event (kill switch on) as a stage event without a model output', () => {
     const { rows } = mapRecords([record('scored', encode.scored({ ...scoredValue, score: null, model_version: null, feature_names: [], feature_values: [] }), 6)], ctx);
     assert.equal(rows.stageEvents[0]?.detail, 'unscored');
     assert.deepEqual(rows.modelOutputs, []);
+    const { rows: triage } = mapRecords([record('scored', encode.multiclassScored({ ...ticketScored, score: null, label: null, class_names: [], class_scores: [] }), 6)], ctx);
+    assert.equal(triage.stageEvents[0]?.detail, 'unscored');
+    assert.deepEqual(triage.modelOutputs, []);
   });
 
-  it('maps a decision to a decide stage event (the decision as detail) and a decisions row', () => {
+  it('maps a decision to a decide stage event (the decision as detail) and a decisions row without fields of its own', () => {
     const { rows } = mapRecords([record('decided', encode.decided({ ...decidedValue, decision_version: 2, decided_by: 'human', score: null, model_version: null }), 9)], ctx);
     assert.equal(rows.stageEvents[0]?.detail, 'review');
     assert.equal(rows.stageEvents[0]?.decision_version, 2);
@@ -150,10 +317,47 @@ describe('sink: records to table rows', () => {
         decision_version: 2,
         occurred_at_ms: T0,
         decided_at_ms: T0 + 70,
+        extra_names: [],
+        extra_values: [],
         kafka_partition: 2,
         kafka_offset: 9,
       },
     ]);
+  });
+
+  it('keeps the fields a pipeline adds to its decisions as names and texts, in schema order, with personal data masked', () => {
+    const { rows } = mapRecords(
+      [
+        record('decided', encode.multiclassDecided(ticketDecided), 10),
+        record('decided', encode.multiclassDecided({ ...ticketDecided, decision: 'review', decision_version: 2, queue: 'security', priority: 'P1', reporter_email: 'bob@example.com' }), 11),
+      ],
+      ctx,
+    );
+    assert.deepEqual(rows.decisions[0], {
+      pipeline: PIPELINE,
+      event_id: 't-1',
+      decision: 'route',
+      decided_by: 'model',
+      reasons: ['top_class_confident'],
+      score: 0.71,
+      model_version: 'tfidf-2',
+      policy_version: 'triage-1',
+      decision_version: 1,
+      occurred_at_ms: T0,
+      decided_at_ms: T0 + 50,
+      extra_names: ['queue', 'priority', 'reporter_email'],
+      extra_values: ['billing', 'P3', ''],
+      kafka_partition: 2,
+      kafka_offset: 10,
+    });
+    assert.deepEqual(rows.decisions[1]?.extra_values, ['security', 'P1', REDACTED]);
+    assert.deepEqual(
+      rows.stageEvents.map((row) => [row.stage, row.detail, row.decision_version]),
+      [
+        ['decide', 'route', 1],
+        ['decide', 'review', 2],
+      ],
+    );
   });
 
   it('maps a dead letter from its headers, reads the event id and time from the JSON it carries, and masks the preview and message', () => {
@@ -217,7 +421,8 @@ describe('sink: records to table rows', () => {
         record('scored', Buffer.alloc(0), 2),
         { ...record('validated', encode.validated(validatedValue), 3), topic: 'another.validated' },
         record('decided', Buffer.from([0, 0, 0, 0, 13, 0xff]), 4),
-        record('validated', encode.validated(validatedValue), 5),
+        record('scored', encoder(31)({ id: 'x' }), 5),
+        record('validated', encode.validated(validatedValue), 6),
       ],
       ctx,
     );
@@ -228,6 +433,7 @@ describe('sink: records to table rows', () => {
         ['2', 'empty-value'],
         ['3', 'unexpected-topic'],
         ['4', 'undecodable'],
+        ['5', 'missing-fields'],
       ],
     );
     assert.equal(rows.stageEvents.length, 1);
@@ -238,6 +444,8 @@ describe('sink: records to table rows', () => {
       record('validated', encode.validated(validatedValue), 1),
       record('scored', encode.scored(scoredValue), 1),
       record('decided', encode.decided(decidedValue), 1),
+      record('scored', encode.multiclassScored(ticketScored), 2),
+      record('decided', encode.multiclassDecided(ticketDecided), 2),
       record('dlq', Buffer.from('{"event_id":"x","email":"a@b.co"}'), 1, dlqHeaders()),
     ];
     assert.deepEqual(mapRecords(batch, ctx), mapRecords(batch, ctx));

@@ -1,0 +1,95 @@
+/**
+ * The memory soak: the three stages of a fresh pipeline instance, each its own
+ * process, under a steady stream for several minutes, with every stage's
+ * resident set size (RSS, from /proc) sampled as it runs. Prints the curve per
+ * stage and whether it keeps growing in the second half; writes JSON.
+ *
+ *   npm run soak -- [--minutes 10] [--rate 3000] [--pipeline signup-risk] [--json FILE]
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pipelineTopics, registerPipelineSchemas } from '../cli/pipeline.ts';
+import { STAGES, spawnStage, type StageProcess } from '../cli/processes.ts';
+import { Outcomes, produceStream } from '../cli/traffic.ts';
+import { deleteTopics, ensureTopics } from '../connectors/kafka/admin.ts';
+import { SchemaCatalog } from '../connectors/registry/registry.ts';
+import { stackPaths } from '../deploy/local/stack.ts';
+import { pipelineTopicNames } from '../lib/contracts.ts';
+import { createLogger } from '../lib/log.ts';
+import { connectionsFromEnv } from '../lib/settings.ts';
+import { pipelineByName } from '../pipelines/registry.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '3000' },
+    pipeline: { type: 'string', default: 'signup-risk' },
+    'sample-seconds': { type: 'string', default: '15' },
+    json: { type: 'string' },
+  },
+});
+const minutes = Number(args.minutes);
+const rate = Number(args.rate);
+const sampleMs = Number(args['sample-seconds']) * 1000;
+const connections = connectionsFromEnv();
+const kind = pipelineByName(args.pipeline).plugin;
+const name = `${kind.kind}-soak-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+const started = Date.now();
+const say = (line: string) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${line}\n`);
+
+const rssMiB = (pid: number): number => {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Math.round(Number(match[1]) / 102.4) / 10 : Number.NaN;
+};
+
+await ensureTopics(connections.kafkaBrokers, pipelineTopics(name));
+await registerPipelineSchemas(name, connections.schemaRegistryUrl);
+const stages: StageProcess[] = STAGES.map((stage) => spawnStage({ pipeline: name, stage, logFile: join(stackPaths().logs, 'soak', `${name}.${stage}.log`) }));
+const samples: Array<{ seconds: number; rss_mib: Record<string, number> }> = [];
+const logger = createLogger({ component: 'soak' }, 'warn');
+let outcomes: Outcomes | undefined;
+try {
+  await Promise.all(stages.map((s) => s.running));
+  outcomes = await Outcomes.follow({ brokers: connections.kafkaBrokers, pipeline: name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix: 'soak', logger });
+  const sample = () => {
+    const rss = Object.fromEntries(stages.map((s) => [s.name, rssMiB(s.child.pid!)]));
+    samples.push({ seconds: Math.round((Date.now() - started) / 1000), rss_mib: rss });
+    say(`rss MiB ${JSON.stringify(rss)} decided ${outcomes!.decisions.size}`);
+  };
+  sample();
+  const timer = setInterval(sample, sampleMs);
+  say(`producing ${rate}/s for ${minutes} min into ${name}`);
+  const stream = await produceStream({
+    brokers: connections.kafkaBrokers,
+    pipeline: name,
+    generator: kind.generator,
+    count: Math.round(rate * minutes * 60),
+    ratePerSec: rate,
+    badEvery: 100,
+    idPrefix: 'soak',
+    seed: 3,
+    maxMessageBytes: kind.maxMessageBytes,
+  });
+  clearInterval(timer);
+  sample();
+  const half = samples.filter((s) => s.seconds >= (minutes * 60) / 2);
+  const growth = Object.fromEntries(
+    stages.map((s) => {
+      const first = half[0]?.rss_mib[s.name] ?? Number.NaN;
+      const last = half[half.length - 1]?.rss_mib[s.name] ?? Number.NaN;
+      const peak = Math.max(...samples.map((x) => x.rss_mib[s.name] ?? 0));
+      return [s.name, { second_half_start_mib: first, end_mib: last, second_half_growth_mib: Math.round((last - first) * 10) / 10, peak_mib: peak }];
+    }),
+  );
+  const result = { pipeline: name, minutes, rate_per_s: rate, produced: stream.valid + stream.bad, decided: outcomes.decisions.size, samples, growth };
+  process.stdout.write(`${JSON.stringify(growth, null, 2)}\n`);
+  if (args.json) writeFileSync(args.json, `${JSON.stringify(result, null, 2)}\n`);
+} finally {
+  await outcomes?.stop();
+  for (const stage of stages) stage.kill('SIGTERM');
+  await Promise.all(stages.map((s) => s.exited));
+  await deleteTopics(connections.kafkaBrokers, pipelineTopicNames(name)).catch(() => {});
+}
+process.exit(0);

@@ -1,0 +1,112 @@
+/**
+ * What the sink reads of a pipeline's records: the fields every pipeline's
+ * contract carries on its validated, scored and decided topics (PRODUCT.md,
+ * Contracts), and nothing pipeline-specific. Payloads are not read; a decided
+ * record's own fields (ticket-triage's `queue` and `priority`, say) are kept
+ * as names and texts without being interpreted. Records arrive decoded by
+ * schema id, so any pipeline whose contracts carry these fields is sunk alike.
+ */
+import { fieldText } from './mask.ts';
+
+interface CommonEnvelope {
+  event_id: string;
+  event_type: string;
+  /** epoch ms UTC */
+  occurred_at: number;
+  source: string;
+  /** Pipeline-specific; not read. */
+  payload?: unknown;
+}
+
+export interface CommonValidated extends CommonEnvelope {
+  dropped_fields: string[];
+  validated_at: number;
+}
+
+export interface CommonScored extends CommonEnvelope {
+  /** binary: P(positive); multiclass: the top class's probability; null when no model was consulted. */
+  score: number | null;
+  /**
+   * multiclass: the predicted class. `label`, `class_names` and
+   * `class_scores` are absent from records written before contracts carried
+   * them (signup-risk's first scored schema): read as null and [].
+   */
+  label?: string | null;
+  /** multiclass: every class in the model's output order; [] for a binary model. */
+  class_names?: string[];
+  /** Parallel to class_names. */
+  class_scores?: number[];
+  model_version: string | null;
+  /** The monitored features, parallel to feature_values. */
+  feature_names: string[];
+  feature_values: number[];
+  validated_at: number;
+  scored_at: number;
+}
+
+export interface CommonDecision {
+  event_id: string;
+  pipeline: string;
+  decision: string;
+  decided_by: string;
+  reasons: string[];
+  score: number | null;
+  model_version: string | null;
+  policy_version: string;
+  decision_version: number;
+  occurred_at: number;
+  decided_at: number;
+  /** The pipeline's own fields follow the common ones. */
+  readonly [field: string]: unknown;
+}
+
+/** The decided record's fields every pipeline has; any other field is the pipeline's own. */
+export const COMMON_DECISION_FIELDS: ReadonlySet<string> = new Set([
+  'event_id',
+  'pipeline',
+  'decision',
+  'decided_by',
+  'reasons',
+  'score',
+  'model_version',
+  'policy_version',
+  'decision_version',
+  'occurred_at',
+  'decided_at',
+]);
+
+/** True when a decoded value can be read as a record of the common contract (an object with an event id). */
+export const hasEventId = (value: unknown): value is { event_id: string } =>
+  value !== null && typeof value === 'object' && typeof (value as { event_id?: unknown }).event_id === 'string';
+
+/**
+ * Parallel name/number arrays as ClickHouse's ARRAY JOIN needs them: pairs
+ * whose name is a string and whose number is finite, up to the shorter array.
+ * A record breaking this must not reach the table: one row with arrays of
+ * unequal length makes every documented query over its pipeline fail, and a
+ * NaN makes the whole insert fail, for ever.
+ */
+export function parallelArrays(names: unknown, values: unknown): { names: string[]; values: number[] } {
+  const out = { names: [] as string[], values: [] as number[] };
+  if (!Array.isArray(names) || !Array.isArray(values)) return out;
+  for (let i = 0; i < Math.min(names.length, values.length); i++) {
+    const name: unknown = names[i];
+    const value: unknown = values[i];
+    if (typeof name !== 'string' || typeof value !== 'number' || !Number.isFinite(value)) continue;
+    out.names.push(name);
+    out.values.push(value);
+  }
+  return out;
+}
+
+/** A decided record's pipeline-specific fields, in schema order, as texts (mask.ts's fieldText). */
+export function extraFields(value: CommonDecision): { names: string[]; values: string[] } {
+  const names: string[] = [];
+  const values: string[] = [];
+  for (const [name, field] of Object.entries(value)) {
+    if (COMMON_DECISION_FIELDS.has(name)) continue;
+    names.push(name);
+    values.push(fieldText(name, field));
+  }
+  return { names, values };
+}
