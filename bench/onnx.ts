@@ -8,8 +8,9 @@
  */
 import { parseArgs } from 'node:util';
 import { loadModel, resolveModelDir } from '../connectors/onnx/model.ts';
-import { generateSignups } from '../generator/signup-risk.ts';
+import { generateSignups } from '../pipelines/signup-risk/generator.ts';
 import { featuresOf } from '../pipelines/signup-risk/features.ts';
+import { signupRisk } from '../pipelines/signup-risk/index.ts';
 
 const { values } = parseArgs({
   options: {
@@ -38,7 +39,12 @@ async function timeMs(run: () => unknown): Promise<{ medianMs: number; p99Ms: nu
   return { medianMs: quantile(times, 0.5), p99Ms: quantile(times, 0.99) };
 }
 
-const model = await loadModel(await resolveModelDir('signup-risk', values.version));
+const adapter = signupRisk.model;
+const model = await loadModel(await resolveModelDir(signupRisk.kind, values.version), {
+  featureNames: adapter.featureNames,
+  classes: adapter.output.classes,
+  monitoredNames: adapter.monitoredNames,
+});
 try {
   const payloads = [...generateSignups({ seed: 9_001, count: Math.max(...BATCH_SIZES), startMs: 0 })].map((e) => e.payload);
   const results = [];

@@ -23,11 +23,16 @@ const running = await startExactlyOnce({
   topic: from,
   transactionalIdPrefix: group,
   maxBatchRecords: config.maxBatchRecords,
+  maxBatchBytes: config.maxBatchBytes,
+  outputTopics: [to],
   transactionTimeoutMs: config.transactionTimeoutMs,
   maxWaitTimeMs: config.fetchMaxWaitMs,
   sessionTimeoutMs: config.sessionTimeoutMs,
   logger,
-  handle: async (records) => ({ messages: records.map((r) => ({ topic: to, key: r.key, value: r.value ?? Buffer.alloc(0) })) }),
+  // One output per record, as the real stages make.
+  handle: async (records) => records.map((r) => ({ messages: [{ topic: to, key: r.key, value: r.value ?? Buffer.alloc(0) }] })),
+  // Passthrough records are small events and no dead-letter topic is involved: a record is written as it is.
+  oversized: (_record, output) => output,
 });
 logger.info('stage running');
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

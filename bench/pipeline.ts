@@ -22,9 +22,9 @@ import { deleteTopics, ensureTopics, openProducer } from '../connectors/kafka/ad
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { stackPaths } from '../deploy/local/stack.ts';
-import { envelopeBytes, generateSignups } from '../generator/signup-risk.ts';
 import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
+import { signupRisk } from '../pipelines/signup-risk/index.ts';
 import type { StageName } from '../processors/runtime/runtime.ts';
 import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
 
@@ -55,7 +55,7 @@ interface Throughput {
 
 /** A fresh pipeline instance of its own: topics and subjects. */
 async function freshInstance(label: string): Promise<string> {
-  const name = `signup-risk-bench-${label}-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+  const name = `${signupRisk.kind}-bench-${label}-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   await ensureTopics(brokers, pipelineTopics(name));
   await registerPipelineSchemas(name, connections.schemaRegistryUrl);
   return name;
@@ -66,8 +66,8 @@ async function prefillRaw(topic: string, count: number, idPrefix: string): Promi
   try {
     const now = Date.now();
     let batch: Array<{ key: string; value: Buffer }> = [];
-    for (const event of generateSignups({ seed: 42, count, startMs: now, spacingMs: 0, idPrefix })) {
-      batch.push({ key: event.key, value: envelopeBytes(event.envelope) });
+    for (const event of signupRisk.generator.events({ seed: 42, count, startMs: now, spacingMs: 0, idPrefix })) {
+      batch.push({ key: event.key, value: event.value });
       if (batch.length === 2_000) {
         await producer.send(topic, batch);
         batch = [];
@@ -205,7 +205,17 @@ async function measurePipeline(): Promise<{ events_per_s: number; latency_ms: { 
     const idPrefix = `${name}-lat`;
     const outcomes = await Outcomes.follow({ brokers, pipeline: name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix, logger });
     try {
-      await produceStream({ brokers, pipeline: name, count, ratePerSec: rate, badEvery: 0, idPrefix, seed: 7, maxMessageBytes: 262_144 });
+      await produceStream({
+        brokers,
+        pipeline: name,
+        generator: signupRisk.generator,
+        count,
+        ratePerSec: rate,
+        badEvery: 0,
+        idPrefix,
+        seed: 7,
+        maxMessageBytes: signupRisk.maxMessageBytes,
+      });
       const deadline = Date.now() + 120_000;
       while (outcomes.decisions.size < count && Date.now() < deadline) await sleep(50);
       // The first seconds include the stages settling into a steady rate: measure the rest.

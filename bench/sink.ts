@@ -25,9 +25,10 @@ import { deletePipelineRows } from '../connectors/clickhouse/retention.ts';
 import { deleteTopics, ensureTopics, openProducer, type PlainMessage } from '../connectors/kafka/admin.ts';
 import { createKafka } from '../connectors/kafka/client.ts';
 import { framedEncoder, SchemaCatalog } from '../connectors/registry/registry.ts';
-import { generateSignups, groundTruthRisk } from '../generator/signup-risk.ts';
+import { generateSignups, groundTruthRisk } from '../pipelines/signup-risk/generator.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { FEATURE_NAMES, featuresOf } from '../pipelines/signup-risk/features.ts';
+import { signupRisk } from '../pipelines/signup-risk/index.ts';
 import type { DecisionRecord, ScoredRecord, ValidatedRecord } from '../pipelines/signup-risk/types.ts';
 import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
 import { sinkGroupId, sinkTopics } from '../processors/sink/runner.ts';
@@ -148,6 +149,9 @@ async function backlogMessages(pipeline: string, events: number): Promise<Map<To
       ...envelope,
       payload: event.payload,
       score,
+      label: null,
+      class_names: [],
+      class_scores: [],
       model_version: 'bench',
       feature_names: [...FEATURE_NAMES],
       feature_values: featuresOf(event.payload),
@@ -272,6 +276,7 @@ async function behindPipeline() {
 
     say(`(b) ${RATE} events/s for ${SECONDS} s through ${pipeline}: three stages and the sink`);
     const stream = await produceStream({
+      generator: signupRisk.generator,
       brokers,
       pipeline,
       count: RATE * SECONDS,

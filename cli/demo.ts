@@ -1,5 +1,5 @@
 /**
- * The demo: the whole pipeline on the local stack, as an operator runs it.
+ * The demo: every pipeline (or one) on the local stack, as an operator runs it.
  * Stack up, topics, schemas, the three stages as separate processes, a
  * generated stream with malformed events in it, live progress, a summary; then
  * it stops what it started.
@@ -14,7 +14,10 @@ import { ensureTopics } from '../connectors/kafka/admin.ts';
 import { SluiceError } from '../lib/errors.ts';
 import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
-import { pipelineByName } from '../pipelines/registry.ts';
+import type { Logger } from '../lib/log.ts';
+import type { PipelineInstance } from '../lib/pipeline.ts';
+import type { Connections } from '../lib/settings.ts';
+import { listPipelines, pipelineByName } from '../pipelines/registry.ts';
 import { pipelineTopics, registerPipelineSchemas } from './pipeline.ts';
 import { STAGES, type StageProcess, spawnSink, spawnStage } from './processes.ts';
 import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/client.ts';
@@ -23,7 +26,8 @@ import { migrate } from '../connectors/clickhouse/migrate.ts';
 import { countBy, Outcomes, percentile, produceStream } from './traffic.ts';
 
 interface DemoOptions {
-  pipeline: string;
+  /** One pipeline; by default every registered pipeline, one after the other. */
+  pipeline?: string;
   events: string;
   rate: string;
   badEvery: string;
@@ -52,7 +56,7 @@ function table(title: string, counts: Record<string, number>): string {
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
-  const pipeline = pipelineByName(options.pipeline);
+  const pipelines = options.pipeline ? [pipelineByName(options.pipeline)] : listPipelines().map((plugin) => pipelineByName(plugin.kind));
   const count = Number(options.events);
   const rate = Number(options.rate);
   const badEvery = Number(options.badEvery);
@@ -66,22 +70,50 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   };
   const logger = createLogger({ component: 'demo' }, 'warn');
   const wasUp = (await stackStatus(stackOptions)).every((s) => s.answering);
-  const stages: StageProcess[] = [];
-  let outcomes: Outcomes | undefined;
   const clickhouse = createClickHouse({ url: connections.clickhouseUrl });
 
   try {
     say('1/6 local stack');
     await stackUp(stackOptions);
+    await migrate(clickhouse, { url: connections.clickhouseUrl });
+    for (const pipeline of pipelines) {
+      say(`\n== ${pipeline.name}: ${pipeline.plugin.description}`);
+      await demoPipeline(pipeline, { options, count, rate, badEvery, connections, clickhouse, logger });
+    }
+  } finally {
+    await clickhouse.close();
+    if (!wasUp && !options.keepStack) {
+      say('stopping the local stack (it was not running before the demo; --keep-stack keeps it)');
+      await stackDown(stackOptions);
+    }
+  }
+}
+
+/** One pipeline's part of the demo: its topics and schemas, its stages and sink, a stream, a summary, two queries. */
+async function demoPipeline(
+  pipeline: PipelineInstance,
+  ctx: {
+    options: DemoOptions;
+    count: number;
+    rate: number;
+    badEvery: number;
+    connections: Connections;
+    clickhouse: ReturnType<typeof createClickHouse>;
+    logger: Logger;
+  },
+): Promise<void> {
+  const { options, count, rate, badEvery, connections, clickhouse, logger } = ctx;
+  const stages: StageProcess[] = [];
+  let outcomes: Outcomes | undefined;
+  try {
     say('2/6 topics, schemas and ClickHouse tables');
     await ensureTopics(connections.kafkaBrokers, pipelineTopics(pipeline.name));
     await registerPipelineSchemas(pipeline.name, connections.schemaRegistryUrl);
-    await migrate(clickhouse, { url: connections.clickhouseUrl });
 
     const streamBase = { brokers: connections.kafkaBrokers, pipeline: pipeline.name, generator: pipeline.plugin.generator, seed: 2026, maxMessageBytes: pipeline.plugin.maxMessageBytes };
 
     say('3/6 starting validate, score, decide and the ClickHouse sink as separate processes');
-    const logDir = join(stackPaths().logs, 'demo');
+    const logDir = join(stackPaths().logs, 'demo', pipeline.name);
     for (const stage of STAGES) {
       stages.push(spawnStage({ pipeline: pipeline.name, stage, logFile: join(logDir, `${stage}.log`) }));
     }
@@ -184,14 +216,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       else process.stdout.write(`\n$ npx sluice clickhouse query ${name}\n${formatRows(rows)}\n`);
     }
   } finally {
-    await clickhouse.close();
     await outcomes?.stop();
     for (const stage of stages) stage.kill('SIGTERM');
     await Promise.all(stages.map((s) => s.exited));
-    if (!wasUp && !options.keepStack) {
-      say('stopping the local stack (it was not running before the demo; --keep-stack keeps it)');
-      await stackDown(stackOptions);
-    }
   }
 }
 
@@ -215,7 +242,7 @@ export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description('run the whole pipeline on the local stack with a generated stream and print a summary')
-    .option('--pipeline <name>', 'pipeline', 'signup-risk')
+    .option('--pipeline <name>', 'one pipeline (default: every registered pipeline, one after the other)')
     .option('--events <n>', 'valid events to produce', '5000')
     .option('--rate <n>', 'events per second (0 = as fast as possible)', '1000')
     .option('--bad-every <n>', 'one malformed event after every n valid ones (0 = none)', '100')

@@ -148,6 +148,7 @@ export interface TrafficGenerator {
   malformed(options: { maxMessageBytes: number; idPrefix?: string; seed?: number; occurredAtMs?: number }): MalformedSample[];
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the registry holds plugins of different payload and config types; each is checked where it is defined.
 export interface PipelinePlugin<P = any, Config = any> {
   /** Names the definition: `models/<kind>/`, `schemas/<kind>/`, and instances `<kind>-<suffix>`. */
   readonly kind: string;
@@ -170,6 +171,7 @@ export interface PipelinePlugin<P = any, Config = any> {
 }
 
 /** A pipeline as a process runs it: an instance name (`signup-risk`, `signup-risk-staging`) and the plugin that defines it. */
+// biome-ignore lint/suspicious/noExplicitAny: as for PipelinePlugin.
 export interface PipelineInstance<P = any, Config = any> {
   /** Names the topics (`<name>.raw`…), groups, subjects and control keys. */
   name: string;

@@ -6,7 +6,7 @@
  * in-memory codec instead of the registry and arrays instead of topics.
  */
 import { MemoryCodec } from '../connectors/registry/memory.ts';
-import { CONTRACT_TOPICS, type SourceRecord, type TopicSuffix, topicName } from '../lib/contracts.ts';
+import { type CONTRACT_TOPICS, type SourceRecord, type TopicSuffix, topicName } from '../lib/contracts.ts';
 import { createLogger } from '../lib/log.ts';
 import { createStageMetrics } from '../lib/metrics.ts';
 import type { PipelineInstance } from '../lib/pipeline.ts';
@@ -43,6 +43,7 @@ export class PipelineDriver {
   /** Builds the three stages of `name` (a pipeline or an instance of one); `env` holds stage settings (thresholds…). */
   static async create(name: string, options: { env?: NodeJS.ProcessEnv; clockMs?: number } = {}): Promise<PipelineDriver> {
     const driver = new PipelineDriver(pipelineByName(name), options.clockMs ?? Date.UTC(2026, 11, 1));
+    // The control subject is not needed: the driver's control state is set directly (setKillSwitch).
     const { pipeline, codec } = driver;
     for (const [topic, schema] of Object.entries(contractSchemas(pipeline.plugin.schemasDir))) {
       codec.register(`${topicName(pipeline.name, topic as (typeof CONTRACT_TOPICS)[number])}-value`, schema);
@@ -90,7 +91,9 @@ export class PipelineDriver {
       const next: SourceRecord[] = [];
       for (const message of outputs.flatMap((output) => output.messages)) {
         const suffix = message.topic.slice(this.pipeline.name.length + 1) as TopicSuffix;
-        (written[suffix] ??= []).push(this.decoded(message, suffix));
+        const list = written[suffix] ?? [];
+        list.push(this.decoded(message, suffix));
+        written[suffix] = list;
         if (suffix === nextInput(input)) next.push(this.source(message.topic, message.key, message.value));
       }
       records = next;

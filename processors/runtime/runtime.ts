@@ -62,6 +62,7 @@ export interface StageModule<S extends Record<string, z.ZodType> = Record<string
   outputs: readonly TopicSuffix[];
   /** The stage's own environment variables (zod schemas over the environment), parsed with the connections and runtime settings. */
   settings(plugin: PipelinePlugin): S;
+  // biome-ignore lint/suspicious/noExplicitAny: a stage's input type is its own business; the runtime only passes records through.
   factory(settings: { [K in keyof S]: z.output<S[K]> }): StageFactory<any, PipelineInstance>;
 }
 

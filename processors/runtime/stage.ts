@@ -142,6 +142,15 @@ export function oversizedOutput(args: {
 /** Transient: the whole chunk is retried later. Anything else thrown is a defect tied to some record. */
 const isTransient = (error: unknown) => isSluiceError(error) && error.retriable;
 
+/** The message of anything thrown, even a value whose toString throws: isolation must never fail itself. */
+function printable(error: unknown): string {
+  try {
+    return errorMessage(error).slice(0, 500);
+  } catch {
+    return 'unprintable error';
+  }
+}
+
 const errorCodeOf = (error: unknown): string => (isSluiceError(error) ? error.code : error instanceof Error ? error.name : 'Error');
 
 /**
@@ -155,7 +164,7 @@ export async function processIsolating<In>(definition: StageDefinition<In>, inpu
     return await definition.process(inputs);
   } catch (error) {
     if (isTransient(error)) throw error;
-    logger.error({ err: error, records: inputs.length }, 'stage failed on a chunk; isolating the failing records');
+    logger.error({ err: printable(error), records: inputs.length }, 'stage failed on a chunk; isolating the failing records');
   }
   const outcomes: Outcome[] = [];
   for (const input of inputs) {
@@ -163,7 +172,7 @@ export async function processIsolating<In>(definition: StageDefinition<In>, inpu
       outcomes.push((await definition.process([input]))[0] ?? deadLetter('OUTPUT_INVALID', 'stage returned no outcome'));
     } catch (error) {
       if (isTransient(error)) throw error;
-      outcomes.push({ ...deadLetter('PROCESSING_FAILED', `stage failed on this record (a defect in sluice, not in the data): ${errorMessage(error)}`), errorCode: errorCodeOf(error) });
+      outcomes.push({ ...deadLetter('PROCESSING_FAILED', `stage failed on this record (a defect in sluice, not in the data): ${printable(error)}`), errorCode: errorCodeOf(error) });
     }
   }
   return outcomes;

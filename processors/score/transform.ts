@@ -133,6 +133,8 @@ export async function scoreBatch<P>(records: Array<ValidatedCommon<P>>, ctx: Sco
   const predictions = new Map<number, Prediction | string>();
   try {
     const result = await predict(scorable.map((i) => rows[i]!));
+    // A model that returns too few or too many values would pin scores on the wrong records.
+    if (result.length !== scorable.length * width) throw new Error(`model returned ${result.length} values for ${scorable.length} rows of ${width} classes`);
     scorable.forEach((index, j) => {
       predictions.set(index, readRow(adapter, result.subarray(j * width, (j + 1) * width)));
     });

@@ -18,7 +18,7 @@ import { stackPaths } from '../../deploy/local/stack.ts';
 import { pipelineTopicNames } from '../../lib/contracts.ts';
 import { KILL_SWITCH_MODEL, writeControl } from '../../processors/runtime/control.ts';
 import type { DecisionCommon } from '../../processors/decide/transform.ts';
-import { generateSignups, malformedSamples } from '../../pipelines/signup-risk/generator.ts';
+import { generateSignups } from '../../pipelines/signup-risk/generator.ts';
 import { connections, uniqueName, waitFor } from '../helpers.ts';
 import { PipelineInstance } from '../pipeline-harness.ts';
 

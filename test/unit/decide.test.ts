@@ -2,21 +2,38 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { SluiceError } from '../../lib/errors.ts';
+import type { Policy } from '../../lib/pipeline.ts';
+import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import {
   DEFAULT_THRESHOLDS,
   disposableDomainMatch,
   parseDisposableDomains,
   policyVersion,
   REASONS,
+  type Thresholds,
   thresholdsProblem,
 } from '../../pipelines/signup-risk/policy.ts';
-import type { DecisionRecord, Plan, ReviewRecord, ScoredRecord, SignupPayload } from '../../pipelines/signup-risk/types.ts';
-import { DECIDE_DEFAULTS, decideConfigFromEnv, loadDecidePolicy } from '../../processors/decide/config.ts';
-import { type DecideContext, decide } from '../../processors/decide/transform.ts';
+import { DECIDE_DEFAULTS, type DecideConfig, decideConfigFromEnv, loadDecidePolicy, signupRiskPolicy } from '../../pipelines/signup-risk/policy-config.ts';
+import type { Plan, ScoredRecord, SignupPayload } from '../../pipelines/signup-risk/types.ts';
+import { decideStage } from '../../processors/decide/runner.ts';
+import { type DecideContext, type DecisionCommon, decide } from '../../processors/decide/transform.ts';
+import { stageConfigFromEnv } from '../../processors/runtime/config.ts';
 import type { Outcome } from '../../processors/runtime/types.ts';
 
 const NOW_MS = 1_767_225_600_000;
 const shipped = loadDecidePolicy(decideConfigFromEnv({}));
+
+/** The signup-risk policy as the decide stage loads it (the plugin's PolicyModule), with the shipped list. */
+const policies = new Map<string, Policy<SignupPayload>>();
+function policyWith(thresholds: Thresholds = DEFAULT_THRESHOLDS): Policy<SignupPayload> {
+  const key = `${thresholds.blockAt}/${thresholds.reviewAt}`;
+  let policy = policies.get(key);
+  if (policy === undefined) {
+    policy = signupRiskPolicy.load({ thresholds, disposableDomainsFile: DECIDE_DEFAULTS.disposableDomainsFile });
+    policies.set(key, policy);
+  }
+  return policy;
+}
 
 function payload(overrides: Partial<SignupPayload> = {}): SignupPayload {
   return {
@@ -42,6 +59,9 @@ function scored(score: number | null, payloadOverrides: Partial<SignupPayload> =
     source: 'signup-service',
     payload: payload(payloadOverrides),
     score,
+    label: null,
+    class_names: [],
+    class_scores: [],
     model_version: score === null ? null : 'signup-risk-2026-01-01',
     feature_names: ['x'],
     feature_values: [1],
@@ -50,20 +70,19 @@ function scored(score: number | null, payloadOverrides: Partial<SignupPayload> =
   };
 }
 
-function context(overrides: Partial<DecideContext> = {}): DecideContext {
+/** The decide stage's context for signup-risk; `thresholds` picks the policy loaded with them. */
+function context(overrides: { killSwitchOn?: boolean; thresholds?: Thresholds } = {}): DecideContext<SignupPayload> {
   return {
     pipeline: 'signup-risk',
-    killSwitchOn: false,
-    thresholds: DEFAULT_THRESHOLDS,
-    disposableDomains: shipped.disposableDomains,
-    policyVersion: shipped.policyVersion,
+    policy: policyWith(overrides.thresholds),
+    reviewDecision: signupRisk.reviewDecision,
+    killSwitchOn: overrides.killSwitchOn ?? false,
     now: () => NOW_MS,
-    ...overrides,
   };
 }
 
 /** The decision on `decided`, after checking the review topic gets exactly the review decisions. */
-function decisionOf(outcome: Outcome<DecisionRecord | ReviewRecord>): DecisionRecord {
+function decisionOf(outcome: Outcome<DecisionCommon>): DecisionCommon {
   assert.equal(outcome.kind, 'emit');
   if (outcome.kind !== 'emit') throw new Error('unreachable');
   const decided = outcome.outputs.filter((output) => output.to === 'decided');
@@ -145,7 +164,7 @@ describe('decide: policy', () => {
     for (const score of [0, 0.4999999]) assert.equal(verdict(scored(score)).decision, 'approve');
   });
 
-  it('follows the thresholds in the context', () => {
+  it('follows the thresholds the policy was loaded with', () => {
     const ctx = context({ thresholds: { blockAt: 0.7, reviewAt: 0.3 } });
     assert.equal(verdict(scored(0.29), ctx).decision, 'approve');
     assert.equal(verdict(scored(0.3), ctx).decision, 'review');
@@ -238,6 +257,52 @@ describe('decide: records', () => {
     }
   });
 
+  it('hands the policy the event and the model\'s view of it, and appends its own fields after the common ones', () => {
+    const seen: unknown[] = [];
+    const policy: Policy<SignupPayload> = {
+      version: 'policy-test',
+      decide: (input, settings) => {
+        seen.push({ input, settings });
+        return { decision: 'escalate', decidedBy: 'model', reasons: ['top_class'], fields: { queue: 'billing', priority: 2 } };
+      },
+    };
+    const record: ScoredRecord = { ...scored(0.7), label: 'billing', class_names: ['billing', 'bug'], class_scores: [0.7, 0.3] };
+    const outcome = decide(record, { pipeline: 'p', policy, reviewDecision: 'escalate', killSwitchOn: true, now: () => NOW_MS });
+    assert.deepEqual(seen, [
+      {
+        input: { eventType: 'user_signed_up', payload: record.payload, score: 0.7, label: 'billing', classScores: { billing: 0.7, bug: 0.3 } },
+        settings: { killSwitchOn: true },
+      },
+    ]);
+    assert.ok(outcome.kind === 'emit');
+    // The pipeline's review decision, whatever its name, goes to review too.
+    assert.deepEqual(
+      outcome.outputs.map((output) => output.to),
+      ['decided', 'review'],
+    );
+    const decision = outcome.outputs[0]!.value;
+    assert.deepEqual(Object.keys(decision), [
+      'event_id',
+      'pipeline',
+      'decision',
+      'decided_by',
+      'reasons',
+      'score',
+      'model_version',
+      'policy_version',
+      'decision_version',
+      'occurred_at',
+      'decided_at',
+      'queue',
+      'priority',
+    ]);
+    assert.equal(decision.pipeline, 'p');
+    assert.equal(decision.decision, 'escalate');
+    assert.equal(decision.policy_version, 'policy-test');
+    assert.equal(decision.queue, 'billing');
+    assert.equal(decision.priority, 2);
+  });
+
   it('does not write approvals or blocks to review', () => {
     for (const record of [scored(0.1), scored(0.95), scored(0.5, { email_domain: 'yopmail.com' })]) {
       const outcome = decide(record, context());
@@ -291,22 +356,36 @@ describe('decide: disposable-domain list and policy version', () => {
 });
 
 describe('decide: config', () => {
+  /** Both ways the policy's variables are read: directly, and as the decide stage parses the plugin's configSchema with its other settings. */
+  const parsers: Array<[string, (env: NodeJS.ProcessEnv) => DecideConfig]> = [
+    ['decideConfigFromEnv', (env) => decideConfigFromEnv(env)],
+    ['the plugin\'s configSchema', (env) => stageConfigFromEnv('decide', decideStage.settings(signupRisk), env).policy as DecideConfig],
+  ];
+
   it('defaults to 0.9 / 0.5 and the shipped list', () => {
-    assert.deepEqual(decideConfigFromEnv({}), {
-      thresholds: { blockAt: 0.9, reviewAt: 0.5 },
-      disposableDomainsFile: DECIDE_DEFAULTS.disposableDomainsFile,
-    });
+    for (const [name, parse] of parsers) {
+      assert.deepEqual(
+        parse({}),
+        {
+          thresholds: { blockAt: 0.9, reviewAt: 0.5 },
+          disposableDomainsFile: DECIDE_DEFAULTS.disposableDomainsFile,
+        },
+        name,
+      );
+    }
     assert.ok(readFileSync(DECIDE_DEFAULTS.disposableDomainsFile, 'utf8').includes('mailinator.com'));
   });
 
   it('reads thresholds and the list path from the environment', () => {
-    const config = decideConfigFromEnv({
+    const env = {
       SLUICE_BLOCK_THRESHOLD: '0.8',
       SLUICE_REVIEW_THRESHOLD: '0.25',
       SLUICE_DISPOSABLE_DOMAINS_FILE: '/etc/sluice/domains.txt',
-    });
-    assert.deepEqual(config, { thresholds: { blockAt: 0.8, reviewAt: 0.25 }, disposableDomainsFile: '/etc/sluice/domains.txt' });
-    const policy = loadDecidePolicy(config, (path) => {
+    };
+    for (const [name, parse] of parsers) {
+      assert.deepEqual(parse(env), { thresholds: { blockAt: 0.8, reviewAt: 0.25 }, disposableDomainsFile: '/etc/sluice/domains.txt' }, name);
+    }
+    const policy = loadDecidePolicy(decideConfigFromEnv(env), (path) => {
       assert.equal(path, '/etc/sluice/domains.txt');
       return 'example-throwaway.com\n';
     });
@@ -325,24 +404,50 @@ describe('decide: config', () => {
       { SLUICE_BLOCK_THRESHOLD: '0.6', SLUICE_REVIEW_THRESHOLD: '0.7' },
       { SLUICE_DISPOSABLE_DOMAINS_FILE: ' ' },
     ];
-    for (const env of bad) {
-      assert.throws(
-        () => decideConfigFromEnv(env),
-        (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
-        JSON.stringify(env),
-      );
+    for (const [name, parse] of parsers) {
+      for (const env of bad) {
+        assert.throws(
+          () => parse(env),
+          (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
+          `${name}: ${JSON.stringify(env)}`,
+        );
+      }
     }
   });
 
   it('accepts equal thresholds and the bounds 0 and 1', () => {
-    assert.deepEqual(decideConfigFromEnv({ SLUICE_BLOCK_THRESHOLD: '1', SLUICE_REVIEW_THRESHOLD: '0' }).thresholds, {
-      blockAt: 1,
-      reviewAt: 0,
-    });
-    assert.deepEqual(decideConfigFromEnv({ SLUICE_BLOCK_THRESHOLD: '0.7', SLUICE_REVIEW_THRESHOLD: '0.7' }).thresholds, {
-      blockAt: 0.7,
-      reviewAt: 0.7,
-    });
+    for (const [name, parse] of parsers) {
+      assert.deepEqual(
+        parse({ SLUICE_BLOCK_THRESHOLD: '1', SLUICE_REVIEW_THRESHOLD: '0' }).thresholds,
+        {
+          blockAt: 1,
+          reviewAt: 0,
+        },
+        name,
+      );
+      assert.deepEqual(
+        parse({ SLUICE_BLOCK_THRESHOLD: '0.7', SLUICE_REVIEW_THRESHOLD: '0.7' }).thresholds,
+        {
+          blockAt: 0.7,
+          reviewAt: 0.7,
+        },
+        name,
+      );
+    }
+  });
+
+  it('loads the policy in force from its config: the version names thresholds and list', () => {
+    assert.equal(signupRisk.policy, signupRiskPolicy);
+    assert.equal(signupRiskPolicy.load(decideConfigFromEnv({})).version, shipped.policyVersion);
+    assert.equal(policyWith({ blockAt: 0.8, reviewAt: 0.25 }).version, policyVersion({ blockAt: 0.8, reviewAt: 0.25 }, shipped.disposableDomains));
+    assert.throws(
+      () => signupRiskPolicy.load({ thresholds: DEFAULT_THRESHOLDS, disposableDomainsFile: '/nonexistent/sluice/domains.txt' }),
+      (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
+    );
+    assert.throws(
+      () => signupRiskPolicy.load({ thresholds: { blockAt: 0.5, reviewAt: 0.9 }, disposableDomainsFile: DECIDE_DEFAULTS.disposableDomainsFile }),
+      (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
+    );
   });
 
   it('reports an unreadable list file as CONFIG_INVALID', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { generateSignups } from '../../generator/signup-risk.ts';
+import { generateSignups } from '../../pipelines/signup-risk/generator.ts';
 import { FEATURE_NAMES, featuresOf, MISSING } from '../../pipelines/signup-risk/features.ts';
 import type { SignupPayload } from '../../pipelines/signup-risk/types.ts';
 import { lowRiskPayload } from '../fixtures.ts';

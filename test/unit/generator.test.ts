@@ -6,9 +6,9 @@ import {
   generateSignups,
   groundTruthRisk,
   malformedSamples,
-} from '../../generator/signup-risk.ts';
-import { createRng } from '../../generator/prng.ts';
-import { parseSignupPayload } from '../../pipelines/signup-risk/payload.ts';
+} from '../../pipelines/signup-risk/generator.ts';
+import { createRng } from '../../lib/prng.ts';
+import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import type { SignupPayload } from '../../pipelines/signup-risk/types.ts';
 import { type ValidateContext, validateRecord } from '../../processors/validate/transform.ts';
 import { lowRiskPayload } from '../fixtures.ts';
@@ -249,12 +249,35 @@ describe('generated events and the validate stage', () => {
   });
 });
 
+describe('the signup-risk plugin\'s traffic generator', () => {
+  it('yields the generated signups as a producer sends them', () => {
+    const options = { seed: 17, count: 50, startMs: START_MS, spacingMs: 10, idPrefix: 'plug', firstIndex: 3 };
+    const events = [...signupRisk.generator.events(options)];
+    const signups = [...generateSignups(options)];
+    assert.equal(events.length, signups.length);
+    events.forEach((event, i) => {
+      const signup = signups[i]!;
+      assert.equal(event.index, 3 + i);
+      assert.equal(event.eventId, signup.envelope.event_id);
+      assert.equal(event.eventType, 'user_signed_up');
+      assert.equal(event.key, signup.key);
+      assert.equal(event.occurredAtMs, signup.occurredAtMs);
+      assert.deepEqual(event.value, Buffer.from(JSON.stringify(signup.envelope)));
+    });
+  });
+
+  it('gives the malformed samples, with the limit asked for', () => {
+    const options = { maxMessageBytes: 8_192, idPrefix: 'plug', seed: 3, occurredAtMs: START_MS };
+    assert.deepEqual(signupRisk.generator.malformed(options), malformedSamples(options));
+  });
+});
+
 function validateContext(maxMessageBytes: number): ValidateContext<SignupPayload> {
   return {
     pipeline: 'signup-risk',
-    expectedEventType: 'user_signed_up',
+    eventTypes: signupRisk.eventTypes,
     maxMessageBytes,
-    parsePayload: parseSignupPayload,
+    parsePayload: signupRisk.payload,
     decodeFramed: () => ({ kind: 'undecodable', message: 'no registry in unit tests' }),
     now: () => START_MS,
   };

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadModel, MODELS_ROOT, resolveModelDir, type ScoringModel } from '../../connectors/onnx/model.ts';
-import { generateSignups } from '../../generator/signup-risk.ts';
+import { generateSignups } from '../../pipelines/signup-risk/generator.ts';
 import { isSluiceError } from '../../lib/errors.ts';
 import { FEATURE_NAMES, featuresOf } from '../../pipelines/signup-risk/features.ts';
+import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import { lowRiskPayload } from '../fixtures.ts';
 import type { SignupPayload } from '../../pipelines/signup-risk/types.ts';
 
@@ -29,6 +30,21 @@ function auc(scores: ArrayLike<number>, labels: ReadonlyArray<0 | 1>): number {
   return (rankSum - (positives * (positives + 1)) / 2) / (positives * negatives);
 }
 
+/** What signup-risk expects of its model, as the score stage asks for it. */
+const SIGNATURE = {
+  featureNames: signupRisk.model.featureNames,
+  classes: signupRisk.model.output.classes,
+  monitoredNames: signupRisk.model.monitoredNames,
+};
+const CLASSES = SIGNATURE.classes.length;
+const POSITIVE = signupRisk.model.output.kind === 'binary' ? signupRisk.model.output.positiveIndex : -1;
+
+/** P(risky) of each row of a prediction (class probabilities, row-major), after checking its shape. */
+function positives(probabilities: Float32Array, rows: number): number[] {
+  assert.equal(probabilities.length, rows * CLASSES, `${rows} rows of ${CLASSES} class probabilities`);
+  return Array.from({ length: rows }, (_, r) => probabilities[r * CLASSES + POSITIVE]!);
+}
+
 const expectLoadFailure = async (promise: Promise<unknown>) => {
   await assert.rejects(promise, (error: unknown) => isSluiceError(error, 'MODEL_LOAD_FAILED'));
 };
@@ -46,7 +62,7 @@ describe('the shipped signup-risk model', () => {
   let model: ScoringModel;
   before(async () => {
     dir = await resolveModelDir('signup-risk');
-    model = await loadModel(dir);
+    model = await loadModel(dir, SIGNATURE);
   });
   after(async () => {
     await model?.close();
@@ -57,15 +73,22 @@ describe('the shipped signup-risk model', () => {
     assert.equal(basename(dir), active);
     assert.equal(model.version, active);
     assert.deepEqual(model.featureNames, FEATURE_NAMES);
+    assert.deepEqual(model.classes, ['legit', 'risky']);
+    assert.equal(POSITIVE, 1);
+    assert.equal(model.card.onnx.positive_class_index, POSITIVE, 'the card and the pipeline agree on the positive class');
     assert.equal(model.card.pipeline, 'signup-risk');
   });
 
   it('ranks fresh events (another seed than training) about as well as on its own held-out data', async () => {
     assert.notEqual(model.card.data.seed, 4242);
     const events = [...generateSignups({ seed: 4242, count: 10_000, startMs: Date.UTC(2026, 11, 1) })];
-    const scores = await model.predict(events.map((e) => featuresOf(e.payload)));
-    assert.equal(scores.length, events.length);
-    assert.ok(scores.every((s) => s >= 0 && s <= 1));
+    const probabilities = await model.predict(events.map((e) => featuresOf(e.payload)));
+    const scores = positives(probabilities, events.length);
+    assert.ok(probabilities.every((p) => p >= 0 && p <= 1));
+    for (let r = 0; r < events.length; r++) {
+      const sum = probabilities[r * CLASSES]! + probabilities[r * CLASSES + 1]!;
+      assert.ok(Math.abs(sum - 1) < 1e-5, `row ${r}: probabilities sum to ${sum}`);
+    }
     const labels = events.map((e) => e.label);
     const modelAuc = auc(scores, labels);
     // ~1000 positives: the AUC's standard error is under 0.01, so 0.04 below the card's figure is a real regression.
@@ -91,7 +114,7 @@ describe('the shipped signup-risk model', () => {
       signups_from_ip_24h: 45,
       referral_code: null,
     };
-    const [lowScore, highScore] = await model.predict([featuresOf(low), featuresOf(high)]);
+    const [lowScore, highScore] = positives(await model.predict([featuresOf(low), featuresOf(high)]), 2);
     assert.ok(lowScore! < 0.1, `low ${lowScore}`);
     assert.ok(highScore! > 0.9, `high ${highScore}`);
   });
@@ -99,10 +122,11 @@ describe('the shipped signup-risk model', () => {
   it('keeps rows in order: a batch scores like its rows one by one', async () => {
     const rows = [...generateSignups({ seed: 77, count: 40, startMs: 0 })].map((e) => featuresOf(e.payload));
     const batch = await model.predict(rows);
-    const single = await Promise.all(rows.map(async (row) => (await model.predict([row]))[0]!));
-    assert.deepEqual(Array.from(batch), single);
-    assert.ok(new Set(single).size > 10, 'rows should not all score the same');
-    assert.deepEqual(Array.from(await model.predict(rows.toReversed())), single.toReversed());
+    const single = await Promise.all(rows.map(async (row) => Array.from(await model.predict([row]))));
+    assert.ok(single.every((probabilities) => probabilities.length === CLASSES));
+    assert.deepEqual(Array.from(batch), single.flat());
+    assert.ok(new Set(single.map((probabilities) => probabilities[POSITIVE])).size > 10, 'rows should not all score the same');
+    assert.deepEqual(Array.from(await model.predict(rows.toReversed())), single.toReversed().flat());
   });
 
   it('rejects rows of the wrong width or with non-finite values, and scores no rows as none', async () => {
@@ -139,7 +163,7 @@ describe('loadModel refuses what it cannot trust', () => {
   }
 
   it('loads an untouched copy (the cases below fail for their own reason)', async () => {
-    const model = await loadModel(await copy('untouched'));
+    const model = await loadModel(await copy('untouched'), SIGNATURE);
     await model.close();
     await assert.rejects(model.predict([featuresOf({ user_id: 'u', email: 'a@b.co', email_domain: 'b.co', country: 'DE', ip_country: null, signup_channel: 'web', plan: 'free', email_domain_age_days: null, signups_from_ip_24h: null, referral_code: null })]));
   });
@@ -150,38 +174,54 @@ describe('loadModel refuses what it cannot trust', () => {
       const features = card['features'] as string[];
       [features[0], features[1]] = [features[1]!, features[0]!];
     });
-    await expectLoadFailure(loadModel(dir));
+    await expectLoadFailure(loadModel(dir, SIGNATURE));
   });
 
   it('refuses a model when the code computes other features than the card lists', async () => {
-    await expectLoadFailure(loadModel(active, [...FEATURE_NAMES, 'email_local_length']));
-    await expectLoadFailure(loadModel(active, FEATURE_NAMES.slice(1)));
+    await expectLoadFailure(loadModel(active, { ...SIGNATURE, featureNames: [...FEATURE_NAMES, 'email_local_length'] }));
+    await expectLoadFailure(loadModel(active, { ...SIGNATURE, featureNames: FEATURE_NAMES.slice(1) }));
+  });
+
+  it('refuses a model whose card lists other output classes than the pipeline reads', async () => {
+    const dir = await copy('classes');
+    await editCard(dir, (card) => {
+      (card['onnx'] as Record<string, unknown>)['classes'] = ['risky', 'legit'];
+    });
+    await expectLoadFailure(loadModel(dir, SIGNATURE));
+    await editCard(dir, (card) => {
+      (card['onnx'] as Record<string, unknown>)['classes'] = ['legit', 'risky'];
+    });
+    await (await loadModel(dir, SIGNATURE)).close();
+  });
+
+  it('refuses a card without a reference distribution for a monitored feature', async () => {
+    await expectLoadFailure(loadModel(active, { ...SIGNATURE, monitoredNames: [...FEATURE_NAMES, 'email_local_length'] }));
   });
 
   it('refuses a missing or altered model file, and a missing or malformed card', async () => {
     const noModel = await copy('no-model');
     await rm(join(noModel, 'model.onnx'));
-    await expectLoadFailure(loadModel(noModel));
+    await expectLoadFailure(loadModel(noModel, SIGNATURE));
 
     const altered = await copy('altered');
     const bytes = await readFile(join(altered, 'model.onnx'));
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
     await writeFile(join(altered, 'model.onnx'), bytes);
-    await expectLoadFailure(loadModel(altered));
+    await expectLoadFailure(loadModel(altered, SIGNATURE));
 
     const noCard = await copy('no-card');
     await rm(join(noCard, 'card.json'));
-    await expectLoadFailure(loadModel(noCard));
+    await expectLoadFailure(loadModel(noCard, SIGNATURE));
 
     const badCard = await copy('bad-card');
     await editCard(badCard, (card) => {
       delete card['reference'];
     });
-    await expectLoadFailure(loadModel(badCard));
+    await expectLoadFailure(loadModel(badCard, SIGNATURE));
 
     const renamed = join(scratch, 'renamed', 'signup-risk-1999-01-01.1');
     await cp(active, renamed, { recursive: true });
-    await expectLoadFailure(loadModel(renamed));
+    await expectLoadFailure(loadModel(renamed, SIGNATURE));
   });
 
   it('resolves ACTIVE, refusing unknown versions, path tricks and a missing ACTIVE file', async () => {

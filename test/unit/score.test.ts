@@ -2,9 +2,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FEATURE_NAMES, featuresOf } from '../../pipelines/signup-risk/features.ts';
-import type { ScoredRecord, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
+import { signupRisk } from '../../pipelines/signup-risk/index.ts';
+import type { ScoredRecord, SignupPayload, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
 import type { Outcome } from '../../processors/runtime/types.ts';
-import { type Scorer, scoreBatch } from '../../processors/score/transform.ts';
+import { type ScoreContext, type Scorer, scoreBatch } from '../../processors/score/transform.ts';
 import { lowRiskPayload } from '../fixtures.ts';
 
 const NOW = 1_764_000_000_000;
@@ -26,10 +27,14 @@ const scored = (outcome: Outcome<ScoredRecord>): ScoredRecord => {
 
 const IP_FEATURE = FEATURE_NAMES.indexOf('signups_from_ip_24h_log1p');
 /** The record index a feature row came from (record(i) has i signups from its IP). */
-const indexOf = (row: readonly number[]) => Math.round(Math.expm1(row[IP_FEATURE]!));
+const indexOf = (row: ArrayLike<number>) => Math.round(Math.expm1(row[IP_FEATURE]!));
 
-/** Scores record i as i/100; rows of records listed in `failOn` make predict throw. */
-function scorer(options: { failOn?: number[]; score?: (row: readonly number[]) => number } = {}): Scorer & { calls: number[] } {
+/**
+ * Scores record i as P(risky) = i/100, as a binary model does: one row of
+ * class probabilities [P(legit), P(risky)] per input row, row-major. Rows of
+ * records listed in `failOn` make predict throw; `probabilities` overrides a row.
+ */
+function scorer(options: { failOn?: number[]; score?: (row: ArrayLike<number>) => number; probabilities?: (row: ArrayLike<number>) => number[] } = {}): Scorer & { calls: number[] } {
   assert.ok(IP_FEATURE >= 0);
   const calls: number[] = [];
   return {
@@ -38,46 +43,87 @@ function scorer(options: { failOn?: number[]; score?: (row: readonly number[]) =
     async predict(rows) {
       calls.push(rows.length);
       if (rows.some((row) => options.failOn?.includes(indexOf(row)))) throw new Error('bad row');
-      return Float64Array.from(rows.map((row) => options.score?.(row) ?? indexOf(row) / 100));
+      return Float32Array.from(
+        rows.flatMap((row) => {
+          if (options.probabilities) return options.probabilities(row);
+          const risky = options.score?.(row) ?? indexOf(row) / 100;
+          return [1 - risky, risky];
+        }),
+      );
     },
   };
 }
 
+/** The score stage's context for signup-risk: its model adapter, the scorer given, the test's clock. */
+const context = (model: Scorer | null): ScoreContext<SignupPayload> => ({ adapter: signupRisk.model, scorer: model, now: () => NOW });
+
 describe('scoreBatch', () => {
   it('scores the whole chunk in one call and carries the record, features and model version', async () => {
     const model = scorer();
-    const outcomes = await scoreBatch([1, 2, 3].map(record), { scorer: model, now: () => NOW });
+    const outcomes = await scoreBatch([1, 2, 3].map(record), context(model));
     assert.deepEqual(model.calls, [3], 'one micro-batch');
     const first = scored(outcomes[0]!);
     assert.equal(first.event_id, 'e-1');
-    assert.equal(first.score, 0.01);
+    // The positive class's column (risky, index 1), as float32: the model's output precision.
+    assert.equal(first.score, Math.fround(0.01));
+    assert.deepEqual(
+      outcomes.map((o) => scored(o).score),
+      [0.01, 0.02, 0.03].map(Math.fround),
+      'each row its own score, in order',
+    );
+    // A binary model has no label, and its class scores are not repeated.
+    assert.equal(first.label, null);
+    assert.deepEqual(first.class_names, []);
+    assert.deepEqual(first.class_scores, []);
     assert.equal(first.model_version, 'm-test');
     assert.deepEqual(first.feature_names, [...FEATURE_NAMES]);
     assert.deepEqual(first.feature_values, featuresOf(record(1).payload));
     assert.equal(first.scored_at, NOW);
     assert.equal(first.validated_at, NOW - 500);
+    assert.equal(first.event_type, 'user_signed_up');
+    assert.equal(first.occurred_at, NOW - 1_000);
+    assert.equal(first.source, 'web-signup');
+    assert.deepEqual(first.payload, record(1).payload);
   });
 
   it('consults no model while the kill switch is on: the score and version are null', async () => {
-    const outcomes = await scoreBatch([record(1)], { scorer: null, now: () => NOW });
+    const outcomes = await scoreBatch([record(1)], context(null));
     const value = scored(outcomes[0]!);
     assert.equal(value.score, null);
     assert.equal(value.model_version, null);
+    assert.equal(value.label, null);
+    assert.deepEqual(value.class_scores, []);
+    // The features are still kept, for drift monitoring.
+    assert.deepEqual(value.feature_values, featuresOf(record(1).payload));
   });
 
   it('dead-letters only the rows inference fails on, as SCORING_FAILED', async () => {
     const model = scorer({ failOn: [2] });
-    const outcomes = await scoreBatch([1, 2, 3].map(record), { scorer: model, now: () => NOW });
+    const outcomes = await scoreBatch([1, 2, 3].map(record), context(model));
     assert.deepEqual(
       outcomes.map((o) => (o.kind === 'emit' ? 'scored' : o.reason)),
       ['scored', 'SCORING_FAILED', 'scored'],
     );
     assert.equal((outcomes[1] as { eventId?: string }).eventId, 'e-2');
+    assert.equal(scored(outcomes[2]!).score, Math.fround(0.03), 'the rows around it keep their own scores');
   });
 
   it('dead-letters a score that is not a probability', async () => {
-    const outcomes = await scoreBatch([record(1)], { scorer: scorer({ score: () => Number.NaN }), now: () => NOW });
+    const outcomes = await scoreBatch([record(1)], context(scorer({ score: () => Number.NaN })));
     assert.equal(outcomes[0]!.kind, 'dead-letter');
     assert.equal((outcomes[0] as { reason: string }).reason, 'SCORING_FAILED');
+  });
+
+  it('dead-letters rows whose class probabilities are out of range or of the wrong width', async () => {
+    for (const probabilities of [[0.5, 1.5], [-0.2, 1.2], [0.5, Number.POSITIVE_INFINITY]]) {
+      const outcomes = await scoreBatch([record(1)], context(scorer({ probabilities: () => probabilities })));
+      assert.equal(outcomes[0]!.kind, 'dead-letter', JSON.stringify(probabilities));
+      assert.equal((outcomes[0] as { reason: string }).reason, 'SCORING_FAILED');
+    }
+    // One column instead of two, or none: the row cannot be read.
+    for (const probabilities of [[0.01], []]) {
+      const outcomes = await scoreBatch([record(1)], context(scorer({ probabilities: () => probabilities })));
+      assert.equal((outcomes[0] as { reason?: string }).reason, 'SCORING_FAILED', JSON.stringify(probabilities));
+    }
   });
 });

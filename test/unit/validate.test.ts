@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SluiceError } from '../../lib/errors.ts';
+import { createLogger } from '../../lib/log.ts';
+import type { StageMetrics } from '../../lib/metrics.ts';
+import type { PipelineInstance } from '../../lib/pipeline.ts';
 import { COUNTRY_CODES, ISO_3166_1_ALPHA_2 } from '../../pipelines/signup-risk/countries.ts';
-import { parseSignupPayload } from '../../pipelines/signup-risk/payload.ts';
+import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import type { SignupPayload, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
+import { stageConfigFromEnv } from '../../processors/runtime/config.ts';
+import { processIsolating, type StageDefinition, type StageServices } from '../../processors/runtime/runtime.ts';
 import { DEAD_LETTER_REASONS, type DeadLetterReason, type Outcome, type SourceRecord } from '../../processors/runtime/types.ts';
-import { validateConfigFromEnv } from '../../processors/validate/config.ts';
+import { validateStage } from '../../processors/validate/runner.ts';
 import {
   type FramedDecode,
   type Validated,
@@ -30,11 +35,11 @@ function source(value: Buffer | string | null): SourceRecord {
 function context(overrides: Partial<ValidateContext<SignupPayload>> = {}): ValidateContext<SignupPayload> {
   return {
     pipeline: 'signup-risk',
-    expectedEventType: 'user_signed_up',
+    eventTypes: signupRisk.eventTypes,
     // Room for the hostile inputs below (deep nesting); the size check has tests of its own.
     maxMessageBytes: 1_048_576,
     now: () => NOW_MS,
-    parsePayload: parseSignupPayload,
+    parsePayload: signupRisk.payload,
     decodeFramed: (value) => ({ kind: 'unknown-schema', schemaId: value.readUInt32BE(1) }),
     ...overrides,
   };
@@ -292,7 +297,7 @@ describe('validate: not a JSON object → MALFORMED_PAYLOAD', () => {
     const ctx = context({
       decodeFramed: () => {
         calls += 1;
-        return { kind: 'decoded', value: validEvent() };
+        return { kind: 'decoded', value: validEvent(), schemaId: 1 };
       },
     });
     deadLettered(run(Buffer.from([0, 0, 0, 1]), ctx), 'MALFORMED_PAYLOAD');
@@ -342,7 +347,7 @@ describe('validate: registry-framed values', () => {
     const ctx = context({
       decodeFramed: (value): FramedDecode => {
         seen.push(value);
-        return { kind: 'decoded', value: withEnvelope('occurred_at', 1_767_225_600_000) };
+        return { kind: 'decoded', value: withEnvelope('occurred_at', 1_767_225_600_000), schemaId: 7 };
       },
     });
     const value = framed(7);
@@ -370,7 +375,7 @@ describe('validate: registry-framed values', () => {
       source = 'mobile';
       payload = new Payload();
     }
-    const record = emitted(run(framed(7), context({ decodeFramed: () => ({ kind: 'decoded', value: new Envelope() }) })));
+    const record = emitted(run(framed(7), context({ decodeFramed: () => ({ kind: 'decoded', value: new Envelope(), schemaId: 7 }) })));
     assert.equal(record.occurred_at, Date.UTC(2026, 0, 1));
     assert.equal(record.payload.email, 'bob@example.org');
     assert.equal(record.payload.country, 'FR');
@@ -379,19 +384,19 @@ describe('validate: registry-framed values', () => {
 
   it('dead-letters a decoded value that is not a record as MALFORMED_PAYLOAD', () => {
     for (const value of [null, 'text', 42, [validEvent()], Buffer.from('x')]) {
-      deadLettered(run(framed(7), context({ decodeFramed: () => ({ kind: 'decoded', value }) })), 'MALFORMED_PAYLOAD');
+      deadLettered(run(framed(7), context({ decodeFramed: () => ({ kind: 'decoded', value, schemaId: 7 }) })), 'MALFORMED_PAYLOAD');
     }
   });
 
   it('never reads envelope fields inherited from a prototype', () => {
     const inherited = Object.create(validEvent()) as object;
-    const ctx = context({ decodeFramed: () => ({ kind: 'decoded', value: inherited }) });
+    const ctx = context({ decodeFramed: () => ({ kind: 'decoded', value: inherited, schemaId: 7 }) });
     deadLettered(run(framed(7), ctx), 'SCHEMA_VIOLATION', 'event_id');
   });
 
   it('never reads payload fields inherited from a prototype', () => {
     const event = validEvent(Object.create(validPayload()) as Record<string, unknown>);
-    const ctx = context({ decodeFramed: () => ({ kind: 'decoded', value: event }) });
+    const ctx = context({ decodeFramed: () => ({ kind: 'decoded', value: event, schemaId: 7 }) });
     deadLettered(run(framed(7), ctx), 'SCHEMA_VIOLATION', 'payload.user_id');
   });
 });
@@ -452,6 +457,23 @@ describe('validate: event type', () => {
     const event = withEnvelope('event_type', 'user_deleted');
     delete event.source;
     deadLettered(run(json(event)), 'SCHEMA_VIOLATION', 'source');
+  });
+
+  it('accepts each of the event types the pipeline lists, and hands the type to its payload rules', () => {
+    const seen: string[] = [];
+    const ctx = context({
+      eventTypes: ['user_signed_up', 'user_invited'],
+      parsePayload: (eventType, payload) => {
+        seen.push(eventType);
+        return signupRisk.payload(eventType, payload);
+      },
+    });
+    assert.equal(emitted(run(json(validEvent()), ctx)).event_type, 'user_signed_up');
+    assert.equal(emitted(run(json(withEnvelope('event_type', 'user_invited')), ctx)).event_type, 'user_invited');
+    assert.deepEqual(seen, ['user_signed_up', 'user_invited']);
+    const outcome = run(json(withEnvelope('event_type', 'user_deleted')), ctx);
+    deadLettered(outcome, 'UNEXPECTED_EVENT_TYPE', 'event_type');
+    assert.deepEqual(seen, ['user_signed_up', 'user_invited'], 'payload rules are not run for another event type');
   });
 
   it('reports a wrong event type before payload rules', () => {
@@ -606,45 +628,88 @@ describe('validate: hostile JSON', () => {
   });
 });
 
-describe('validate: never throws', () => {
-  it('turns an unexpected exception in the payload rules into MALFORMED_PAYLOAD', () => {
+describe('validate: a defect in sluice is not the producer\'s fault', () => {
+  const logger = createLogger({}, 'silent');
+
+  /**
+   * The validate stage as its runner builds it, for signup-risk with `payload`
+   * as payload rules and `decodeSync` as the registry adapter, and the
+   * outcomes the runtime makes of `values` (processIsolating, as in production).
+   */
+  async function runStage(
+    values: Buffer[],
+    options: { payload?: typeof signupRisk.payload; decodeSync?: (value: Buffer) => FramedDecode; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<Outcome[]> {
+    const stage = await buildStage(options);
+    return processIsolating(stage, values.map((value) => ({ source: source(value), value })), logger);
+  }
+
+  it('lets an unexpected exception in the payload rules propagate, rather than blaming the data', () => {
     const ctx = context({
       parsePayload: () => {
         throw new TypeError('boom');
       },
     });
-    deadLettered(run(json(validEvent()), ctx), 'MALFORMED_PAYLOAD');
+    assert.throws(() => run(json(validEvent()), ctx), (error) => error instanceof TypeError && error.message === 'boom');
   });
 
-  it('turns an unprintable thrown value into MALFORMED_PAYLOAD', () => {
-    const ctx = context({
-      parsePayload: () => {
-        throw {
-          toString() {
-            throw new Error('nope');
-          },
-        };
+  it('which the runtime dead-letters as PROCESSING_FAILED with the error code, never MALFORMED_PAYLOAD, and only for that record', async () => {
+    const outcomes = await runStage([json(validEvent()), json(withPayload('user_id', 'poison')), json(withEnvelope('event_id', 'evt-3'))], {
+      payload: (eventType, payload) => {
+        if ((payload as { user_id?: unknown }).user_id === 'poison') throw new TypeError('boom');
+        return signupRisk.payload(eventType, payload);
       },
     });
-    deadLettered(run(json(validEvent()), ctx), 'MALFORMED_PAYLOAD');
+    assert.deepEqual(
+      outcomes.map((o) => (o.kind === 'emit' ? o.eventId : o.reason)),
+      ['evt-1', 'PROCESSING_FAILED', 'evt-3'],
+    );
+    const failed = outcomes[1]!;
+    assert.ok(failed.kind === 'dead-letter');
+    assert.equal(failed.errorCode, 'TypeError');
+    assert.match(failed.message, /boom/);
   });
 
-  it('rethrows a retriable SluiceError from the registry adapter so the runtime retries', () => {
-    const ctx = context({
-      decodeFramed: () => {
-        throw new SluiceError('REGISTRY_UNAVAILABLE', 'registry down');
+  it('lets an unprintable thrown value propagate as is, and the runtime dead-letters it as PROCESSING_FAILED', async () => {
+    const unprintable = {
+      toString() {
+        throw new Error('nope');
       },
-    });
-    assert.throws(() => run(Buffer.from([0, 0, 0, 0, 1, 2]), ctx), (error) => error instanceof SluiceError && error.code === 'REGISTRY_UNAVAILABLE');
+    };
+    const throwing = () => {
+      throw unprintable;
+    };
+    assert.throws(
+      () => run(json(validEvent()), context({ parsePayload: throwing })),
+      (error) => error === unprintable,
+    );
+    const outcomes = await runStage([json(validEvent())], { payload: throwing });
+    assert.equal(outcomes.length, 1);
+    assert.ok(outcomes[0]!.kind === 'dead-letter');
+    assert.equal(outcomes[0]!.reason, 'PROCESSING_FAILED');
   });
 
-  it('dead-letters a non-retriable error from the registry adapter', () => {
-    const ctx = context({
-      decodeFramed: () => {
-        throw new SluiceError('SCHEMA_NOT_REGISTERED', 'odd');
-      },
-    });
-    deadLettered(run(Buffer.from([0, 0, 0, 0, 1, 2]), ctx), 'MALFORMED_PAYLOAD');
+  it('rethrows a retriable SluiceError from the registry adapter so the runtime retries the chunk', async () => {
+    const decodeSync = () => {
+      throw new SluiceError('REGISTRY_UNAVAILABLE', 'registry down');
+    };
+    const isOutage = (error: unknown) => error instanceof SluiceError && error.code === 'REGISTRY_UNAVAILABLE';
+    assert.throws(() => run(Buffer.from([0, 0, 0, 0, 1, 2]), context({ decodeFramed: decodeSync })), isOutage);
+    await assert.rejects(runStage([json(validEvent()), Buffer.from([0, 0, 0, 0, 1, 2])], { decodeSync }), isOutage);
+  });
+
+  it('dead-letters a non-retriable error from the registry adapter as PROCESSING_FAILED, not retried', async () => {
+    const decodeSync = () => {
+      throw new SluiceError('SCHEMA_NOT_REGISTERED', 'odd');
+    };
+    assert.throws(
+      () => run(Buffer.from([0, 0, 0, 0, 1, 2]), context({ decodeFramed: decodeSync })),
+      (error) => error instanceof SluiceError && error.code === 'SCHEMA_NOT_REGISTERED',
+    );
+    const outcomes = await runStage([Buffer.from([0, 0, 0, 0, 1, 2])], { decodeSync });
+    assert.ok(outcomes[0]!.kind === 'dead-letter');
+    assert.equal(outcomes[0]!.reason, 'PROCESSING_FAILED');
+    assert.equal(outcomes[0]!.errorCode, 'SCHEMA_NOT_REGISTERED');
   });
 });
 
@@ -691,7 +756,7 @@ describe('validate: fuzz (seeded)', () => {
         const roll = random();
         if (roll < 0.3) return { kind: 'unknown-schema', schemaId: 1 };
         if (roll < 0.5) return { kind: 'undecodable', message: 'bad' };
-        return { kind: 'decoded', value: junk() };
+        return { kind: 'decoded', value: junk(), schemaId: 1 };
       },
     });
     for (let i = 0; i < 3_000; i += 1) {
@@ -744,21 +809,63 @@ describe('validate: fuzz (seeded)', () => {
 });
 
 describe('validate: config', () => {
-  it('defaults maxMessageBytes to 256 KiB', () => {
-    assert.deepEqual(validateConfigFromEnv({}), { maxMessageBytes: 262_144 });
+  /** The validate stage's own settings, parsed as the CLI parses them (with connections and runtime settings). */
+  const settingsOf = (env: NodeJS.ProcessEnv) => stageConfigFromEnv('validate', validateStage.settings(signupRisk), env);
+
+  /** A valid event of exactly `bytes` bytes (padded with an unknown payload field, which validate drops). */
+  function eventOfBytes(bytes: number): Buffer {
+    const padded = (length: number) => json(validEvent({ ...validPayload(), padding: 'x'.repeat(length) }));
+    const value = padded(bytes - padded(0).length);
+    assert.equal(value.length, bytes);
+    return value;
+  }
+
+  async function reasonsAt(env: NodeJS.ProcessEnv, sizes: number[]): Promise<string[]> {
+    const stage = await buildStage({ env });
+    const outcomes = await stage.process(sizes.map((size) => ({ source: source(eventOfBytes(size)), value: null })));
+    return outcomes.map((o) => (o.kind === 'emit' ? 'emit' : o.reason));
+  }
+
+  it("defaults maxMessageBytes to the pipeline's 256 KiB", async () => {
+    assert.equal(settingsOf({}).validate.SLUICE_MAX_MESSAGE_BYTES, undefined);
+    assert.equal(signupRisk.maxMessageBytes, 262_144);
+    assert.deepEqual(await reasonsAt({}, [262_144, 262_145]), ['emit', 'OVERSIZED']);
   });
 
-  it('reads SLUICE_MAX_MESSAGE_BYTES', () => {
-    assert.equal(validateConfigFromEnv({ SLUICE_MAX_MESSAGE_BYTES: '2048' }).maxMessageBytes, 2048);
+  it('reads SLUICE_MAX_MESSAGE_BYTES, which overrides the pipeline\'s limit', async () => {
+    assert.equal(settingsOf({ SLUICE_MAX_MESSAGE_BYTES: '2048' }).validate.SLUICE_MAX_MESSAGE_BYTES, 2048);
+    assert.deepEqual(await reasonsAt({ SLUICE_MAX_MESSAGE_BYTES: '2048' }, [2048, 2049]), ['emit', 'OVERSIZED']);
   });
 
-  it('rejects empty, zero, negative and non-numeric values with CONFIG_INVALID', () => {
-    for (const value of ['', '0', '-5', '1.5', 'lots', '1e6']) {
+  it('rejects empty, zero, negative, non-numeric and too large values with CONFIG_INVALID', () => {
+    for (const value of ['', '0', '-5', '1.5', 'lots', '1e6', '900001']) {
       assert.throws(
-        () => validateConfigFromEnv({ SLUICE_MAX_MESSAGE_BYTES: value }),
+        () => settingsOf({ SLUICE_MAX_MESSAGE_BYTES: value }),
         (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
         value,
       );
     }
   });
 });
+
+/**
+ * The validate stage as its runner (processors/validate/runner.ts) builds it
+ * for signup-risk, with the payload rules, registry adapter and environment
+ * given; what it is not given it never touches.
+ */
+async function buildStage(
+  options: { payload?: typeof signupRisk.payload; decodeSync?: (value: Buffer) => FramedDecode; env?: NodeJS.ProcessEnv } = {},
+): Promise<StageDefinition<Buffer | null>> {
+  const plugin = { ...signupRisk, payload: options.payload ?? signupRisk.payload };
+  const pipeline: PipelineInstance = { name: 'signup-risk', plugin, owners: plugin.owners };
+  const services = {
+    pipeline,
+    catalog: { decodeSync: options.decodeSync ?? ((value: Buffer) => ({ kind: 'unknown-schema', schemaId: value.readUInt32BE(1) })) },
+    control: {},
+    logger: createLogger({}, 'silent'),
+    metrics: { droppedFields: { inc() {} } } as unknown as StageMetrics,
+    now: () => NOW_MS,
+  } as unknown as StageServices<PipelineInstance>;
+  const settings = stageConfigFromEnv('validate', validateStage.settings(plugin), options.env ?? {});
+  return (await validateStage.factory(settings)(services)) as StageDefinition<Buffer | null>;
+}
