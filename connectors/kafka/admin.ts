@@ -175,3 +175,79 @@ export async function groupMembers(brokers: string[], groupId: string): Promise<
     await admin.disconnect();
   }
 }
+
+/** A position in one partition: the offset a group reads next, or the offset a transaction commits for it. */
+export interface TopicPartitionOffset {
+  topic: string;
+  partition: number;
+  /** A Kafka offset in decimal; '-1' where a group has committed nothing. */
+  offset: string;
+}
+
+/** The first offset still held in a partition (low) and the offset the next record will get (high). */
+export interface PartitionWatermarks {
+  partition: number;
+  low: string;
+  high: string;
+}
+
+/**
+ * One admin connection kept open across calls, for tools that poll (a
+ * benchmark sampling lag every second). Close it when done.
+ */
+export interface AdminSession {
+  /** The group's committed offset of every partition of `topics` ('-1': nothing committed). */
+  committedOffsets(groupId: string, topics: readonly string[]): Promise<TopicPartitionOffset[]>;
+  partitionWatermarks(topic: string): Promise<PartitionWatermarks[]>;
+  /** The group's state as the coordinator reports it (`Stable`, `PreparingRebalance`, `Empty`, `Dead`, …); undefined if it reports none. */
+  groupState(groupId: string): Promise<string | undefined>;
+  /** Rewinds the group to the start of every partition of `topics`; the group must have no active members. */
+  resetOffsetsToEarliest(groupId: string, topics: readonly string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function openAdmin(brokers: string[], clientId = 'sluice-admin'): Promise<AdminSession> {
+  const admin = createKafka({ brokers, clientId }).admin();
+  await admin.connect();
+  return {
+    async committedOffsets(groupId, topics) {
+      const offsets = await admin.fetchOffsets({ groupId, topics: [...topics] });
+      return offsets.flatMap(({ topic, partitions }) => partitions.map(({ partition, offset }) => ({ topic, partition, offset })));
+    },
+    async partitionWatermarks(topic) {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      return offsets.map(({ partition, low, high }) => ({ partition, low, high }));
+    },
+    async groupState(groupId) {
+      const { groups } = await admin.describeGroups([groupId]);
+      return groups[0]?.state;
+    },
+    async resetOffsetsToEarliest(groupId, topics) {
+      for (const topic of topics) await admin.resetOffsets({ groupId, topic, earliest: true });
+    },
+    close: () => admin.disconnect(),
+  };
+}
+
+/** One-off {@link AdminSession.committedOffsets}: the group's committed offset of every partition of `topics`. */
+export async function committedOffsets(brokers: string[], groupId: string, topics: readonly string[], clientId = 'sluice-admin'): Promise<TopicPartitionOffset[]> {
+  const admin = await openAdmin(brokers, clientId);
+  try {
+    return await admin.committedOffsets(groupId, topics);
+  } finally {
+    await admin.close();
+  }
+}
+
+/** One-off {@link AdminSession.resetOffsetsToEarliest}: rewinds an idle group to the start of `topics`. */
+export async function resetOffsetsToEarliest(brokers: string[], groupId: string, topics: readonly string[], clientId = 'sluice-admin'): Promise<void> {
+  const admin = await openAdmin(brokers, clientId);
+  try {
+    await admin.resetOffsetsToEarliest(groupId, topics);
+  } finally {
+    await admin.close();
+  }
+}
+
+/** For deploy/local: the broker check, imported from this module rather than from the client module. */
+export { probeKafka } from './client.ts';

@@ -206,7 +206,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
     } catch (error) {
       // Written but not committed: after a rebalance or restart these records are written again, and collapse.
       options.onCommitFailed?.({ cause: errorMessage(error) });
-      log.warn({ err: errorMessage(error) }, 'offset commit failed; the batch will be written again after a rebalance or restart');
+      log.warn({ err: error }, 'offset commit failed; the batch will be written again after a rebalance or restart');
     }
   }
 
@@ -224,7 +224,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
         const code = isSluiceError(error) ? error.code : ((error as Error).name ?? 'Error');
         const backoffMs = Math.min(backoff.max, backoff.initial * 2 ** (attempt - 1));
         options.onFailure?.({ code, cause: errorMessage(error), attempt, backoffMs });
-        log.warn({ attempt, backoffMs, code, records: taken.length, err: errorMessage(error) }, 'writing a batch failed; retrying the same records');
+        log.warn({ attempt, backoffMs, code, records: taken.length, err: error }, 'writing a batch failed; retrying the same records');
         if (final || stopping) return;
         await sleep(backoffMs, (wake) => {
           wakeBackoff = wake;
@@ -292,7 +292,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
   });
   consumer.on(consumer.events.CRASH, (event) => {
     isJoined = false;
-    log.error({ err: errorMessage(event.payload.error), restart: event.payload.restart }, 'consumer crashed');
+    log.error({ err: event.payload.error, restart: event.payload.restart }, 'consumer crashed');
   });
 
   await admin.connect();
@@ -308,7 +308,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
     lagTimer = setInterval(() => {
       measureLag()
         .then(report)
-        .catch((error) => log.debug({ err: errorMessage(error) }, 'measuring lag failed'));
+        .catch((error) => log.debug({ err: error }, 'measuring lag failed'));
     }, lagIntervalMs);
     lagTimer.unref();
   }

@@ -46,7 +46,8 @@ export function createKafka(options: KafkaOptions): kafkajs.Kafka {
       if (message.startsWith('Limiting retries for the idempotent producer')) return;
       // The broker answers CONCURRENT_TRANSACTIONS for a few ms after every
       // commit and the producer retries it (exactly-once.ts): routine, not an error.
-      const level = rest['error'] === CONCURRENT_TRANSACTIONS_MESSAGE ? 'debug' : (levelNames[entry.level] ?? 'info');
+      const routine = rest['error'] === CONCURRENT_TRANSACTIONS_MESSAGE || message.endsWith(CONCURRENT_TRANSACTIONS_MESSAGE);
+      const level = routine ? 'debug' : (levelNames[entry.level] ?? 'info');
       log[level](rest, message);
     },
   });

@@ -371,6 +371,13 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       const afterCommit = async (lastOffset: string): Promise<boolean> => {
         resolveOffset(lastOffset);
         attempts.delete(partition);
+        // A budget shrunk after a refusal grows back with each success, so one
+        // oversized record does not cap this partition's transactions for good.
+        const shrunk = budgets.get(partition);
+        if (shrunk !== undefined) {
+          budgets.delete(partition);
+          if (shrunk * 2 < budgetOf(partition)) budgets.set(partition, shrunk * 2);
+        }
         try {
           await heartbeat();
         } catch (error) {
@@ -397,9 +404,11 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       await dropProducer(partition);
       const type = kafkaErrorType(error);
       if (type !== undefined && TOO_LARGE.has(type)) {
-        // Not retriable as it is: shrink the transactions of this partition; a lone
+        // Not retriable as it is. A topic's limit may have been lowered since start:
+        // read the limits again; and shrink this partition's transactions. A lone
         // record the broker still refuses is written as its `oversized` replacement.
-        const budget = budgetOf(partition);
+        topicLimits = await maxMessageBytes(admin, options.outputTopics).catch(() => topicLimits);
+        const budget = Math.min(budgetOf(partition), Math.max(MIN_BUDGET_BYTES, smallestRoom()));
         if (inFlight.length === 1) {
           const set = refused.get(partition) ?? new Set<string>();
           set.add(inFlight[0]!.offset);

@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../lib/log.ts';
-import { errorMessage } from '../../lib/errors.ts';
 import { createKafka } from './client.ts';
 
 export interface FollowedMessage {
@@ -54,7 +53,7 @@ export async function followTopic(options: {
         }
         options.onMessage({ key: message.key?.toString('utf8') ?? null, value: message.value, offset: message.offset, partition, headers });
       } catch (error) {
-        options.logger.error({ err: errorMessage(error), offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
+        options.logger.error({ err: error, offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
       }
       const end = remaining.get(partition);
       if (end !== undefined && BigInt(message.offset) + 1n >= end) {

@@ -97,6 +97,29 @@ describe('reliability', () => {
     assert.equal(decided.messages.some((m) => m.value.event_id === huge!.eventId), false);
   });
 
+  it('never loops on MESSAGE_TOO_LARGE: a limit lowered while a stage runs splits its transactions, and a record that still cannot fit is dead-lettered', async () => {
+    const pipeline = await PipelineInstance.create('it-refused');
+    instances.push(pipeline);
+    const decided = await pipeline.collect<DecisionCommon>('decided');
+    const dlq = await pipeline.collect<Buffer>('dlq', 'bytes');
+    await pipeline.start();
+    // The stages read the limits at start; the broker enforces the new one from now on.
+    await setTopicConfig(connections.kafkaBrokers, pipeline.topic('validated'), { 'max.message.bytes': String(65_536) });
+    const prefix = uniqueName('refused');
+    const [huge] = largeEvents(`${prefix}-huge`, 1, 100_000, 24);
+    const around = largeEvents(`${prefix}-around`, 200, 2_000, 25);
+    await pipeline.produce([...around.slice(0, 100), huge!, ...around.slice(100)].map(({ value }) => ({ key: 'one-key', value })));
+    const ids = new Set(around.map((e) => e.eventId));
+    await decided.until('the events around the huge one decided', (ms) => ms.filter((m) => ids.has(m.value.event_id)).length >= ids.size, 120_000);
+    await dlq.until('the huge event dead-lettered', (ms) => ms.some((m) => m.headers['dlq.event_id'] === huge!.eventId), 30_000);
+    const letter = dlq.messages.find((m) => m.headers['dlq.event_id'] === huge!.eventId)!;
+    assert.equal(letter.headers['dlq.reason'], 'OVERSIZED');
+    const log = readFileSync(join(stackPaths().logs, 'tests', `${pipeline.name}.validate.log`), 'utf8');
+    assert.match(log, /refused a transaction as too large/, 'the broker did refuse, and the stage split instead of looping');
+    const ids2 = decided.messages.map((m) => m.value.event_id).filter((id) => ids.has(id));
+    assert.equal(new Set(ids2).size, ids2.length, 'no event decided twice');
+  });
+
   it('keeps a truncated preview and the coordinates when even the dead letter cannot hold the original', async () => {
     const pipeline = await PipelineInstance.create('it-truncate');
     instances.push(pipeline);
