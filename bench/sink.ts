@@ -22,8 +22,7 @@ import { percentile, produceStream } from '../cli/traffic.ts';
 import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/client.ts';
 import { migrate } from '../connectors/clickhouse/migrate.ts';
 import { deletePipelineRows } from '../connectors/clickhouse/retention.ts';
-import { deleteTopics, ensureTopics, openProducer, type PlainMessage } from '../connectors/kafka/admin.ts';
-import { createKafka } from '../connectors/kafka/client.ts';
+import { deleteTopics, ensureTopics, openAdmin, openProducer, type PlainMessage } from '../connectors/kafka/admin.ts';
 import { framedEncoder, SchemaCatalog } from '../connectors/registry/registry.ts';
 import { generateSignups, groundTruthRisk } from '../pipelines/signup-risk/generator.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
@@ -88,16 +87,11 @@ function spawnSink(pipeline: string, env: Record<string, string> = {}): SinkProc
   const exited = new Promise((resolve) => child.once('exit', resolve));
   // At LOG_LEVEL=warn the sink prints nothing when healthy: it is running once its group has joined.
   const running = (async () => {
-    const admin = createKafka({ brokers, clientId: 'bench-sink' }).admin();
-    await admin.connect();
+    const admin = await openAdmin(brokers, 'bench-sink');
     try {
-      for (;;) {
-        const group = await admin.describeGroups([sinkGroupId(pipeline)]);
-        if (group.groups[0]?.state === 'Stable') return;
-        await sleep(100);
-      }
+      while ((await admin.groupState(sinkGroupId(pipeline))) !== 'Stable') await sleep(100);
     } finally {
-      await admin.disconnect();
+      await admin.close();
     }
   })();
   return { child, running, exited };
@@ -244,8 +238,7 @@ async function behindPipeline() {
   const pipeline = await createInstance('lag');
   const stages: StageProcess[] = [];
   let sink: SinkProcess | undefined;
-  const admin = createKafka({ brokers, clientId: 'bench-sink' }).admin();
-  await admin.connect();
+  const admin = await openAdmin(brokers, 'bench-sink');
   try {
     for (const stage of STAGES) stages.push(spawnStage({ pipeline, stage, env: { SLUICE_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) } }));
     await Promise.all(stages.map((s) => s.running));
@@ -259,13 +252,13 @@ async function behindPipeline() {
       while (producing) {
         await sleep(1_000);
         const [committed, ends] = await Promise.all([
-          admin.fetchOffsets({ groupId: sinkGroupId(pipeline), topics: sinkTopics(pipeline) }),
-          Promise.all(sinkTopics(pipeline).map((topic) => admin.fetchTopicOffsets(topic).then((offsets) => ({ topic, offsets })))),
+          admin.committedOffsets(sinkGroupId(pipeline), sinkTopics(pipeline)),
+          Promise.all(sinkTopics(pipeline).map((topic) => admin.partitionWatermarks(topic).then((offsets) => ({ topic, offsets })))),
         ]);
         let lag = 0;
         for (const { topic, offsets } of ends) {
           for (const p of offsets) {
-            const done = committed.find((c) => c.topic === topic)?.partitions.find((c) => c.partition === p.partition)?.offset ?? '-1';
+            const done = committed.find((c) => c.topic === topic && c.partition === p.partition)?.offset ?? '-1';
             lag += Number(p.high) - (done === '-1' ? Number(p.low) : Number(done));
           }
         }
@@ -321,7 +314,7 @@ async function behindPipeline() {
     if (sink) await stopProcess(sink.child, sink.exited);
     for (const stage of stages) stage.kill('SIGTERM');
     await Promise.all(stages.map((s) => s.exited));
-    await admin.disconnect();
+    await admin.close();
     await dropInstance(pipeline);
   }
 }

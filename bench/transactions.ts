@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { deleteTopics, ensureTopics } from '../connectors/kafka/admin.ts';
-import { createKafka } from '../connectors/kafka/client.ts';
+import { openTransactionalProducer } from '../connectors/kafka/tx.ts';
 import { percentile } from '../cli/traffic.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 
@@ -18,33 +18,28 @@ const WARM_UP = 10;
 const brokers = connectionsFromEnv().kafkaBrokers;
 const topic = `sluice-bench-tx-${Date.now().toString(36)}`;
 await ensureTopics(brokers, [{ topic, partitions: 3, replicationFactor: 1, config: {} }]);
-const kafka = createKafka({ brokers, clientId: 'sluice-bench-tx' });
 const durations: number[] = [];
 try {
   await Promise.all(
     Array.from({ length: producers }, async (_, w) => {
-      const producer = kafka.producer({
+      const producer = await openTransactionalProducer({
+        brokers,
+        clientId: 'sluice-bench-tx',
         transactionalId: `${topic}-${w}`,
-        idempotent: true,
-        maxInFlightRequests: 1,
-        retry: { initialRetryTime: 10, maxRetryTime: 2_000, retries: 30 },
+        retry: { initialMs: 10, maxMs: 2_000, retries: 30 },
       });
-      await producer.connect();
       try {
         for (let i = 0; i < transactions; i++) {
           const started = performance.now();
-          const transaction = await producer.transaction();
+          const transaction = await producer.begin();
           const messages = Array.from({ length: 20 }, (_, j) => ({ key: `k${j}`, value: 'x'.repeat(300) }));
-          await transaction.sendBatch({ acks: -1, topicMessages: [{ topic, messages }] });
-          await transaction.sendOffsets({
-            consumerGroupId: `${topic}-group`,
-            topics: [{ topic, partitions: [{ partition: w % 3, offset: String(i + 1) }] }],
-          });
+          await transaction.send(topic, messages);
+          await transaction.sendOffsets(`${topic}-group`, [{ topic, partition: w % 3, offset: String(i + 1) }]);
           await transaction.commit();
           if (i >= WARM_UP) durations.push(performance.now() - started);
         }
       } finally {
-        await producer.disconnect();
+        await producer.close();
       }
     }),
   );

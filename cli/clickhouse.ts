@@ -11,6 +11,7 @@ import { applyRetention } from '../connectors/clickhouse/retention.ts';
 import { SluiceError } from '../lib/errors.ts';
 import { connectionsFromEnv, parseEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
+import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
 import { runClickHouseSink } from '../processors/sink/runner.ts';
 
 const analystSchema = z.object({
@@ -32,7 +33,8 @@ const out = (line: string): void => {
 
 async function withClickHouse<T>(use: (client: ReturnType<typeof createClickHouse>, url: string) => Promise<T>): Promise<T> {
   const url = connectionsFromEnv().clickhouseUrl;
-  const client = createClickHouse({ url });
+  const { user, password } = clickhouseCredentialsFromEnv();
+  const client = createClickHouse({ url, username: user, password });
   try {
     return await use(client, url);
   } finally {

@@ -23,6 +23,7 @@ import { STAGES, type StageProcess, spawnSink, spawnStage } from './processes.ts
 import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/client.ts';
 import { formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
 import { migrate } from '../connectors/clickhouse/migrate.ts';
+import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
 import { countBy, Outcomes, percentile, produceStream } from './traffic.ts';
 
 interface DemoOptions {
@@ -70,7 +71,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   };
   const logger = createLogger({ component: 'demo' }, 'warn');
   const wasUp = (await stackStatus(stackOptions)).every((s) => s.answering);
-  const clickhouse = createClickHouse({ url: connections.clickhouseUrl });
+  const credentials = clickhouseCredentialsFromEnv();
+  const clickhouse = createClickHouse({ url: connections.clickhouseUrl, username: credentials.user, password: credentials.password });
 
   try {
     say('1/6 local stack');

@@ -3,7 +3,6 @@
  * registered as they are opened and closed in reverse order, once; SIGTERM or
  * SIGINT (or stop()) closes them and resolves `done`.
  */
-import { errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
 
 export class Resources {
@@ -23,7 +22,7 @@ export class Resources {
   async close(): Promise<void> {
     while (this.closers.length > 0) {
       const closer = this.closers.pop()!;
-      await closer().catch((error) => this.logger.warn({ err: errorMessage(error) }, 'close failed'));
+      await closer().catch((error) => this.logger.warn({ err: error }, 'close failed'));
     }
   }
 }

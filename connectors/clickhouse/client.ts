@@ -11,7 +11,9 @@ export type { ClickHouseClient };
 
 export interface ClickHouseOptions {
   url: string;
+  /** Default: `default`, ClickHouse's own default user. */
   username?: string;
+  /** Default: none. Callers read it from their configuration; it is never logged. */
   password?: string;
   database?: string;
   requestTimeoutMs?: number;
@@ -20,8 +22,8 @@ export interface ClickHouseOptions {
 export function createClickHouse(options: ClickHouseOptions): ClickHouseClient {
   return createClient({
     url: options.url,
-    username: options.username ?? process.env.CLICKHOUSE_USER ?? 'default',
-    password: options.password ?? process.env.CLICKHOUSE_PASSWORD ?? '',
+    username: options.username ?? 'default',
+    password: options.password ?? '',
     database: options.database ?? 'default',
     request_timeout: options.requestTimeoutMs ?? 30_000,
     log: { level: ClickHouseLogLevel.OFF }, // callers log failures with context

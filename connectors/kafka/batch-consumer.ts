@@ -26,9 +26,9 @@
  *   it ends a fetched batch, the committed offset moves past it too.
  */
 import type { EachBatchPayload } from 'kafkajs';
+import type { SourceRecord } from '../../lib/contracts.ts';
 import { errorMessage, isSluiceError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { SourceRecord } from '../../processors/runtime/types.ts';
 import { createKafka } from './client.ts';
 
 export interface BatchConsumerOptions {

@@ -11,7 +11,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { probeKafka } from '../../connectors/kafka/client.ts';
+import { probeKafka } from '../../connectors/kafka/admin.ts';
 import { SluiceError } from '../../lib/errors.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));

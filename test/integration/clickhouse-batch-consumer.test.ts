@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { deleteTopics, ensureTopics, openProducer } from '../../connectors/kafka/admin.ts';
+import { committedOffsets as fetchCommittedOffsets, deleteTopics, ensureTopics, openProducer } from '../../connectors/kafka/admin.ts';
 import { type BatchConsumer, startBatchConsumer } from '../../connectors/kafka/batch-consumer.ts';
-import { createKafka } from '../../connectors/kafka/client.ts';
+import { openTransactionalProducer } from '../../connectors/kafka/tx.ts';
 import { createLogger } from '../../lib/log.ts';
 import type { SourceRecord } from '../../processors/runtime/types.ts';
 import { connections, uniqueName, waitFor } from '../helpers.ts';
@@ -38,14 +38,8 @@ async function produce(topic: string, count: number, prefix = 'm'): Promise<void
 }
 
 async function committedOffsets(groupId: string, topics: string[]): Promise<Map<string, string>> {
-  const admin = createKafka({ brokers, clientId: 'it-batch-consumer' }).admin();
-  await admin.connect();
-  try {
-    const offsets = await admin.fetchOffsets({ groupId, topics });
-    return new Map(offsets.flatMap(({ topic, partitions }) => partitions.map((p) => [`${topic}/${p.partition}`, p.offset] as const)));
-  } finally {
-    await admin.disconnect();
-  }
+  const offsets = await fetchCommittedOffsets(brokers, groupId, topics, 'it-batch-consumer');
+  return new Map(offsets.map(({ topic, partition, offset }) => [`${topic}/${partition}`, offset] as const));
 }
 
 const id = (r: SourceRecord) => `${r.topic}/${r.partition}/${r.offset}`;
@@ -207,21 +201,15 @@ describe('batch consumer', () => {
   it('reaches lag 0 on a topic written in transactions (commits past the transaction markers)', async () => {
     const [topic] = await createTopics('it-bc-tx', 1);
     cleanup.push(() => deleteTopics(brokers, [topic!]));
-    const producer = createKafka({ brokers, clientId: 'it-bc-tx' }).producer({
-      transactionalId: uniqueName('it-bc-tx'),
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-    });
-    await producer.connect();
+    const producer = await openTransactionalProducer({ brokers, clientId: 'it-bc-tx', transactionalId: uniqueName('it-bc-tx') });
     try {
       for (let t = 0; t < 3; t++) {
-        const transaction = await producer.transaction();
-        await transaction.send({ topic: topic!, acks: -1, messages: Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `t${t}-${i}` })) });
+        const transaction = await producer.begin();
+        await transaction.send(topic!, Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `t${t}-${i}` })));
         await transaction.commit();
       }
     } finally {
-      await producer.disconnect();
+      await producer.close();
     }
     const handled: SourceRecord[] = [];
     const consumer = await start({

@@ -17,7 +17,7 @@ import { createClickHouse, queryRows, quote } from '../../connectors/clickhouse/
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
 import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
 import { DATA_TABLES } from '../../connectors/clickhouse/schema.ts';
-import { createKafka } from '../../connectors/kafka/client.ts';
+import { groupLag, resetOffsetsToEarliest } from '../../connectors/kafka/admin.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
 import { envelopeBytes, generateSignups, malformedSamples } from '../../pipelines/signup-risk/generator.ts';
 import type { CommonDecision } from '../../processors/sink/records.ts';
@@ -258,13 +258,7 @@ describe('ClickHouse sink', () => {
     const expected = await snapshot();
     const before = await stageEventRows();
 
-    const admin = createKafka({ brokers: connections.kafkaBrokers, clientId: 'it-sink' }).admin();
-    await admin.connect();
-    try {
-      for (const topic of sinkTopics(instance.name)) await admin.resetOffsets({ groupId: sinkGroupId(instance.name), topic, earliest: true });
-    } finally {
-      await admin.disconnect();
-    }
+    await resetOffsetsToEarliest(connections.kafkaBrokers, sinkGroupId(instance.name), sinkTopics(instance.name), 'it-sink');
     sink = spawnSink(instance.name);
     await sink.running;
     const twice = before.raw + before.distinct;
@@ -283,8 +277,6 @@ describe('ClickHouse sink', () => {
     const pidFile = join(stackPaths().run, 'clickhouse.pid');
     const pid = Number(readFileSync(pidFile, 'utf8').trim());
     assert.ok(Number.isInteger(pid) && pid > 0, `a ClickHouse pid in ${pidFile}`);
-    const admin = createKafka({ brokers: connections.kafkaBrokers, clientId: 'it-sink' }).admin();
-    await admin.connect();
     const ping = () =>
       fetch(`${connections.clickhouseUrl}/ping`, { signal: AbortSignal.timeout(1_000) }).then(
         (r) => r.ok,
@@ -305,12 +297,10 @@ describe('ClickHouse sink', () => {
 
       await produceRun(200, false);
       await decided.until('the new decisions on Kafka while ClickHouse is down', (m) => new Set(m.map((x) => x.value.event_id)).size >= validCount, 30_000);
-      const [offsets] = await admin.fetchOffsets({ groupId: sinkGroupId(instance.name), topics: [instance.topic('decided')] });
-      const ends = await admin.fetchTopicOffsets(instance.topic('decided'));
-      const behind = ends.reduce((n, end) => n + Number(end.high) - Number(offsets?.partitions.find((p) => p.partition === end.partition)?.offset ?? 0), 0);
+      const lag = await groupLag(connections.kafkaBrokers, sinkGroupId(instance.name), instance.topic('decided'));
+      const behind = lag.reduce((n, p) => n + Number(p.end - p.committed), 0);
       assert.ok(behind >= validCount - decidedBefore, `the sink committed nothing it could not write (${behind} decided records behind)`);
     } finally {
-      await admin.disconnect();
       // Others share this stack: start ClickHouse again whatever happened above (`stack up` starts only what is down).
       if (terminated && alive(pid)) process.kill(pid, 'SIGKILL');
       if (terminated) await waitFor('the old ClickHouse process to be gone', () => !alive(pid), { timeoutMs: 10_000 });

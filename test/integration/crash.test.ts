@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { StageName } from '../../processors/runtime/runtime.ts';
-import { envelopeBytes, generateSignups, malformedSamples } from '../../generator/signup-risk.ts';
+import { envelopeBytes, generateSignups, malformedSamples } from '../../pipelines/signup-risk/generator.ts';
 import type { DecisionRecord } from '../../pipelines/signup-risk/types.ts';
 import { PipelineInstance } from '../pipeline-harness.ts';
 import { uniqueName } from '../helpers.ts';

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
 import { framedEncoder } from '../../connectors/registry/registry.ts';
-import { DISPOSABLE_DOMAINS, envelopeBytes, type GeneratedSignup, generateSignups, malformedSamples } from '../../generator/signup-risk.ts';
+import { DISPOSABLE_DOMAINS, envelopeBytes, type GeneratedSignup, generateSignups, malformedSamples } from '../../pipelines/signup-risk/generator.ts';
 import type { DecisionRecord, ReviewRecord } from '../../pipelines/signup-risk/types.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 import { producerEnvelopeSchema } from '../fixtures.ts';

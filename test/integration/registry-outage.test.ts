@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { framedEncoder } from '../../connectors/registry/registry.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
-import { envelopeBytes, generateSignups } from '../../generator/signup-risk.ts';
+import { envelopeBytes, generateSignups } from '../../pipelines/signup-risk/generator.ts';
 import type { DecisionRecord } from '../../pipelines/signup-risk/types.ts';
 import { producerEnvelopeSchema } from '../fixtures.ts';
 import { uniqueName, waitFor } from '../helpers.ts';

@@ -1,47 +1,36 @@
 /**
- * The foundation: kafkajs, the registry client and the ClickHouse client work
- * against the real services of the local stack.
+ * The foundation: the Kafka port, the registry client and the ClickHouse
+ * client work against the real services of the local stack.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { createClickHouse, queryRows } from '../../connectors/clickhouse/client.ts';
-import { createKafka } from '../../connectors/kafka/client.ts';
+import { kafkaSmoke, produceToMissingTopic } from '../../connectors/kafka/smoke.ts';
 import { SchemaCatalog, framedEncoder } from '../../connectors/registry/registry.ts';
 import { isSluiceError } from '../../lib/errors.ts';
-import { connections, uniqueName, waitFor } from '../helpers.ts';
+import { connections, uniqueName } from '../helpers.ts';
 
 describe('Kafka', () => {
-  it('produces with an idempotent producer (acks=all) and consumes in a group, key and order kept', async () => {
-    const topic = uniqueName('it-kafka');
-    const groupId = uniqueName('it-group');
-    const kafka = createKafka({ brokers: connections.kafkaBrokers, clientId: 'it-kafka' });
-    const admin = kafka.admin();
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-    const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false });
-    after(async () => {
-      await consumer.disconnect();
-      await producer.disconnect();
-      await admin.deleteTopics({ topics: [topic] }).catch(() => {});
-      await admin.disconnect();
-    });
-    await admin.connect();
-    assert.equal(await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true }), true);
-    await producer.connect();
+  it('produces idempotently (acks=all) and in transactions, and consumes in a group: key and order kept, aborted records never read', async () => {
     const sent = Array.from({ length: 50 }, (_, i) => ({ key: `user-${i % 5}`, value: `event-${i}` }));
-    await producer.send({ topic, acks: -1, messages: sent });
-
-    const received: Array<{ key: string; value: string; partition: number }> = [];
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message, partition }) => {
-        received.push({ key: String(message.key), value: String(message.value), partition });
-      },
+    // One key for both transactions: the aborted records sit before the committed ones in the same partition.
+    const aborted = Array.from({ length: 5 }, (_, i) => ({ key: 'tx', value: `aborted-${i}` }));
+    const committed = Array.from({ length: 5 }, (_, i) => ({ key: 'tx', value: `committed-${i}` }));
+    const { topicCreated, received } = await kafkaSmoke({
+      brokers: connections.kafkaBrokers,
+      clientId: 'it-kafka',
+      topic: uniqueName('it-kafka'),
+      partitions: 2,
+      groupId: uniqueName('it-group'),
+      messages: sent,
+      aborted,
+      committed,
     });
-    await waitFor('all 50 messages consumed', () => received.length >= 50);
-    assert.equal(received.length, 50);
-    for (const key of new Set(sent.map((m) => m.key))) {
-      const inOrder = sent.filter((m) => m.key === key).map((m) => m.value);
+    assert.equal(topicCreated, true);
+    assert.equal(received.length, sent.length + committed.length, 'all 50 messages and the committed transaction consumed');
+    const readable = [...sent, ...committed];
+    for (const key of new Set(readable.map((m) => m.key))) {
+      const inOrder = readable.filter((m) => m.key === key).map((m) => m.value);
       const got = received.filter((m) => m.key === key);
       assert.deepEqual(
         got.map((m) => m.value),
@@ -53,19 +42,10 @@ describe('Kafka', () => {
   });
 
   it('refuses to auto-create a topic on produce', async () => {
-    const kafka = createKafka({ brokers: connections.kafkaBrokers, clientId: 'it-kafka', retry: { retries: 1 } });
-    const producer = kafka.producer({ allowAutoTopicCreation: false });
-    const admin = kafka.admin();
-    await producer.connect();
-    await admin.connect();
     const topic = uniqueName('it-nope');
-    try {
-      await assert.rejects(producer.send({ topic, messages: [{ value: 'x' }] }));
-      assert.equal((await admin.listTopics()).includes(topic), false);
-    } finally {
-      await producer.disconnect();
-      await admin.disconnect();
-    }
+    const { refused, topicExists } = await produceToMissingTopic(connections.kafkaBrokers, topic, 'it-kafka');
+    assert.equal(refused, true, 'the send to a missing topic is refused');
+    assert.equal(topicExists, false);
   });
 });
 
