@@ -3,6 +3,7 @@ import { errorMessage, SluiceError } from '../../lib/errors.ts';
 import { createLogger } from '../../lib/log.ts';
 import { retry } from '../../lib/retry.ts';
 import { createKafka } from './client.ts';
+import { packByBytes } from './exactly-once.ts';
 
 const quiet = createLogger({ component: 'kafka-admin' }, 'error');
 
@@ -110,13 +111,23 @@ export interface PlainMessage {
  * A producer for the CLI, tools and tests: idempotent, acks=all, batched sends.
  * `send` resolves once the broker has acknowledged every message.
  */
+/** Bytes per produce request of `openProducer().send`, below the broker's default 1 MiB limit. */
+const SEND_CHUNK_BYTES = 512 * 1_024;
+
+const byteLength = (value: string | Buffer | null | undefined): number => (value == null ? 0 : typeof value === 'string' ? Buffer.byteLength(value) : value.length);
+const plainMessageBytes = (message: PlainMessage): number =>
+  64 + byteLength(message.key) + byteLength(message.value) + Object.entries(message.headers ?? {}).reduce((sum, [name, value]) => sum + name.length + byteLength(value), 0);
+
 export async function openProducer(brokers: string[], clientId = 'sluice-producer') {
   const producer = createKafka({ brokers, clientId }).producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await producer.connect();
   return {
     async send(topic: string, messages: PlainMessage[]): Promise<void> {
-      if (messages.length === 0) return;
-      await producer.send({ topic, acks: -1, messages });
+      // kafkajs sends a partition's messages as one record batch, which the broker
+      // refuses above max.message.bytes: send in requests of bounded size.
+      for (const chunk of packByBytes(messages, plainMessageBytes, SEND_CHUNK_BYTES, Number.POSITIVE_INFINITY)) {
+        await producer.send({ topic, acks: -1, messages: chunk });
+      }
     },
     close: () => producer.disconnect(),
   };
