@@ -121,9 +121,9 @@ function toSourceRecord(topic: string, partition: number, message: KafkaMessage)
 /** A message's size in a record batch, estimated from above. */
 export function messageBytes(message: OutgoingMessage): number {
   let bytes = RECORD_OVERHEAD_BYTES + (message.key?.length ?? 0) + message.value.length;
-  for (const [name, value] of Object.entries(message.headers ?? {})) {
-    bytes += HEADER_OVERHEAD_BYTES + Buffer.byteLength(name) + Buffer.byteLength(value);
-  }
+  const headers = message.headers;
+  if (headers === undefined) return bytes;
+  for (const name in headers) bytes += HEADER_OVERHEAD_BYTES + Buffer.byteLength(name) + Buffer.byteLength(headers[name]!);
   return bytes;
 }
 
@@ -334,15 +334,20 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     const budget = budgetOf(partition);
     const room = roomFor(partition);
     const refusedHere = refused.get(partition);
+    // The common case costs one sum per record: only a record larger than the
+    // smallest room needs its bytes per topic checked.
+    const smallest = Math.min(budget, smallestRoom());
     const items = records.map((record, i) => {
       let output = outputs[i]!;
-      if (overflows(output, room) || refusedHere?.has(record.offset)) {
+      let bytes = outputBytes(output);
+      if ((bytes > smallest && overflows(output, room)) || refusedHere?.has(record.offset)) {
         output = options.oversized(record, output, room);
         refusedHere?.delete(record.offset);
+        bytes = outputBytes(output);
       }
-      return { record, output };
+      return { record, output, bytes };
     });
-    for (const group of packByBytes(items, (item) => outputBytes(item.output), budget, options.maxBatchRecords)) {
+    for (const group of packByBytes(items, (item) => item.bytes, budget, options.maxBatchRecords)) {
       track(group.map((g) => g.record));
       await commitGroup(partition, group, producer, startedAt);
       if (!(await onGroupCommitted(group[group.length - 1]!.record.offset))) return false;

@@ -27,7 +27,7 @@ export const signupRisk: PipelinePlugin<SignupPayload, DecideConfig> = {
     output: { kind: 'binary', classes: ['legit', 'risky'], positiveIndex: 1 },
     // Fifteen tabular features: every one is worth watching for drift.
     monitoredNames: FEATURE_NAMES,
-    monitored: (_eventType, _payload, features) => Array.from(features),
+    monitored: (_eventType, _payload, features) => (Array.isArray(features) ? features : Array.from(features)),
   },
   policy: signupRiskPolicy,
   generator: {

@@ -62,18 +62,20 @@ interface Prediction {
   classScores: number[];
 }
 
-/** Reads one row of probabilities; a string says why it is unusable. */
-function readRow<P>(adapter: ModelAdapter<P>, probabilities: ArrayLike<number>): Prediction | string {
+/** Reads one row of probabilities (`offset` into the batch's output); a string says why it is unusable. */
+function readRow<P>(adapter: ModelAdapter<P>, probabilities: ArrayLike<number>, offset: number): Prediction | string {
   const classes = adapter.output.classes;
-  const row = Array.from(probabilities);
-  if (row.length !== classes.length || !row.every((p) => Number.isFinite(p) && p >= 0 && p <= 1 + 1e-6)) {
-    return `model returned invalid probabilities (${row.join(', ')})`;
-  }
-  const clamped = row.map((p) => Math.min(1, p));
-  if (adapter.output.kind === 'binary') return { score: clamped[adapter.output.positiveIndex]!, label: null, classScores: [] };
   let best = 0;
-  for (let i = 1; i < clamped.length; i++) if (clamped[i]! > clamped[best]!) best = i;
-  return { score: clamped[best]!, label: classes[best]!, classScores: clamped };
+  for (let i = 0; i < classes.length; i++) {
+    const p = probabilities[offset + i]!;
+    if (!(Number.isFinite(p) && p >= 0 && p <= 1 + 1e-6)) {
+      return `model returned invalid probabilities (${Array.from({ length: classes.length }, (_, j) => probabilities[offset + j]).join(', ')})`;
+    }
+    if (p > probabilities[offset + best]!) best = i;
+  }
+  const at = (i: number) => Math.min(1, probabilities[offset + i]!);
+  if (adapter.output.kind === 'binary') return { score: at(adapter.output.positiveIndex), label: null, classScores: [] };
+  return { score: at(best), label: classes[best]!, classScores: Array.from({ length: classes.length }, (_, i) => at(i)) };
 }
 
 export async function scoreBatch<P>(records: Array<ValidatedCommon<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ScoredCommon<P>>>> {
@@ -136,12 +138,12 @@ export async function scoreBatch<P>(records: Array<ValidatedCommon<P>>, ctx: Sco
     // A model that returns too few or too many values would pin scores on the wrong records.
     if (result.length !== scorable.length * width) throw new Error(`model returned ${result.length} values for ${scorable.length} rows of ${width} classes`);
     scorable.forEach((index, j) => {
-      predictions.set(index, readRow(adapter, result.subarray(j * width, (j + 1) * width)));
+      predictions.set(index, readRow(adapter, result, j * width));
     });
   } catch {
     for (const index of scorable) {
       try {
-        predictions.set(index, readRow(adapter, await predict([rows[index]!])));
+        predictions.set(index, readRow(adapter, await predict([rows[index]!]), 0));
       } catch (error) {
         predictions.set(index, `inference failed: ${errorMessage(error)}`);
       }
