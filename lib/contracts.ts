@@ -74,3 +74,65 @@ export const controlKey = (pipeline: string, setting: string): string => `${pipe
 /** The topics after `raw` whose values carry Avro contracts, one `.avsc` file each in `schemas/<kind>/`. */
 export const CONTRACT_TOPICS = ['validated', 'scored', 'decided', 'review'] as const satisfies readonly TopicSuffix[];
 export type ContractTopic = (typeof CONTRACT_TOPICS)[number];
+
+// The records every pipeline's contracts carry (PRODUCT.md, Contracts): each
+// `schemas/<kind>/*.avsc` starts with these fields, in this order; the
+// pipeline's own (its payload, its decided record's extra fields) fill the type
+// parameters. Times are epoch ms UTC (Avro timestamp-millis).
+
+/** Who made a decision: the model, a rule of the policy, a human reviewer, or the fallback (no model). */
+export type DecidedBy = 'model' | 'rule' | 'human' | 'fallback';
+
+/** The envelope of a raw event as validated: the first fields of the validated and scored records. */
+export interface RecordEnvelope {
+  event_id: string;
+  event_type: string;
+  /** epoch ms UTC (Avro timestamp-millis; avsc decodes it as a Date unless told otherwise) */
+  occurred_at: number;
+  source: string;
+}
+
+/** `<p>.validated`: a raw event that passed the contract, normalized. */
+export interface ValidatedRecord<P = unknown> extends RecordEnvelope {
+  payload: P;
+  /** unknown payload fields removed, sorted */
+  dropped_fields: string[];
+  validated_at: number;
+}
+
+/** `<p>.scored`: the validated record with the model's view of it. */
+export interface ScoredRecord<P = unknown> extends RecordEnvelope {
+  payload: P;
+  /** binary: P(positive); multiclass: the top class probability; null when no model was consulted. */
+  score: number | null;
+  /** multiclass: the top class; null for a binary model or when no model was consulted. */
+  label: string | null;
+  /** multiclass: every class in the model's output order; [] for a binary model. */
+  class_names: string[];
+  /** Parallel to class_names. */
+  class_scores: number[];
+  model_version: string | null;
+  /** The monitored features (ModelAdapter.monitoredNames), parallel to feature_values; never a hashed vector. */
+  feature_names: string[];
+  feature_values: number[];
+  validated_at: number;
+  scored_at: number;
+}
+
+/** `<p>.decided`: the common fields of a decision; a pipeline's own fields follow them. */
+export interface DecisionRecord<D extends string = string> {
+  event_id: string;
+  pipeline: string;
+  decision: D;
+  decided_by: DecidedBy;
+  reasons: string[];
+  score: number | null;
+  model_version: string | null;
+  policy_version: string;
+  decision_version: number;
+  occurred_at: number;
+  decided_at: number;
+}
+
+/** `<p>.review`: a decision of the review value, with the payload a reviewer needs. */
+export type ReviewRecord<P = unknown, Decision extends DecisionRecord = DecisionRecord> = Decision & { payload: P };

@@ -10,7 +10,7 @@
  * so the broker-free driver and unit tests run them as they are.
  */
 import type { z } from 'zod';
-import type { DeadLetterReason } from './contracts.ts';
+import type { DeadLetterReason, DecidedBy } from './contracts.ts';
 
 /** Who answers for a pipeline: carried into metric labels, alerts and runbooks. */
 export interface Owners {
@@ -65,7 +65,7 @@ export interface ModelAdapter<P> {
   monitored(eventType: string, payload: P, features: ArrayLike<number>): number[];
 }
 
-export type DecidedBy = 'model' | 'rule' | 'human' | 'fallback';
+export type { DecidedBy };
 
 /** What the decide stage hands the policy: the validated event and the model's view of it. */
 export interface PolicyInput<P> {
@@ -124,19 +124,32 @@ export interface GenerateOptions {
   startMs: number;
   /** occurred_at step between consecutive events, ms; default 1000. */
   spacingMs?: number;
-  /** event ids are `<idPrefix>-<seed>-<index>`; default `evt`. */
+  /** event ids are `<idPrefix>-<seed>-<index>`; default `evt`. Tests pass a unique prefix per run. */
   idPrefix?: string;
-  /** Index of the first event; default 0. */
+  /** Index of the first event; default 0. Lets a producer resume or split a run. */
   firstIndex?: number;
+}
+
+export interface MalformedOptions {
+  /** The validate stage's size limit; the `oversized` sample is one byte over it. */
+  maxMessageBytes: number;
+  /** Prefix of keys and event ids; default `evt`. */
+  idPrefix?: string;
+  seed?: number;
+  /** occurred_at of the samples that carry one, epoch ms; default 2026-11-01. */
+  occurredAtMs?: number;
 }
 
 /** One message per class of bad input, each with the dead-letter reason validation must give it. */
 export interface MalformedSample {
+  /** Names the class of bad input, e.g. `invalid-utf8`, `plan-out-of-domain`. */
   name: string;
   reason: DeadLetterReason;
-  /** The field at fault as a dotted path (`payload.summary`), or null when the whole value is. */
+  /** The field at fault as a dotted path (`payload.summary`), which `dlq.message` should name; null when the whole value is at fault. */
   field: string | null;
+  /** The event id a validator can read from the value, or null when it cannot parse one. */
   eventId: string | null;
+  /** Unique per sample and prefix: find a sample's dead letter by its key. */
   key: string;
   /** null: a tombstone. */
   value: Buffer | null;
@@ -145,7 +158,7 @@ export interface MalformedSample {
 /** Deterministic traffic for the demo, tests, benchmarks and training: a function of (seed, index). */
 export interface TrafficGenerator {
   events(options: GenerateOptions): Iterable<GeneratedEvent>;
-  malformed(options: { maxMessageBytes: number; idPrefix?: string; seed?: number; occurredAtMs?: number }): MalformedSample[];
+  malformed(options: MalformedOptions): MalformedSample[];
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds plugins of different payload and config types; each is checked where it is defined.

@@ -24,6 +24,15 @@ export const integerVar = (min: number, max: number) =>
     .transform((text) => Number(text.replaceAll('_', '')))
     .pipe(z.number().int().min(min).max(max));
 
+/** A decimal in [0, 1] (`0.85`, `1`, `.5`): an empty variable is an error, never a silent 0. */
+export const probabilityVar = () =>
+  z
+    .string()
+    .trim()
+    .regex(/^(?:0|1)(?:\.\d+)?$|^\.\d+$/, 'expected a decimal between 0 and 1')
+    .transform(Number)
+    .pipe(z.number().min(0).max(1));
+
 /** An http(s) URL; `registry:8081` and other schemes are refused. */
 export const httpUrlVar = () =>
   z

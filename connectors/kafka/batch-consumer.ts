@@ -260,7 +260,18 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
     }
   }
 
-  async function measureLag(): Promise<PartitionLag[]> {
+  /** Lag measurements in flight: stop() waits for them, so none reopens a connection after disconnect. */
+  const measuring = new Set<Promise<unknown>>();
+  function measureLag(): Promise<PartitionLag[]> {
+    // After stop, the admin client is disconnected: a request would silently open a new socket that nothing closes.
+    if (stopping) return Promise.resolve([]);
+    const measurement = measureLagNow();
+    measuring.add(measurement);
+    void measurement.finally(() => measuring.delete(measurement)).catch(() => {});
+    return measurement;
+  }
+
+  async function measureLagNow(): Promise<PartitionLag[]> {
     const [committed, ends] = await Promise.all([
       admin.fetchOffsets({ groupId: options.groupId, topics: options.topics }),
       Promise.all(options.topics.map(async (topic) => ({ topic, offsets: await admin.fetchTopicOffsets(topic) }))),
@@ -325,6 +336,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
       interruptBackoff();
       consumer.pause(allTopics());
       await loopDone;
+      await Promise.allSettled([...measuring]);
       await consumer.disconnect().catch(() => {});
       await admin.disconnect().catch(() => {});
     },

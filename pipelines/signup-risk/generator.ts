@@ -11,9 +11,13 @@
  * ground-truth label drawn from `groundTruthRisk`.
  */
 import type { DeadLetterReason } from '../../lib/contracts.ts';
+import { generateRange, hex, oversizedSample, spellTimestamp, withInvalidUtf8 } from '../../lib/generate.ts';
+import type { GenerateOptions, MalformedOptions, MalformedSample as AnySample } from '../../lib/pipeline.ts';
+import { createRng, type Rng } from '../../lib/prng.ts';
 import { localPartDigits } from './features.ts';
 import { EVENT_TYPE, type Plan, type SignupChannel, type SignupPayload } from './types.ts';
-import { createRng, type Rng } from '../../lib/prng.ts';
+
+export type { GenerateOptions, MalformedOptions };
 
 /** The payload as a producer sends it, before validation. */
 export interface RawSignupPayload {
@@ -55,19 +59,6 @@ export interface GeneratedSignup {
   risk: number;
   /** 1 when the signup turned out risky, drawn as Bernoulli(risk). */
   label: 0 | 1;
-}
-
-export interface GenerateOptions {
-  seed: number;
-  count: number;
-  /** occurred_at of event 0, epoch ms. */
-  startMs: number;
-  /** occurred_at step between consecutive events; default 1000 (one second). */
-  spacingMs?: number;
-  /** event_id is `<idPrefix>-<seed>-<index>`; default `evt`. Tests pass a unique prefix per run. */
-  idPrefix?: string;
-  /** Index of the first event; default 0. Lets a producer resume or split a run. */
-  firstIndex?: number;
 }
 
 /** The disposable-address domains the generator draws from (the demo's block list should cover them). */
@@ -163,12 +154,6 @@ export function groundTruthRisk(payload: SignupPayload): number {
   return sigmoid(z);
 }
 
-function hex(rng: Rng, length: number): string {
-  let out = '';
-  for (let i = 0; i < length; i++) out += '0123456789abcdef'[rng.int(0, 15)];
-  return out;
-}
-
 function letters(rng: Rng, length: number): string {
   let out = '';
   for (let i = 0; i < length; i++) out += String.fromCharCode(97 + rng.int(0, 25));
@@ -197,27 +182,6 @@ function spellEmail(rng: Rng, email: string): string {
   else if (roll < 0.2) out = out[0]!.toUpperCase() + out.slice(1);
   if (rng.chance(0.08)) out = rng.pick([' ', '  ', '\t']) + out + rng.pick(['', ' ', '\n']);
   return out;
-}
-
-const pad = (value: number, width = 2): string => String(value).padStart(width, '0');
-
-/** RFC 3339 with a numeric offset, denoting the same instant as `ms`. */
-function withOffset(ms: number, offsetMinutes: number): string {
-  const local = new Date(ms + offsetMinutes * 60_000);
-  const sign = offsetMinutes < 0 ? '-' : '+';
-  const abs = Math.abs(offsetMinutes);
-  return (
-    `${local.getUTCFullYear()}-${pad(local.getUTCMonth() + 1)}-${pad(local.getUTCDate())}` +
-    `T${pad(local.getUTCHours())}:${pad(local.getUTCMinutes())}:${pad(local.getUTCSeconds())}` +
-    `.${pad(local.getUTCMilliseconds(), 3)}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
-  );
-}
-
-function spellTimestamp(rng: Rng, ms: number): string | number {
-  const roll = rng.next();
-  if (roll < 0.7) return new Date(ms).toISOString();
-  if (roll < 0.9) return ms;
-  return withOffset(ms, rng.pick([330, 60, 120, -180, -300, 540]));
 }
 
 interface Domain {
@@ -352,12 +316,7 @@ function makeSignup(seed: number, index: number, startMs: number, spacingMs: num
  * with occurred_at = startMs + index × spacingMs. Lazy, so large runs stream.
  */
 export function* generateSignups(options: GenerateOptions): Generator<GeneratedSignup> {
-  const { seed, count, startMs, spacingMs = 1_000, idPrefix = 'evt', firstIndex = 0 } = options;
-  if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
-  if (!Number.isSafeInteger(firstIndex) || firstIndex < 0) {
-    throw new RangeError(`firstIndex must be a non-negative integer, got ${firstIndex}`);
-  }
-  if (!Number.isFinite(startMs) || !Number.isFinite(spacingMs)) throw new RangeError('startMs and spacingMs must be finite');
+  const { seed, count, startMs, spacingMs, idPrefix, firstIndex } = generateRange(options);
   for (let index = firstIndex; index < firstIndex + count; index++) {
     yield makeSignup(seed, index, startMs, spacingMs, idPrefix);
   }
@@ -366,28 +325,9 @@ export function* generateSignups(options: GenerateOptions): Generator<GeneratedS
 /** The JSON bytes a producer puts on `signup-risk.raw` for an envelope. */
 export const envelopeBytes = (envelope: RawSignupEnvelope): Buffer => Buffer.from(JSON.stringify(envelope), 'utf8');
 
-export interface MalformedSample {
-  /** Names the class of bad input, e.g. `invalid-utf8`, `plan-out-of-domain`. */
-  name: string;
-  /** The dead-letter reason validation must give it. */
-  reason: DeadLetterReason;
-  /** The field at fault as a dotted path (`payload.plan`), which `dlq.message` should name; null when the whole value is at fault. */
-  field: string | null;
-  /** The event id a validator can read from the value, or null when it cannot parse one. */
-  eventId: string | null;
-  /** Unique per sample and prefix: find a sample's dead letter by its key. */
-  key: string;
+/** A malformed sample of signup-risk: never a tombstone. */
+export interface MalformedSample extends AnySample {
   value: Buffer;
-}
-
-export interface MalformedOptions {
-  /** The size limit of the validate stage; the `oversized` sample is one byte over it. */
-  maxMessageBytes: number;
-  /** Prefix of keys and event ids; default `evt`. */
-  idPrefix?: string;
-  seed?: number;
-  /** occurred_at of the samples that carry one, epoch ms; default 2026-11-01. */
-  occurredAtMs?: number;
 }
 
 type Mutation = (envelope: Record<string, unknown>, payload: Record<string, unknown>) => void;
@@ -421,14 +361,8 @@ export function malformedSamples(options: MalformedOptions): MalformedSample[] {
   const truncated = validJson('invalid-json');
   raw('invalid-json', 'MALFORMED_PAYLOAD', Buffer.from(truncated.slice(0, Math.floor(truncated.length / 2)), 'utf8'));
 
-  // A well-formed JSON text except for one invalid UTF-8 sequence (0xC3 0x28) inside a
-  // string: lenient decoding would silently turn it into U+FFFD and let it through.
-  const [before, after] = validJson('invalid-utf8').split('"usr_');
-  raw(
-    'invalid-utf8',
-    'MALFORMED_PAYLOAD',
-    Buffer.concat([Buffer.from(`${before}"usr_`, 'utf8'), Buffer.from([0xc3, 0x28]), Buffer.from(after!, 'utf8')]),
-  );
+  // An invalid UTF-8 sequence inside the user id string.
+  raw('invalid-utf8', 'MALFORMED_PAYLOAD', withInvalidUtf8(validJson('invalid-utf8'), '"usr_'));
   raw('json-array', 'MALFORMED_PAYLOAD', Buffer.from(`[${validJson('json-array')}]`, 'utf8'));
   raw('json-scalar', 'MALFORMED_PAYLOAD', Buffer.from('42', 'utf8'));
   raw('json-null', 'MALFORMED_PAYLOAD', Buffer.from('null', 'utf8'));
@@ -493,21 +427,6 @@ export function malformedSamples(options: MalformedOptions): MalformedSample[] {
     e['event_type'] = 'user_logged_in';
   });
 
-  const largest = Math.max(...samples.map((sample) => sample.value.length));
-  if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < largest) {
-    throw new RangeError(`maxMessageBytes must be an integer >= ${largest} (the largest non-oversized sample), got ${maxMessageBytes}`);
-  }
-  // Valid in every other respect; an unknown padding field brings it to one byte over the limit.
-  const oversized = { ...base(), event_id: keyOf('oversized') };
-  const unpadded = Buffer.byteLength(JSON.stringify({ ...oversized, payload: { ...oversized.payload, padding: '' } }));
-  const padding = 'x'.repeat(maxMessageBytes + 1 - unpadded);
-  samples.push({
-    name: 'oversized',
-    reason: 'OVERSIZED',
-    field: null,
-    eventId: keyOf('oversized'),
-    key: keyOf('oversized'),
-    value: Buffer.from(JSON.stringify({ ...oversized, payload: { ...oversized.payload, padding } }), 'utf8'),
-  });
+  samples.push(oversizedSample(samples, maxMessageBytes, { ...base(), event_id: keyOf('oversized') }, keyOf('oversized')));
   return samples;
 }

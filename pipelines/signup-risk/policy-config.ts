@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
 import type { Policy, PolicyModule } from '../../lib/pipeline.ts';
-import { parseEnv } from '../../lib/settings.ts';
+import { parseEnv, probabilityVar } from '../../lib/settings.ts';
 import {
   DEFAULT_THRESHOLDS,
   evaluatePolicy,
@@ -26,18 +26,10 @@ export const DECIDE_DEFAULTS = {
   disposableDomainsFile: fileURLToPath(new URL('./disposable-domains.txt', import.meta.url)),
 } as const;
 
-/** A decimal in [0, 1]; an empty variable is an error, never a silent 0. */
-const probability = z
-  .string()
-  .trim()
-  .regex(/^(?:0|1)(?:\.\d+)?$|^\.\d+$/, 'expected a decimal between 0 and 1')
-  .transform(Number)
-  .pipe(z.number().min(0).max(1));
-
 export const decideConfigSchema = z
   .object({
-    SLUICE_BLOCK_THRESHOLD: probability.default(DECIDE_DEFAULTS.blockThreshold),
-    SLUICE_REVIEW_THRESHOLD: probability.default(DECIDE_DEFAULTS.reviewThreshold),
+    SLUICE_BLOCK_THRESHOLD: probabilityVar().default(DECIDE_DEFAULTS.blockThreshold),
+    SLUICE_REVIEW_THRESHOLD: probabilityVar().default(DECIDE_DEFAULTS.reviewThreshold),
     SLUICE_DISPOSABLE_DOMAINS_FILE: z.string().trim().min(1).default(DECIDE_DEFAULTS.disposableDomainsFile),
   })
   .refine((env) => env.SLUICE_REVIEW_THRESHOLD <= env.SLUICE_BLOCK_THRESHOLD, {

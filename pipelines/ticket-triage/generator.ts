@@ -4,7 +4,7 @@
  * demo, tests, benchmarks and model training draw from here.
  *
  * Every event is a function of (seed, index) alone, through its own PRNG
- * stream (generator/prng.ts), so the first N events of a run are the same
+ * stream (lib/prng.ts), so the first N events of a run are the same
  * whatever the count. The raw envelopes look like what producers send (CRLF
  * line ends, stray control characters, labels in mixed case with duplicates,
  * capitalized emails, content types with parameters, unknown extra fields,
@@ -23,7 +23,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { DeadLetterReason } from '../../lib/contracts.ts';
-import type { GeneratedEvent, GenerateOptions, MalformedSample, TrafficGenerator } from '../../lib/pipeline.ts';
+import { generateRange, hex, oversizedSample, shuffled, spellTimestamp, withInvalidUtf8 } from '../../lib/generate.ts';
+import type { GeneratedEvent, GenerateOptions, MalformedOptions, MalformedSample, TrafficGenerator } from '../../lib/pipeline.ts';
 import { createRng, type Rng } from '../../lib/prng.ts';
 import {
   CATEGORIES,
@@ -365,12 +366,6 @@ const EXTRA_DOCUMENT_FIELDS: ReadonlyArray<[string, (rng: Rng) => unknown]> = [
 // ---------------------------------------------------------------------------
 // Small helpers.
 
-function hex(rng: Rng, length: number): string {
-  let out = '';
-  for (let i = 0; i < length; i++) out += '0123456789abcdef'[rng.int(0, 15)];
-  return out;
-}
-
 function fill(rng: Rng, template: string): string {
   return template.replace(/\{(\w+)\}/g, (_, slot: string) => {
     const make = SLOTS[slot];
@@ -412,37 +407,6 @@ function otherCategory(rng: Rng, category: Category): Category {
 
 function sentences(rng: Rng, category: Category, count: number): string[] {
   return Array.from({ length: count }, () => misspell(rng, fill(rng, rng.pick(TEXT[category].sentences))));
-}
-
-/** Deterministic shuffle of a copy (Fisher-Yates). */
-function shuffled<T>(rng: Rng, items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = rng.int(0, i);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-const pad = (value: number, width = 2): string => String(value).padStart(width, '0');
-
-/** RFC 3339 with a numeric offset, denoting the same instant as `ms`. */
-function withOffset(ms: number, offsetMinutes: number): string {
-  const local = new Date(ms + offsetMinutes * 60_000);
-  const sign = offsetMinutes < 0 ? '-' : '+';
-  const abs = Math.abs(offsetMinutes);
-  return (
-    `${local.getUTCFullYear()}-${pad(local.getUTCMonth() + 1)}-${pad(local.getUTCDate())}` +
-    `T${pad(local.getUTCHours())}:${pad(local.getUTCMinutes())}:${pad(local.getUTCSeconds())}` +
-    `.${pad(local.getUTCMilliseconds(), 3)}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
-  );
-}
-
-function spellTimestamp(rng: Rng, ms: number): string | number {
-  const roll = rng.next();
-  if (roll < 0.7) return new Date(ms).toISOString();
-  if (roll < 0.9) return ms;
-  return withOffset(ms, rng.pick([330, 60, 120, -180, -300, 540]));
 }
 
 /** Multi-line text as a producer might send it: CRLF line ends, a stray control character, padding. */
@@ -660,23 +624,12 @@ export const envelopeBytes = (envelope: RawEnvelope): Buffer => Buffer.from(JSON
 
 /** `count` events from `firstIndex` on; each a function of (seed, index). */
 export function* generateTicketEvents(options: GenerateOptions): Generator<GeneratedTicketEvent> {
-  const { seed, count, startMs, spacingMs = 1_000, idPrefix = 'evt', firstIndex = 0 } = options;
-  if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
-  if (!Number.isSafeInteger(firstIndex) || firstIndex < 0) throw new RangeError(`firstIndex must be a non-negative integer, got ${firstIndex}`);
-  if (!Number.isFinite(startMs) || !Number.isFinite(spacingMs)) throw new RangeError('startMs and spacingMs must be finite');
+  const { seed, count, startMs, spacingMs, idPrefix, firstIndex } = generateRange(options);
   for (let index = firstIndex; index < firstIndex + count; index++) yield makeEvent(seed, index, startMs, spacingMs, idPrefix);
 }
 
 // ---------------------------------------------------------------------------
 // Malformed input.
-
-export interface MalformedOptions {
-  /** The validate stage's size limit; the `oversized` sample is one byte over it. */
-  maxMessageBytes: number;
-  idPrefix?: string;
-  seed?: number;
-  occurredAtMs?: number;
-}
 
 type Mutation = (envelope: Record<string, unknown>, payload: Record<string, unknown>) => void;
 
@@ -708,14 +661,8 @@ export function malformedSamples(options: MalformedOptions): MalformedSample[] {
 
   const truncated = validJson('not-json');
   raw('not-json', 'MALFORMED_PAYLOAD', Buffer.from(truncated.slice(0, Math.floor(truncated.length / 2)), 'utf8'));
-  // Well-formed JSON but for one invalid UTF-8 sequence (0xC3 0x28) inside the summary:
-  // lenient decoding would turn it into U+FFFD and let it through.
-  const [before, after] = validJson('invalid-utf8').split('"summary":"');
-  raw(
-    'invalid-utf8',
-    'MALFORMED_PAYLOAD',
-    Buffer.concat([Buffer.from(`${before}"summary":"`, 'utf8'), Buffer.from([0xc3, 0x28]), Buffer.from(after!, 'utf8')]),
-  );
+  // An invalid UTF-8 sequence inside the summary.
+  raw('invalid-utf8', 'MALFORMED_PAYLOAD', withInvalidUtf8(validJson('invalid-utf8'), '"summary":"'));
   raw('json-array', 'MALFORMED_PAYLOAD', Buffer.from(`[${validJson('json-array')}]`, 'utf8'));
   raw('empty', 'MALFORMED_PAYLOAD', Buffer.alloc(0));
   raw('tombstone', 'MALFORMED_PAYLOAD', null);
@@ -802,15 +749,7 @@ export function malformedSamples(options: MalformedOptions): MalformedSample[] {
     e['event_type'] = 'jira_ticket_updated';
   });
 
-  const largest = Math.max(...samples.map((sample) => sample.value?.length ?? 0));
-  if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < largest) {
-    throw new RangeError(`maxMessageBytes must be an integer >= ${largest} (the largest non-oversized sample), got ${maxMessageBytes}`);
-  }
-  // Valid in every other respect; an unknown padding field brings it to one byte over the limit.
-  const oversized = { ...base(TICKET_CREATED), event_id: keyOf('oversized') };
-  const unpadded = Buffer.byteLength(JSON.stringify({ ...oversized, payload: { ...oversized.payload, padding: '' } }));
-  const padding = 'x'.repeat(maxMessageBytes + 1 - unpadded);
-  raw('oversized', 'OVERSIZED', bytes({ ...oversized, payload: { ...oversized.payload, padding } }), keyOf('oversized'));
+  samples.push(oversizedSample(samples, maxMessageBytes, { ...base(TICKET_CREATED), event_id: keyOf('oversized') }, keyOf('oversized')));
   return samples;
 }
 

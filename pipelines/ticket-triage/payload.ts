@@ -49,7 +49,18 @@
  *   may be empty (a scanned PDF without a text layer is still a document).
  * - `text_truncated`: required boolean: the ingest API cut the text at 64 KiB.
  */
-import { fieldNames, ownField, typeName } from '../../lib/json.ts';
+import {
+  codePointCount,
+  INT32_MAX,
+  normalizeEmail,
+  oneOf,
+  optionalString,
+  readPayload,
+  Reject,
+  requiredString,
+  unknownFields,
+} from '../../lib/fields.ts';
+import { ownField, typeName } from '../../lib/json.ts';
 import {
   CONTENT_TYPES,
   type ContentType,
@@ -61,6 +72,9 @@ import {
   type UploadedDocument,
 } from './types.ts';
 import type { PayloadResult } from '../../lib/pipeline.ts';
+
+/** The shared readers (lib/fields.ts); ticket-triage uses normalizeEmail's `email` only. */
+export { codePointCount, type EmailNormalization, MAX_EMAIL_CHARS, normalizeEmail } from '../../lib/fields.ts';
 
 export const TICKET_FIELDS = ['ticket_key', 'project', 'summary', 'description', 'reporter_email', 'labels', 'priority_hint'] as const;
 export const DOCUMENT_FIELDS = ['document_id', 'filename', 'content_type', 'sha256', 'pages', 'text', 'text_truncated'] as const;
@@ -76,15 +90,6 @@ export const MAX_DESCRIPTION_BYTES = 32_768; // 32 KiB of UTF-8
 export const MAX_TEXT_BYTES = 65_536; // 64 KiB of UTF-8
 export const MAX_LABELS = 20;
 export const MAX_LABEL_CHARS = 64;
-const INT32_MAX = 2_147_483_647;
-
-export const MAX_EMAIL_CHARS = 254;
-const MAX_EMAIL_LOCAL_PART_CHARS = 64;
-const MAX_DOMAIN_CHARS = 253;
-const MAX_DOMAIN_LABEL_CHARS = 63;
-/** RFC 5322 dot-atom: atext runs separated by single dots. Quoted local parts are not accepted. */
-const DOT_ATOM = /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
-const DOMAIN_LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 
 /** C0 controls but tab (U+0009) and LF (U+000A), DEL, and C1 controls. */
 const CONTROL_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
@@ -103,84 +108,24 @@ export function normalizeLine(raw: string): string {
   return normalizeText(raw).replace(/[\t\n]+/g, ' ');
 }
 
-/** Code points in `text`, counting no further than `limit` (so a huge string costs little). */
-export function codePointCount(text: string, limit = Number.POSITIVE_INFINITY): number {
-  let count = 0;
-  for (const _ of text) {
-    count += 1;
-    if (count >= limit) break;
-  }
-  return count;
-}
-
 export const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8');
-
-export type EmailNormalization = { ok: true; email: string } | { ok: false; message: string };
-
-/**
- * Trims and lower-cases an address, then checks its syntax: printable ASCII
- * (checked before case folding, so the Kelvin sign cannot fold into `k`), at
- * most 254 characters, exactly one `@`, a dot-atom local part of 1–64
- * characters, and a host name of at least two labels whose last is not all
- * digits. Internationalized domains must come in punycode. A syntax check, not
- * deliverability. (Same rules as signup-risk's; pipelines do not import each other.)
- */
-export function normalizeEmail(raw: string): EmailNormalization {
-  const trimmed = raw.trim();
-  if (trimmed.length === 0) return { ok: false, message: 'must not be empty' };
-  if (!/^[\x21-\x7e]+$/.test(trimmed)) return { ok: false, message: 'must be printable ASCII without spaces' };
-  const email = trimmed.toLowerCase();
-  if (email.length > MAX_EMAIL_CHARS) return { ok: false, message: `longer than ${MAX_EMAIL_CHARS} characters` };
-  const parts = email.split('@');
-  if (parts.length !== 2) return { ok: false, message: 'must contain exactly one @' };
-  const [local, domain] = parts as [string, string];
-  if (local.length === 0 || local.length > MAX_EMAIL_LOCAL_PART_CHARS || !DOT_ATOM.test(local)) {
-    return { ok: false, message: `local part must be 1-${MAX_EMAIL_LOCAL_PART_CHARS} characters of dot-atom text` };
-  }
-  const labels = domain.split('.');
-  const domainOk =
-    domain.length <= MAX_DOMAIN_CHARS &&
-    labels.length >= 2 &&
-    labels.every((label) => label.length <= MAX_DOMAIN_LABEL_CHARS && DOMAIN_LABEL.test(label)) &&
-    !/^\d+$/.test(labels[labels.length - 1]!);
-  if (!domainOk) return { ok: false, message: 'domain is not a valid host name' };
-  return { ok: true, email };
-}
-
-class Reject {
-  readonly field: string;
-  readonly message: string;
-  constructor(field: string, message: string) {
-    this.field = field;
-    this.message = message;
-  }
-}
 
 /** The ticket-triage PayloadRules; see the module comment for the rules. */
 export function parseTicketTriagePayload(eventType: string, payload: object): PayloadResult<TicketTriagePayload> {
-  try {
+  return readPayload<TicketTriagePayload>(() => {
     if (eventType === TICKET_CREATED) {
-      return { ok: true, value: { ticket: pickTicket(payload), document: null }, droppedFields: dropped(payload, ticketFields) };
+      return { ok: true, value: { ticket: pickTicket(payload), document: null }, droppedFields: unknownFields(payload, ticketFields) };
     }
     if (eventType === DOCUMENT_UPLOADED) {
-      return { ok: true, value: { ticket: null, document: pickDocument(payload) }, droppedFields: dropped(payload, documentFields) };
+      return { ok: true, value: { ticket: null, document: pickDocument(payload) }, droppedFields: unknownFields(payload, documentFields) };
     }
     // Unreachable behind the validate stage, which checks the event type first.
     return { ok: false, field: 'event_type', message: `not an event type of ticket-triage: ${JSON.stringify(eventType.slice(0, 100))}` };
-  } catch (error) {
-    if (error instanceof Reject) return { ok: false, field: error.field, message: error.message };
-    throw error;
-  }
+  });
 }
 
 const ticketFields: ReadonlySet<string> = new Set(TICKET_FIELDS);
 const documentFields: ReadonlySet<string> = new Set(DOCUMENT_FIELDS);
-
-function dropped(payload: object, known: ReadonlySet<string>): string[] {
-  return fieldNames(payload)
-    .filter((name) => !known.has(name))
-    .sort();
-}
 
 function pickTicket(payload: object): JiraTicket {
   const ticket_key = requiredString(payload, 'ticket_key');
@@ -265,9 +210,7 @@ function pickDocument(payload: object): UploadedDocument {
 
 function contentType(raw: string): ContentType {
   const bare = raw.split(';', 1)[0]!.trim().toLowerCase();
-  const found = CONTENT_TYPES.find((candidate) => candidate === bare);
-  if (found === undefined) throw new Reject('content_type', `expected one of ${CONTENT_TYPES.join(', ')}`);
-  return found;
+  return oneOf('content_type', bare, CONTENT_TYPES);
 }
 
 function pages(payload: object): number | null {
@@ -286,27 +229,4 @@ function line(field: string, raw: string, maxChars: number): string {
   if (value === '') throw new Reject(field, 'must not be empty');
   if (codePointCount(value, maxChars + 1) > maxChars) throw new Reject(field, `longer than ${maxChars} characters`);
   return value;
-}
-
-function requiredString(payload: object, field: string): string {
-  const value = ownField(payload, field);
-  if (value === undefined) throw new Reject(field, 'required');
-  return asString(field, value);
-}
-
-function optionalString(payload: object, field: string): string | null {
-  const value = ownField(payload, field);
-  return value === undefined || value === null ? null : asString(field, value);
-}
-
-function asString(field: string, value: unknown): string {
-  if (typeof value !== 'string') throw new Reject(field, `expected a string, got ${typeName(value)}`);
-  if (!value.isWellFormed()) throw new Reject(field, 'contains a lone UTF-16 surrogate');
-  return value;
-}
-
-function oneOf<T extends string>(field: string, value: string, allowed: readonly T[]): T {
-  const found = allowed.find((candidate) => candidate === value);
-  if (found === undefined) throw new Reject(field, `expected one of ${allowed.join(', ')}`);
-  return found;
 }

@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
 import type { Policy, PolicyInput, PolicyModule, Verdict } from '../../lib/pipeline.ts';
+import { probabilityVar } from '../../lib/settings.ts';
 import { CVE_PATTERN } from './features.ts';
 import { CATEGORIES, type Category, type Priority, type TicketTriagePayload, type TriageDecision } from './types.ts';
 
@@ -171,14 +172,6 @@ export function policyVersion(routeThreshold: number, phrases: Iterable<string>)
 // ---------------------------------------------------------------------------
 // Configuration and the plugin's PolicyModule.
 
-/** A decimal in [0, 1]; an empty variable is an error, never a silent 0. */
-const probability = z
-  .string()
-  .trim()
-  .regex(/^(?:0|1)(?:\.\d+)?$|^\.\d+$/, 'expected a decimal between 0 and 1')
-  .transform(Number)
-  .pipe(z.number().min(0).max(1));
-
 export interface TriagePolicyConfig {
   routeThreshold: number;
   securityIndicatorsFile: string;
@@ -186,7 +179,7 @@ export interface TriagePolicyConfig {
 
 export const triageConfigSchema = z
   .object({
-    SLUICE_ROUTE_THRESHOLD: probability.default(DEFAULT_ROUTE_THRESHOLD),
+    SLUICE_ROUTE_THRESHOLD: probabilityVar().default(DEFAULT_ROUTE_THRESHOLD),
     SLUICE_SECURITY_INDICATORS_FILE: z.string().trim().min(1).default(SECURITY_INDICATORS_FILE),
   })
   .transform(

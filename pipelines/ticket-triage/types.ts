@@ -5,6 +5,8 @@
  * where a union of two record types is ambiguous, hence two nullable branches
  * rather than a union.
  */
+import type * as contracts from '../../lib/contracts.ts';
+
 export const PIPELINE = 'ticket-triage';
 
 export const TICKET_CREATED = 'jira_ticket_created';
@@ -47,55 +49,18 @@ export interface UploadedDocument {
 
 export type TicketTriagePayload = { ticket: JiraTicket; document: null } | { ticket: null; document: UploadedDocument };
 
-export interface Envelope {
-  event_id: string;
-  event_type: string;
-  /** epoch ms UTC */
-  occurred_at: number;
-  source: string;
-}
+export type Envelope = contracts.RecordEnvelope;
+export type ValidatedRecord = contracts.ValidatedRecord<TicketTriagePayload>;
+/** `score` is the top class probability, `label` the top class; the features are the monitored ones, never the hashed vector. */
+export type ScoredRecord = contracts.ScoredRecord<TicketTriagePayload>;
 
-export interface ValidatedRecord extends Envelope {
-  payload: TicketTriagePayload;
-  dropped_fields: string[];
-  validated_at: number;
-}
-
-export interface ScoredRecord extends Envelope {
-  payload: TicketTriagePayload;
-  /** the top class probability */
-  score: number | null;
-  /** the top class */
-  label: string | null;
-  class_names: string[];
-  class_scores: number[];
-  model_version: string | null;
-  /** the monitored names and values only, never the hashed vector */
-  feature_names: string[];
-  feature_values: number[];
-  validated_at: number;
-  scored_at: number;
-}
-
-export type DecidedBy = 'model' | 'rule' | 'human' | 'fallback';
+export type DecidedBy = contracts.DecidedBy;
 export type TriageDecision = 'route' | 'review';
 
-export interface DecisionRecord {
-  event_id: string;
-  pipeline: string;
-  decision: TriageDecision;
-  decided_by: DecidedBy;
-  reasons: string[];
-  score: number | null;
-  model_version: string | null;
-  policy_version: string;
-  decision_version: number;
-  occurred_at: number;
-  decided_at: number;
+/** The common decision, then ticket-triage's own fields. */
+export interface DecisionRecord extends contracts.DecisionRecord<TriageDecision> {
   queue: Category;
   priority: Priority;
 }
 
-export interface ReviewRecord extends DecisionRecord {
-  payload: TicketTriagePayload;
-}
+export type ReviewRecord = contracts.ReviewRecord<TicketTriagePayload, DecisionRecord>;

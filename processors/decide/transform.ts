@@ -5,23 +5,11 @@
  * this builds the common decision contract (PRODUCT.md) around its verdict,
  * followed by the pipeline's own fields.
  */
-import type { Clock, Emit, Outcome } from '../../lib/contracts.ts';
-import type { DecidedBy, Policy } from '../../lib/pipeline.ts';
-import type { ScoredCommon } from '../score/transform.ts';
+import type { Clock, DecisionRecord, Emit, Outcome, ScoredRecord } from '../../lib/contracts.ts';
+import type { Policy } from '../../lib/pipeline.ts';
 
 /** The common fields of every pipeline's decided record; pipeline-specific fields follow them. */
-export interface DecisionCommon {
-  event_id: string;
-  pipeline: string;
-  decision: string;
-  decided_by: DecidedBy;
-  reasons: string[];
-  score: number | null;
-  model_version: string | null;
-  policy_version: string;
-  decision_version: number;
-  occurred_at: number;
-  decided_at: number;
+export interface DecisionCommon extends DecisionRecord {
   [field: string]: unknown;
 }
 
@@ -37,7 +25,7 @@ export interface DecideContext<P> extends Clock {
 /** The first decision of an event; replays and human corrections carry higher versions. */
 export const FIRST_DECISION_VERSION = 1;
 
-export function decide<P>(scored: ScoredCommon<P>, ctx: DecideContext<P>): Outcome<DecisionCommon> {
+export function decide<P>(scored: ScoredRecord<P>, ctx: DecideContext<P>): Outcome<DecisionCommon> {
   const classScores: Record<string, number> = {};
   scored.class_names.forEach((name, i) => {
     classScores[name] = scored.class_scores[i] ?? 0;

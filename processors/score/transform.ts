@@ -8,7 +8,7 @@
  * efficient); a chunk that fails is retried row by row so that only the rows
  * that cannot be scored become SCORING_FAILED dead letters.
  */
-import { type Clock, deadLetter, type Outcome } from '../../lib/contracts.ts';
+import { type Clock, deadLetter, type Outcome, type ScoredRecord, type ValidatedRecord } from '../../lib/contracts.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { ModelAdapter } from '../../lib/pipeline.ts';
 
@@ -16,36 +16,6 @@ import type { ModelAdapter } from '../../lib/pipeline.ts';
 export interface Scorer {
   readonly version: string;
   predict(rows: ReadonlyArray<ArrayLike<number>>): Promise<Float32Array>;
-}
-
-/** The common fields of every pipeline's validated record (its `.avsc` starts with them). */
-export interface ValidatedCommon<P = unknown> {
-  event_id: string;
-  event_type: string;
-  occurred_at: number;
-  source: string;
-  payload: P;
-  dropped_fields: string[];
-  validated_at: number;
-}
-
-/** The common fields of every pipeline's scored record. */
-export interface ScoredCommon<P = unknown> {
-  event_id: string;
-  event_type: string;
-  occurred_at: number;
-  source: string;
-  payload: P;
-  score: number | null;
-  label: string | null;
-  class_names: string[];
-  class_scores: number[];
-  model_version: string | null;
-  /** The monitored features (ModelAdapter.monitoredNames), parallel to feature_values. */
-  feature_names: string[];
-  feature_values: number[];
-  validated_at: number;
-  scored_at: number;
 }
 
 export interface ScoreContext<P> extends Clock {
@@ -78,7 +48,7 @@ function readRow<P>(adapter: ModelAdapter<P>, probabilities: ArrayLike<number>, 
   return { score: at(best), label: classes[best]!, classScores: Array.from({ length: classes.length }, (_, i) => at(i)) };
 }
 
-export async function scoreBatch<P>(records: Array<ValidatedCommon<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ScoredCommon<P>>>> {
+export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ScoredRecord<P>>>> {
   const { adapter } = ctx;
   const width = adapter.output.classes.length;
   const rows: Array<ArrayLike<number> | null> = records.map((record) => {
@@ -92,7 +62,7 @@ export async function scoreBatch<P>(records: Array<ValidatedCommon<P>>, ctx: Sco
     }
   });
   const monitoredNames = [...adapter.monitoredNames];
-  const emit = (record: ValidatedCommon<P>, features: ArrayLike<number>, prediction: Prediction | null, version: string | null): Outcome<ScoredCommon<P>> => ({
+  const emit = (record: ValidatedRecord<P>, features: ArrayLike<number>, prediction: Prediction | null, version: string | null): Outcome<ScoredRecord<P>> => ({
     kind: 'emit',
     eventId: record.event_id,
     outputs: [
@@ -117,7 +87,7 @@ export async function scoreBatch<P>(records: Array<ValidatedCommon<P>>, ctx: Sco
       },
     ],
   });
-  const failed = (record: ValidatedCommon<P>, why: string) => deadLetter('SCORING_FAILED', why, record.event_id);
+  const failed = (record: ValidatedRecord<P>, why: string) => deadLetter('SCORING_FAILED', why, record.event_id);
 
   const scorer = ctx.scorer;
   if (scorer === null) {

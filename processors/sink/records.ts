@@ -6,57 +6,28 @@
  * as names and texts without being interpreted. Records arrive decoded by
  * schema id, so any pipeline whose contracts carry these fields is sunk alike.
  */
+import type { DecisionRecord, ScoredRecord, ValidatedRecord } from '../../lib/contracts.ts';
 import { fieldText } from './mask.ts';
 
-interface CommonEnvelope {
-  event_id: string;
-  event_type: string;
-  /** epoch ms UTC */
-  occurred_at: number;
-  source: string;
-  /** Pipeline-specific; not read. */
-  payload?: unknown;
-}
+/** Pipeline-specific; not read. */
+type AnyPayload = { payload?: unknown };
 
-export interface CommonValidated extends CommonEnvelope {
-  dropped_fields: string[];
-  validated_at: number;
-}
+export type CommonValidated = Omit<ValidatedRecord, 'payload'> & AnyPayload;
 
-export interface CommonScored extends CommonEnvelope {
-  /** binary: P(positive); multiclass: the top class's probability; null when no model was consulted. */
-  score: number | null;
-  /**
-   * multiclass: the predicted class. `label`, `class_names` and
-   * `class_scores` are absent from records written before contracts carried
-   * them (signup-risk's first scored schema): read as null and [].
-   */
+/**
+ * `label`, `class_names` and `class_scores` are absent from records written
+ * before contracts carried them (signup-risk's first scored schema): read as
+ * null and [].
+ */
+export interface CommonScored extends Omit<ScoredRecord, 'payload' | 'label' | 'class_names' | 'class_scores'>, AnyPayload {
   label?: string | null;
-  /** multiclass: every class in the model's output order; [] for a binary model. */
   class_names?: string[];
-  /** Parallel to class_names. */
   class_scores?: number[];
-  model_version: string | null;
-  /** The monitored features, parallel to feature_values. */
-  feature_names: string[];
-  feature_values: number[];
-  validated_at: number;
-  scored_at: number;
 }
 
-export interface CommonDecision {
-  event_id: string;
-  pipeline: string;
-  decision: string;
+/** `decided_by` is read as a text, whatever it holds; the pipeline's own fields follow the common ones. */
+export interface CommonDecision extends Omit<DecisionRecord, 'decided_by'> {
   decided_by: string;
-  reasons: string[];
-  score: number | null;
-  model_version: string | null;
-  policy_version: string;
-  decision_version: number;
-  occurred_at: number;
-  decided_at: number;
-  /** The pipeline's own fields follow the common ones. */
   readonly [field: string]: unknown;
 }
 

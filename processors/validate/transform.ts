@@ -14,7 +14,8 @@
  * the field without parsing prose.
  */
 import type { FramedDecode } from '../../lib/codec.ts';
-import { type Clock, deadLetter, type Outcome, type SourceRecord } from '../../lib/contracts.ts';
+import { type Clock, deadLetter, type Outcome, type SourceRecord, type ValidatedRecord } from '../../lib/contracts.ts';
+import { codePointCount } from '../../lib/fields.ts';
 import { isRecordObject, ownField, parseJsonObject, typeName } from '../../lib/json.ts';
 import type { PayloadResult, PayloadRules } from '../../lib/pipeline.ts';
 
@@ -35,18 +36,8 @@ export interface ValidateContext<P = unknown> extends Clock {
   decodeFramed(value: Buffer): FramedDecode;
 }
 
-/** A raw event that passed the contract, normalized; `ValidatedRecord` for signup-risk. */
-export interface Validated<P> {
-  event_id: string;
-  event_type: string;
-  /** epoch ms UTC */
-  occurred_at: number;
-  source: string;
-  payload: P;
-  /** unknown payload fields removed, sorted */
-  dropped_fields: string[];
-  validated_at: number;
-}
+/** A raw event that passed the contract, normalized (lib/contracts.ts). */
+export type Validated<P> = ValidatedRecord<P>;
 
 export const MAX_EVENT_ID_CHARS = 128;
 /** 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the instants RFC 3339 can write. */
@@ -151,16 +142,6 @@ function checkEventId(value: unknown): string | null {
     return `longer than ${MAX_EVENT_ID_CHARS} characters`;
   }
   return null;
-}
-
-/** Code points in `text`, counting no further than `limit`. */
-function codePointCount(text: string, limit: number): number {
-  let count = 0;
-  for (const _ of text) {
-    count += 1;
-    if (count >= limit) break;
-  }
-  return count;
 }
 
 /**

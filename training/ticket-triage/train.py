@@ -19,46 +19,53 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import hashlib
 import json
-import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import scipy
 import scipy.sparse as sp
-import skl2onnx
-import sklearn
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, roc_auc_score
 
-TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
-ONNX_INPUT = "features"
-ONNX_OUTPUT = "probabilities"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # training/, for common.py
+from common import (  # noqa: E402
+    BINNING,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    TARGET_OPSET,
+    activate,
+    add_common_arguments,
+    check_parity,
+    distribution,
+    environment,
+    feature_edges,
+    iso,
+    median_ms,
+    output_dir,
+    session,
+    time_split,
+    to_onnx_model,
+    utc_now,
+    write_version,
+)
+
 C_GRID = (1.0, 2.0, 4.0)
 MAX_ITER = 1000
 TOLERANCE = 1e-4
 PARITY_ROWS = 1000
 PARITY_TOLERANCE = 1e-5
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 SCORE_EDGES = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 ROW_COLUMNS = ("index", "event_type", "category", "drawn_from", "occurred_at_ms")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, type=Path, help="directory from training/ticket-triage/export-data.ts")
-    parser.add_argument("--pipeline", default="ticket-triage")
-    parser.add_argument("--models-dir", default=Path("models"), type=Path)
-    parser.add_argument("--version", help="default: <pipeline>-<UTC date>.<next free number>")
+    add_common_arguments(parser, data_help="directory from training/ticket-triage/export-data.ts", pipeline="ticket-triage")
     parser.add_argument("--holdout-fraction", default=0.2, type=float)
     parser.add_argument("--c", type=float, action="append", help="candidate C values (repeatable); default %s" % (C_GRID,))
     parser.add_argument("--evaluate-only", action="store_true", help="print the held-out metrics, write nothing (for comparing exports)")
@@ -100,38 +107,13 @@ def fit(c: float, x: sp.csr_matrix, y: np.ndarray) -> LogisticRegression:
     return model
 
 
-def to_onnx_model(model: LogisticRegression, dims: int) -> onnx.ModelProto:
-    return to_onnx(
-        model,
-        initial_types=[(ONNX_INPUT, FloatTensorType([None, dims]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=TARGET_OPSET,
-    )
-
-
-def session(model_bytes: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-
-
 def onnx_probabilities(sess: ort.InferenceSession, x: sp.csr_matrix) -> np.ndarray:
     return sess.run([ONNX_OUTPUT], {ONNX_INPUT: x.toarray().astype(np.float32)})[0].astype(np.float64)
 
 
-def median_latency_ms(sess: ort.InferenceSession, x: sp.csr_matrix, batch: int, runs: int = 200) -> float:
+def median_latency_ms(sess: ort.InferenceSession, x: sp.csr_matrix, batch: int) -> float:
     rows = x[:batch].toarray().astype(np.float32)
-    for _ in range(20):
-        sess.run([ONNX_OUTPUT], {ONNX_INPUT: rows})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        sess.run([ONNX_OUTPUT], {ONNX_INPUT: rows})
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return median_ms(lambda: sess.run([ONNX_OUTPUT], {ONNX_INPUT: rows}))
 
 
 def metrics(y: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
@@ -153,45 +135,9 @@ def metrics(y: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dic
     return out
 
 
-def distribution(values: np.ndarray, edges: list[float]) -> dict:
-    """counts[i] = #values v with edges[i-1] < v <= edges[i]; the first bin is open below, the last open above."""
-    counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(edges) + 1)
-    return {
-        "edges": [float(edge) for edge in edges],
-        "counts": [int(count) for count in counts],
-        "proportions": [float(count) / len(values) for count in counts],
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "quantiles": {f"p{round(q * 100):02d}": float(np.quantile(values, q)) for q in QUANTILES},
-    }
-
-
-def feature_edges(train_values: np.ndarray) -> list[float]:
-    """Fixed bin edges from the training data: binary values split at 0.5, others at deciles."""
-    if np.all(np.isin(np.unique(train_values), (0.0, 1.0))):
-        return [0.5]
-    return sorted({round(float(q), 6) for q in np.quantile(train_values, np.linspace(0.1, 0.9, 9))})
-
-
 def mix(y: np.ndarray, classes: list[str]) -> dict:
     counts = np.bincount(y, minlength=len(classes))
     return {name: float(counts[i]) / len(y) for i, name in enumerate(classes)}
-
-
-def iso(ms: float) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def next_version(pipeline_dir: Path, pipeline: str) -> str:
-    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    taken = [
-        int(match.group(1))
-        for child in (pipeline_dir.iterdir() if pipeline_dir.exists() else [])
-        if (match := re.fullmatch(rf"{re.escape(pipeline)}-{today}\.(\d+)", child.name))
-    ]
-    return f"{pipeline}-{today}.{max(taken, default=0) + 1}"
 
 
 def main() -> None:
@@ -206,8 +152,7 @@ def main() -> None:
     x, y, monitored = x[order], y[order], monitored[order]
     rows = {name: column[order] for name, column in rows.items()}
     n = len(y)
-    n_fit = int(round(n * (1 - args.holdout_fraction)))
-    n_select = int(round(n_fit * 0.8))
+    n_fit, n_select = time_split(n, args.holdout_fraction)
     fit_rows, holdout = slice(0, n_fit), slice(n_fit, n)
     print(f"{n} rows x {meta['dims']} dims: {n_fit} training ({n_select} fit + {n_fit - n_select} validation), {n - n_fit} held out", file=sys.stderr)
 
@@ -229,9 +174,7 @@ def main() -> None:
     sess = session(model_bytes)
     holdout_probabilities = onnx_probabilities(sess, x[holdout])
     sklearn_holdout = model.predict_proba(x[holdout])
-    parity = float(np.max(np.abs(holdout_probabilities - sklearn_holdout)))
-    if parity > PARITY_TOLERANCE:
-        sys.exit(f"ONNX and scikit-learn disagree by {parity} on held-out rows; not exporting")
+    parity = check_parity(holdout_probabilities, sklearn_holdout, PARITY_TOLERANCE)
 
     holdout_metrics = metrics(y[holdout], holdout_probabilities, classes)
     train_metrics = metrics(y[fit_rows], onnx_probabilities(sess, x[fit_rows]), classes)
@@ -245,13 +188,7 @@ def main() -> None:
         print(json.dumps({"dims": meta["dims"], "C": chosen_c, "holdout": holdout_metrics, "selection": selection, "feature_micros_per_row": meta["featureMicrosPerRow"], "onnx_batch_64_median_ms": median_latency_ms(sess, x[holdout], 64)}, indent=2))
         return
 
-    pipeline_dir = args.models_dir / args.pipeline
-    version = args.version or next_version(pipeline_dir, args.pipeline)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", version):
-        sys.exit(f"version '{version}' may only contain letters, digits, '.', '_' and '-'")
-    out_dir = pipeline_dir / version
-    if out_dir.exists():
-        sys.exit(f"{out_dir} already exists; model versions are immutable, pick another --version")
+    pipeline_dir, version, out_dir = output_dir(args.models_dir, args.pipeline, args.version)
 
     occurred = rows["occurred_at_ms"]
     security = index_of["security"]
@@ -260,7 +197,7 @@ def main() -> None:
         "card_version": 1,
         "pipeline": args.pipeline,
         "version": version,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created_at": utc_now(),
         "algorithm": "logistic_regression",
         "hyperparameters": {"LogisticRegression": {"C": chosen_c, "solver": "lbfgs", "max_iter": MAX_ITER, "tol": TOLERANCE, "multinomial": True}},
         "feature_spec": meta["featureSpec"],
@@ -301,7 +238,7 @@ def main() -> None:
         },
         "reference": {
             "data": "holdout",
-            "binning": "counts[i] counts values v with edges[i-1] < v <= edges[i]; counts has len(edges)+1 entries, the first open below, the last open above",
+            "binning": BINNING,
             "features": {
                 name: distribution(monitored[holdout][:, i], feature_edges(monitored[fit_rows][:, i]))
                 for i, name in enumerate(meta["monitored"])
@@ -310,15 +247,7 @@ def main() -> None:
             "category_mix": {"actual": mix(y[holdout], classes), "predicted": mix(predicted, classes)},
             "event_type_mix": {t: float(np.mean(rows["event_type"][holdout] == t)) for t in sorted(set(rows["event_type"]))},
         },
-        "environment": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "scikit-learn": sklearn.__version__,
-            "skl2onnx": skl2onnx.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__,
-        },
+        "environment": environment(scipy=scipy.__version__),
         "training_seconds": time.perf_counter() - started,
     }
     # The first held-out rows (the split is by time, and time by index, so a contiguous run of indices).
@@ -338,12 +267,9 @@ def main() -> None:
         "probabilities": parity_probabilities.tolist(),
     }
 
-    out_dir.mkdir(parents=True)
-    (out_dir / "model.onnx").write_bytes(model_bytes)
-    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out_dir / "parity.json").write_text(json.dumps(parity_fixture) + "\n")
+    write_version(out_dir, model_bytes, card, {"parity.json": json.dumps(parity_fixture) + "\n"})
     if args.activate:
-        (pipeline_dir / "ACTIVE").write_text(version + "\n")
+        activate(pipeline_dir, version)
     print(json.dumps({"version": version, "dir": str(out_dir), "C": chosen_c, "holdout": holdout_metrics}, indent=2))
 
 
