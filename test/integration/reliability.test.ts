@@ -230,7 +230,11 @@ describe('start-up that cannot work', () => {
     return name;
   }
 
+  /** How long each refused start-up took to exit, reported with each test. */
+  const timings: string[] = [];
+
   const expectOneLine = (result: { code: number | null; stderr: string; ms: number }, code: string) => {
+    timings.push(`${code} ${result.ms} ms`);
     assert.notEqual(result.code, 0, 'non-zero exit');
     const lines = result.stderr.trim().split('\n');
     assert.equal(lines.length, 1, `one line, got:\n${result.stderr}`);
@@ -239,7 +243,8 @@ describe('start-up that cannot work', () => {
     assert.ok(result.ms < 60_000, `within 60 s (took ${result.ms} ms)`);
   };
 
-  it('refuses configuration that cannot work, naming the variable', async () => {
+  it('refuses configuration that cannot work, naming the variable', async (t) => {
+    t.after(() => t.diagnostic(`exit after: ${timings.splice(0).join(', ')}`));
     const name = await readyPipeline('it-config');
     const cases: Array<[Record<string, string>, RegExp]> = [
       [{ SCHEMA_REGISTRY_URL: 'registry:8081' }, /SCHEMA_REGISTRY_URL/],
@@ -257,7 +262,8 @@ describe('start-up that cannot work', () => {
     expectOneLine(unknownStage, 'CONFIG_INVALID');
   });
 
-  it('names the missing topics, the missing schemas, or the unreachable service, with the command that fixes it', async () => {
+  it('names the missing topics, the missing schemas, or the unreachable service, with the command that fixes it', async (t) => {
+    t.after(() => t.diagnostic(`exit after: ${timings.splice(0).join(', ')}`));
     const noTopics = `signup-risk-${uniqueName('it-notopics')}`;
     await registerPipelineSchemas(noTopics, connections.schemaRegistryUrl);
     const missingTopics = await runSluice(['run', 'validate', '--pipeline', noTopics], {});
@@ -279,7 +285,8 @@ describe('start-up that cannot work', () => {
     expectOneLine(noRegistry, 'REGISTRY_UNAVAILABLE');
   });
 
-  it('a second instance on a taken metrics port fails before it joins the group', async () => {
+  it('a second instance on a taken metrics port fails before it joins the group', async (t) => {
+    t.after(() => t.diagnostic(`exit after: ${timings.splice(0).join(', ')}`));
     const name = await readyPipeline('it-port');
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', () => resolve()));
