@@ -224,19 +224,21 @@ async function demoPipeline(
   }
 }
 
-/** Waits until ClickHouse holds every decision of this run (its event ids start with `idPrefix`). */
+/** Waits until ClickHouse holds every stage's row of every decided event of this run (its event ids start with `idPrefix`). */
 async function waitForSink(clickhouse: ReturnType<typeof createClickHouse>, pipeline: string, idPrefix: string, decisions: number): Promise<void> {
   let held = 0;
   await until(
     async () => {
       const [row] = await queryRows<{ n: string }>(
         clickhouse,
-        `SELECT uniqExact(event_id) AS n FROM sluice.decisions WHERE pipeline = ${quote(pipeline)} AND event_id LIKE ${quote(`${idPrefix}%`)}`,
+        // Every stage's rows, not only the decisions: the sink writes each topic as it fetches it.
+        `SELECT if(count() = 3, min(n), 0) AS n FROM (SELECT uniqExact(event_id) AS n FROM sluice.stage_events WHERE pipeline = ${quote(pipeline)} ` +
+          `AND event_id LIKE ${quote(`${idPrefix}%`)} AND outcome = 'passed' AND stage IN ('validate', 'score', 'decide') GROUP BY stage)`,
       );
       held = Number(row?.n ?? 0);
       return held >= decisions;
     },
-    () => `the sink did not catch up: ClickHouse holds ${held} of ${decisions} decisions`,
+    () => `the sink did not catch up: ClickHouse holds every stage's row for ${held} of ${decisions} decided events`,
   );
 }
 
