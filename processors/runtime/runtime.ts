@@ -93,7 +93,13 @@ export async function runStage<In, P extends StagePipeline>(args: {
     // The port first: a second instance on a taken port must fail before it joins the group.
     if (config.metricsPort > 0) {
       const server = await startMetricsServer(config.metricsPort, metrics.registry, { ready: () => readiness() });
-      resources.add(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      resources.add(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections(); // a scraper's keep-alive connection must not hold the exit
+          }),
+      );
     }
 
     const fix = `npx sluice topics create --pipeline ${pipeline.name}`;
