@@ -67,22 +67,35 @@ export type Connections = {
 };
 
 /**
- * Parses a zod schema against the environment once, listing every bad variable
- * in one error rather than failing on the first. Variables set to the empty
- * string count as unset only where the schema has a default.
+ * Parses several schemas against one environment, listing every bad variable
+ * of all of them in one CONFIG_INVALID (one line: a log line or a terminal
+ * line) rather than failing on the first. Variables set to the empty string
+ * count as unset only where the schema has a default.
  */
-export function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv = process.env): z.output<T> {
-  const result = schema.safeParse(env);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  throw new SluiceError('CONFIG_INVALID', `Invalid configuration; fix ${problems.length === 1 ? 'this environment variable' : 'these environment variables'}: ${problems.join('; ')}`);
+export function parseEnvSchemas<S extends Record<string, z.ZodType>>(schemas: S, env: NodeJS.ProcessEnv = process.env): { [K in keyof S]: z.output<S[K]> } {
+  const problems = new Set<string>();
+  const out: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(schemas)) {
+    const result = schema.safeParse(env);
+    if (result.success) out[name] = result.data;
+    else for (const issue of result.error.issues) problems.add(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  if (problems.size > 0) {
+    throw new SluiceError('CONFIG_INVALID', `Invalid configuration; fix ${problems.size === 1 ? 'this environment variable' : 'these environment variables'}: ${[...problems].join('; ')}`);
+  }
+  return out as { [K in keyof S]: z.output<S[K]> };
 }
 
-export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connections {
-  const parsed = parseEnv(connectionSchema, env);
+/** One schema against the environment (see parseEnvSchemas). */
+export const parseEnv = <T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv = process.env): z.output<T> => parseEnvSchemas({ value: schema }, env).value;
+
+/** The connections a parse of connectionSchema describes. */
+export function connectionsOf(parsed: z.output<typeof connectionSchema>): Connections {
   return {
     kafkaBrokers: parsed.KAFKA_BROKERS,
     schemaRegistryUrl: parsed.SCHEMA_REGISTRY_URL.replace(/\/+$/, ''),
     clickhouseUrl: parsed.CLICKHOUSE_URL,
   };
 }
+
+export const connectionsFromEnv = (env: NodeJS.ProcessEnv = process.env): Connections => connectionsOf(parseEnv(connectionSchema, env));

@@ -13,7 +13,7 @@ import type { PipelineInstance } from '../lib/pipeline.ts';
 import { contractSchemas } from '../lib/schemas.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { STAGE_MODULES } from '../cli/pipeline.ts';
-import { parseEnvSchemas } from '../processors/runtime/config.ts';
+import { parseEnvSchemas } from '../lib/settings.ts';
 import { ControlState, KILL_SWITCH_MODEL } from '../processors/runtime/control.ts';
 import { createStageHandler, type StageHandler, type StageMessage, STAGE_NAMES } from '../processors/runtime/stage.ts';
 

@@ -4,8 +4,7 @@
  * bad variable is listed in one CONFIG_INVALID.
  */
 import { z } from 'zod';
-import { SluiceError } from '../../lib/errors.ts';
-import { type Connections, connectionSchema, integerVar } from '../../lib/settings.ts';
+import { type Connections, connectionSchema, connectionsOf, integerVar, parseEnvSchemas } from '../../lib/settings.ts';
 import type { StageName } from './stage.ts';
 
 export const RUNTIME_DEFAULTS = {
@@ -49,25 +48,6 @@ export interface RuntimeConfig {
   logLevel: string;
 }
 
-/**
- * Parses several schemas against one environment, collecting every problem
- * before throwing one CONFIG_INVALID (one line: a log line or a terminal line).
- */
-export function parseEnvSchemas<S extends Record<string, z.ZodType>>(schemas: S, env: NodeJS.ProcessEnv): { [K in keyof S]: z.output<S[K]> } {
-  const problems: string[] = [];
-  const out: Record<string, unknown> = {};
-  for (const [name, schema] of Object.entries(schemas)) {
-    const result = schema.safeParse(env);
-    if (result.success) out[name] = result.data;
-    else problems.push(...result.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`));
-  }
-  if (problems.length > 0) {
-    const unique = [...new Set(problems)];
-    throw new SluiceError('CONFIG_INVALID', `Invalid configuration; fix ${unique.length === 1 ? 'this environment variable' : 'these environment variables'}: ${unique.join('; ')}`);
-  }
-  return out as { [K in keyof S]: z.output<S[K]> };
-}
-
 export function runtimeConfigOf(stage: StageName, parsed: z.output<typeof runtimeSchema>): RuntimeConfig {
   return {
     maxBatchRecords: parsed.SLUICE_MAX_BATCH_RECORDS ?? RUNTIME_DEFAULTS.maxBatchRecords,
@@ -92,14 +72,9 @@ export function stageConfigFromEnv<S extends Record<string, z.ZodType>>(
   env: NodeJS.ProcessEnv = process.env,
 ): { connections: Connections; runtime: RuntimeConfig } & { [K in keyof S]: z.output<S[K]> } {
   const parsed = parseEnvSchemas({ ...extra, connections: connectionSchema, runtime: runtimeSchema }, env) as Record<string, unknown>;
-  const connections = parsed['connections'] as z.output<typeof connectionSchema>;
   return {
     ...(parsed as { [K in keyof S]: z.output<S[K]> }),
-    connections: {
-      kafkaBrokers: connections.KAFKA_BROKERS,
-      schemaRegistryUrl: connections.SCHEMA_REGISTRY_URL.replace(/\/+$/, ''),
-      clickhouseUrl: connections.CLICKHOUSE_URL,
-    },
+    connections: connectionsOf(parsed['connections'] as z.output<typeof connectionSchema>),
     runtime: runtimeConfigOf(stage, parsed['runtime'] as z.output<typeof runtimeSchema>),
   };
 }

@@ -14,7 +14,7 @@ import { avroType } from '../../connectors/registry/registry.ts';
 import { DEAD_LETTER_REASONS } from '../../lib/contracts.ts';
 import { contractSchemas } from '../../lib/schemas.ts';
 import { listPipelines, pipelineByName } from '../../pipelines/registry.ts';
-import { parseEnvSchemas } from '../../processors/runtime/config.ts';
+import { parseEnvSchemas } from '../../lib/settings.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const ts = { type: 'long', logicalType: 'timestamp-millis' };
