@@ -9,7 +9,7 @@ import type { SchemaCatalog } from '../../connectors/registry/registry.ts';
 import { framedEncoder } from '../../connectors/registry/registry.ts';
 import type { SchemaCodec } from '../../lib/codec.ts';
 import { SluiceError, errorMessage } from '../../lib/errors.ts';
-import { backoffMs, interruptibleSleep, throttledLog } from '../../lib/retry.ts';
+import { retry } from '../../lib/retry.ts';
 import type { Logger } from '../../lib/log.ts';
 import { CONTROL_TOPIC, controlKey } from '../../lib/contracts.ts';
 
@@ -71,27 +71,22 @@ export async function followControl(options: {
 }): Promise<{ state: ControlState; follower: Follower }> {
   const state = new ControlState();
   const stopped = new AbortController();
-  const failures = throttledLog(options.logger, 5_000);
   let caughtUp = false;
   /** Before catching up: the latest record per key. After: records in arrival order. */
   const history = new Map<string, Buffer | null>();
   const pending: Array<{ key: string; value: Buffer | null }> = [];
 
   const decode = async (value: Buffer): Promise<ControlSetting | undefined> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await options.catalog.prefetch([value]);
-        const decoded = options.catalog.decodeSync(value);
-        if (decoded.kind === 'decoded') return decoded.value as ControlSetting;
-        options.logger.error({ decoded }, 'unreadable control record ignored');
-        return undefined;
-      } catch (error) {
-        if (stopped.signal.aborted) return undefined;
-        const delayMs = backoffMs(attempt, 250, 5_000);
-        failures.warn({ err: error, attempt, delayMs }, 'control topic decode failed; retrying');
-        await interruptibleSleep(delayMs, stopped.signal);
-      }
+    try {
+      // A registry outage: wait it out (the setting must not be skipped), until stopped.
+      await retry(() => options.catalog.prefetch([value]), { what: 'control topic decode', logger: options.logger, signal: stopped.signal, retriable: () => true });
+    } catch {
+      return undefined; // only when stopped
     }
+    const decoded = options.catalog.decodeSync(value);
+    if (decoded.kind === 'decoded') return decoded.value as ControlSetting;
+    options.logger.error({ decoded }, 'unreadable control record ignored');
+    return undefined;
   };
 
   let draining: Promise<void> | undefined;
