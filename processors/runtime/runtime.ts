@@ -125,7 +125,6 @@ export async function runStage<In, P extends StagePipeline>(args: {
 
     const handler = createStageHandler({ pipeline: pipeline.name, stage, definition, codec: catalog, encoders: encoders as Encoders, logger, now: Date.now });
     let lastCommitAt = Date.now();
-    let running: Awaited<ReturnType<typeof startExactlyOnce<StageNote>>> | undefined;
     const lifecycle = keepRunning({
       resources,
       logger,
@@ -133,7 +132,7 @@ export async function runStage<In, P extends StagePipeline>(args: {
       handleSignals: args.handleSignals !== false,
       shutdownTimeoutMs: args.handleSignals !== false ? config.shutdownTimeoutMs : undefined,
     });
-    running = await startExactlyOnce<StageNote>({
+    const running = await startExactlyOnce<StageNote>({
       brokers: connections.kafkaBrokers,
       clientId: `sluice.${pipeline.name}.${stage}`,
       groupId: `sluice.${pipeline.name}.${stage}`,
@@ -183,10 +182,10 @@ export async function runStage<In, P extends StagePipeline>(args: {
         void lifecycle.stop();
       },
     });
-    resources.add(() => running!.stop());
+    resources.add(() => running.stop());
     readiness = () => {
-      if (!running!.joined()) return { ready: false, detail: 'not in the consumer group yet' };
-      if (running!.failing() > 0) return { ready: false, detail: `retrying a failing batch (${running!.failing()} attempts)` };
+      if (!running.joined()) return { ready: false, detail: 'not in the consumer group yet' };
+      if (running.failing() > 0) return { ready: false, detail: `retrying a failing batch (${running.failing()} attempts)` };
       return { ready: true, detail: `ok; last commit ${Math.round((Date.now() - lastCommitAt) / 1000)} s ago` };
     };
     logger.info({ input: definition.input, outputs: definition.outputs, ...config }, 'stage running');

@@ -77,25 +77,29 @@ export function dlqHeaders(stage: string, source: SourceRecord, letter: DeadLett
 
 export type Encoders = ReadonlyMap<TopicSuffix, (value: unknown) => Buffer>;
 
+/** A dead letter of `source`: the original bytes, exactly as received, under the original key. */
+function deadLetterOutput(pipeline: string, stage: StageName, source: SourceRecord, letter: DeadLetter, now: number): StageOutput {
+  return {
+    messages: [{ topic: topicName(pipeline, 'dlq'), key: source.key, value: source.value ?? Buffer.alloc(0), headers: dlqHeaders(stage, source, letter, now) }],
+    note: { eventId: letter.eventId, deadLetter: letter },
+  };
+}
+
 /** Turns one outcome into its messages; an output that fails its contract is dead-lettered. */
 export function outputOf(args: { pipeline: string; stage: StageName; source: SourceRecord; outcome: Outcome; encoders: Encoders; now: number }): StageOutput {
   const { pipeline, stage, source, outcome, encoders, now } = args;
-  const letterOutput = (letter: DeadLetter): StageOutput => ({
-    // The original bytes, exactly as received, under the original key.
-    messages: [{ topic: topicName(pipeline, 'dlq'), key: source.key, value: source.value ?? Buffer.alloc(0), headers: dlqHeaders(stage, source, letter, now) }],
-    note: { eventId: letter.eventId, deadLetter: letter },
-  });
-  if (outcome.kind === 'dead-letter') return letterOutput(outcome);
+  if (outcome.kind === 'dead-letter') return deadLetterOutput(pipeline, stage, source, outcome, now);
   const messages: StageMessage[] = [];
   for (const output of outcome.outputs) {
     const encode = encoders.get(output.to);
     if (!encode) {
-      return letterOutput(deadLetter('OUTPUT_INVALID', `stage ${stage} may not write to ${output.to}`, outcome.eventId));
+      return deadLetterOutput(pipeline, stage, source, deadLetter('OUTPUT_INVALID', `stage ${stage} may not write to ${output.to}`, outcome.eventId), now);
     }
     try {
       messages.push({ topic: topicName(pipeline, output.to), key: source.key, value: encode(output.value) });
     } catch (error) {
-      return letterOutput(deadLetter('OUTPUT_INVALID', `output to ${output.to} does not match its contract: ${errorMessage(error)}`, outcome.eventId));
+      const letter = deadLetter('OUTPUT_INVALID', `output to ${output.to} does not match its contract: ${errorMessage(error)}`, outcome.eventId);
+      return deadLetterOutput(pipeline, stage, source, letter, now);
     }
   }
   return { messages, note: { eventId: outcome.eventId } };
@@ -127,16 +131,15 @@ export function oversizedOutput(args: {
       `the input record ${source.topic}/${source.partition}/${source.offset} is kept here`,
     args.note.eventId,
   );
-  const headers = dlqHeaders(args.stage, source, letter, args.now);
-  const value = source.value ?? Buffer.alloc(0);
-  const message: StageMessage = { topic: topicName(args.pipeline, 'dlq'), key: source.key, value, headers };
+  const output = deadLetterOutput(args.pipeline, args.stage, source, letter, args.now);
+  const message = output.messages[0]!;
   if (args.sizeOf(message) > limitBytes) {
+    const original = message.value;
     const room = Math.max(0, limitBytes - args.sizeOf({ ...message, value: Buffer.alloc(0) }) - PREVIEW_HEADROOM_BYTES);
-    message.value = value.subarray(0, room);
-    headers['dlq.truncated'] = 'true';
-    headers['dlq.original_bytes'] = String(value.length);
+    message.value = original.subarray(0, room);
+    message.headers = { ...message.headers, 'dlq.truncated': 'true', 'dlq.original_bytes': String(original.length) };
   }
-  return { messages: [message], note: { eventId: args.note.eventId, deadLetter: letter } };
+  return output;
 }
 
 /** Transient: the whole chunk is retried later. Anything else thrown is a defect tied to some record. */
