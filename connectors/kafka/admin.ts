@@ -3,7 +3,7 @@ import { errorMessage, SluiceError } from '../../lib/errors.ts';
 import { createLogger } from '../../lib/log.ts';
 import { retry } from '../../lib/retry.ts';
 import { createKafka } from './client.ts';
-import { packByBytes } from './exactly-once.ts';
+import { messageBytes, packByBytes } from './exactly-once.ts';
 
 const quiet = createLogger({ component: 'kafka-admin' }, 'error');
 
@@ -114,9 +114,6 @@ export interface PlainMessage {
 /** Bytes per produce request of `openProducer().send`, below the broker's default 1 MiB limit. */
 const SEND_CHUNK_BYTES = 512 * 1_024;
 
-const byteLength = (value: string | Buffer | null | undefined): number => (value == null ? 0 : typeof value === 'string' ? Buffer.byteLength(value) : value.length);
-const plainMessageBytes = (message: PlainMessage): number =>
-  64 + byteLength(message.key) + byteLength(message.value) + Object.entries(message.headers ?? {}).reduce((sum, [name, value]) => sum + name.length + byteLength(value), 0);
 
 export async function openProducer(brokers: string[], clientId = 'sluice-producer') {
   const producer = createKafka({ brokers, clientId }).producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
@@ -125,7 +122,7 @@ export async function openProducer(brokers: string[], clientId = 'sluice-produce
     async send(topic: string, messages: PlainMessage[]): Promise<void> {
       // kafkajs sends a partition's messages as one record batch, which the broker
       // refuses above max.message.bytes: send in requests of bounded size.
-      for (const chunk of packByBytes(messages, plainMessageBytes, SEND_CHUNK_BYTES, Number.POSITIVE_INFINITY)) {
+      for (const chunk of packByBytes(messages, messageBytes, SEND_CHUNK_BYTES, Number.POSITIVE_INFINITY)) {
         await producer.send({ topic, acks: -1, messages: chunk });
       }
     },

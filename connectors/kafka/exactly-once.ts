@@ -118,9 +118,11 @@ function toSourceRecord(topic: string, partition: number, message: KafkaMessage)
   };
 }
 
-/** A message's size in a record batch, estimated from above. */
-export function messageBytes(message: OutgoingMessage): number {
-  let bytes = RECORD_OVERHEAD_BYTES + (message.key?.length ?? 0) + message.value.length;
+const byteLength = (value: string | Buffer | null | undefined): number => (value == null ? 0 : typeof value === 'string' ? Buffer.byteLength(value) : value.length);
+
+/** A message's size in a record batch, estimated from above (keys and values as bytes or strings). */
+export function messageBytes(message: { key?: string | Buffer | null; value: string | Buffer | null; headers?: Record<string, string> }): number {
+  let bytes = RECORD_OVERHEAD_BYTES + byteLength(message.key) + byteLength(message.value);
   const headers = message.headers;
   if (headers === undefined) return bytes;
   for (const name in headers) bytes += HEADER_OVERHEAD_BYTES + Buffer.byteLength(name) + Buffer.byteLength(headers[name]!);
