@@ -323,23 +323,19 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     });
   }
 
-  /** Handles one chunk of records and commits it in as many transactions as its output bytes need. */
-  async function processChunk(
-    partition: number,
-    records: SourceRecord[],
-    producer: Producer,
-    onGroupCommitted: (lastOffset: string) => Promise<boolean>,
-    track: (group: SourceRecord[]) => void,
-  ): Promise<boolean> {
-    const startedAt = performance.now();
+  /**
+   * Handles one chunk of records: one output per record, a record whose output
+   * cannot fit in its topic replaced by its `oversized` dead letter, each with
+   * its size in bytes for packing into transactions.
+   */
+  async function handleChunk(partition: number, records: SourceRecord[]): Promise<Array<{ record: SourceRecord; output: RecordOutput<Note>; bytes: number }>> {
     const outputs = await options.handle(records, partition);
-    const budget = budgetOf(partition);
     const room = roomFor(partition);
     const refusedHere = refused.get(partition);
     // The common case costs one sum per record: only a record larger than the
     // smallest room needs its bytes per topic checked.
-    const smallest = Math.min(budget, smallestRoom());
-    const items = records.map((record, i) => {
+    const smallest = Math.min(budgetOf(partition), smallestRoom());
+    return records.map((record, i) => {
       let output = outputs[i]!;
       let bytes = outputBytes(output);
       if ((bytes > smallest && overflows(output, room)) || refusedHere?.has(record.offset)) {
@@ -349,12 +345,6 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       }
       return { record, output, bytes };
     });
-    for (const group of packByBytes(items, (item) => item.bytes, budget, options.maxBatchRecords)) {
-      track(group.map((g) => g.record));
-      await commitGroup(partition, group, producer, startedAt);
-      if (!(await onGroupCommitted(group[group.length - 1]!.record.offset))) return false;
-    }
-    return true;
   }
 
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -362,7 +352,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     const partition = batch.partition;
     if (batch.messages.length === 0) return;
     let messages = batch.messages;
-    let inFlight: SourceRecord[] = [];
+    /** The transaction being written, to know which record the broker refused. */
+    let inFlight: Array<{ record: SourceRecord }> = [];
     try {
       const { producer, committed } = await producerFor(partition);
       if (committed !== null) {
@@ -399,10 +390,14 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       const chunks = packByBytes(records, (r) => RECORD_OVERHEAD_BYTES + (r.key?.length ?? 0) + (r.value?.length ?? 0), budgetOf(partition), options.maxBatchRecords);
       for (const chunk of chunks) {
         if (!isRunning() || isStale() || stopController.signal.aborted) return;
-        const more = await processChunk(partition, chunk, producer, afterCommit, (group) => {
+        const startedAt = performance.now();
+        const items = await handleChunk(partition, chunk);
+        // As many transactions as the chunk's output bytes need.
+        for (const group of packByBytes(items, (item) => item.bytes, budgetOf(partition), options.maxBatchRecords)) {
           inFlight = group;
-        });
-        if (!more) return;
+          await commitGroup(partition, group, producer, startedAt);
+          if (!(await afterCommit(group[group.length - 1]!.record.offset))) return;
+        }
       }
     } catch (error) {
       // Any failure: the transaction's outcome is unknown or aborted. Throw the
@@ -418,7 +413,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
         const budget = Math.min(budgetOf(partition), Math.max(MIN_BUDGET_BYTES, smallestRoom()));
         if (inFlight.length === 1) {
           const set = refused.get(partition) ?? new Set<string>();
-          set.add(inFlight[0]!.offset);
+          set.add(inFlight[0]!.record.offset);
           refused.set(partition, set);
         }
         budgets.set(partition, Math.max(MIN_BUDGET_BYTES, Math.floor(budget / 2)));
