@@ -172,18 +172,6 @@ export async function setTopicConfig(brokers: string[], topic: string, entries: 
   }
 }
 
-/** The client ids of a consumer group's current members (none for an empty or unknown group). */
-export async function groupMembers(brokers: string[], groupId: string): Promise<string[]> {
-  const admin = createKafka({ brokers, clientId: 'sluice-admin' }).admin();
-  await admin.connect();
-  try {
-    const { groups } = await admin.describeGroups([groupId]);
-    return groups.flatMap((group) => group.members.map((member) => member.clientId));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 /** A position in one partition: the offset a group reads next, or the offset a transaction commits for it. */
 export interface TopicPartitionOffset {
   topic: string;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pipelineTopics, registerPipelineSchemas } from '../../cli/pipeline.ts';
 import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
-import { deleteTopics, ensureTopics, groupMembers, setTopicConfig } from '../../connectors/kafka/admin.ts';
+import { deleteTopics, ensureTopics, setTopicConfig } from '../../connectors/kafka/admin.ts';
 import { SchemaCatalog } from '../../connectors/registry/registry.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
 import { pipelineTopicNames } from '../../lib/contracts.ts';
@@ -145,7 +145,10 @@ describe('reliability', () => {
     assert.equal(letter!.headers['dlq.original_bytes'], String(huge!.value.length));
     assert.ok(letter!.raw!.length < 32_768 && letter!.raw!.length > 0, 'a preview that fits');
     assert.deepEqual(letter!.raw, huge!.value.subarray(0, letter!.raw!.length), 'the preview is the start of the original');
-    assert.equal(letter!.headers['dlq.source.offset'] !== undefined && letter!.headers['dlq.source.topic'], pipeline.topic('raw'));
+    // Where the whole record is: the raw topic, at an offset that holds it.
+    assert.equal(letter!.headers['dlq.source.topic'], pipeline.topic('raw'));
+    assert.match(letter!.headers['dlq.source.offset'] ?? '', /^\d+$/);
+    assert.match(letter!.headers['dlq.source.partition'] ?? '', /^\d+$/);
   });
 
   it('a restarted stage applies the latest control settings quietly and does not replay their history', async () => {
@@ -296,7 +299,6 @@ describe('start-up that cannot work', () => {
       expectOneLine(result, 'CONFIG_INVALID');
       assert.match(result.stderr, new RegExp(`SLUICE_METRICS_PORT=${port}`));
       assert.doesNotMatch(result.stdout, /joined group|stage running/, 'it never joined the group');
-      assert.deepEqual(await groupMembers(connections.kafkaBrokers, `sluice.${name}.validate`), []);
     } finally {
       server.close();
     }
