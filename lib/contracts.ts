@@ -134,5 +134,20 @@ export interface DecisionRecord<D extends string = string> {
   decided_at: number;
 }
 
+/** The common decision fields in contract order (each pipeline's decided.avsc starts with them); any other field is the pipeline's own. */
+export const DECISION_COMMON_FIELDS = [
+  'event_id',
+  'pipeline',
+  'decision',
+  'decided_by',
+  'reasons',
+  'score',
+  'model_version',
+  'policy_version',
+  'decision_version',
+  'occurred_at',
+  'decided_at',
+] as const satisfies ReadonlyArray<keyof DecisionRecord>;
+
 /** `<p>.review`: a decision of the review value, with the payload a reviewer needs. */
 export type ReviewRecord<P = unknown, Decision extends DecisionRecord = DecisionRecord> = Decision & { payload: P };

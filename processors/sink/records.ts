@@ -6,7 +6,7 @@
  * as names and texts without being interpreted. Records arrive decoded by
  * schema id, so any pipeline whose contracts carry these fields is sunk alike.
  */
-import type { DecisionRecord, ScoredRecord, ValidatedRecord } from '../../lib/contracts.ts';
+import { DECISION_COMMON_FIELDS, type DecisionRecord, type ScoredRecord, type ValidatedRecord } from '../../lib/contracts.ts';
 import { fieldText } from './mask.ts';
 
 /** Pipeline-specific; not read. */
@@ -31,20 +31,7 @@ export interface CommonDecision extends Omit<DecisionRecord, 'decided_by'> {
   readonly [field: string]: unknown;
 }
 
-/** The decided record's fields every pipeline has; any other field is the pipeline's own. */
-export const COMMON_DECISION_FIELDS: ReadonlySet<string> = new Set([
-  'event_id',
-  'pipeline',
-  'decision',
-  'decided_by',
-  'reasons',
-  'score',
-  'model_version',
-  'policy_version',
-  'decision_version',
-  'occurred_at',
-  'decided_at',
-]);
+const COMMON_DECISION_FIELDS: ReadonlySet<string> = new Set(DECISION_COMMON_FIELDS);
 
 /** True when a decoded value can be read as a record of the common contract (an object with an event id). */
 export const hasEventId = (value: unknown): value is { event_id: string } =>
