@@ -11,9 +11,10 @@ import { connectionsFromEnv, integerVar, parseEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { decideStage } from '../processors/decide/runner.ts';
 import { stageConfigFromEnv } from '../processors/runtime/config.ts';
+import { PIPELINE_MODES, type PipelineMode, switchMode } from '../processors/runtime/modes.ts';
 import { CONTROL_SUBJECT, KILL_SWITCH_MODEL, writeControl } from '../processors/runtime/control.ts';
 import { runStage, type StageModule } from '../processors/runtime/runtime.ts';
-import type { StageName } from '../processors/runtime/stage.ts';
+import { type ProcessName, STAGE_NAMES, type StageName } from '../processors/runtime/stage.ts';
 import { scoreStage } from '../processors/score/runner.ts';
 import { validateStage } from '../processors/validate/runner.ts';
 import { z } from 'zod';
@@ -114,26 +115,56 @@ export function registerPipelineCommands(program: Command): void {
 
   program
     .command('run')
-    .description('run one stage of a pipeline as this process, until SIGTERM or SIGINT')
-    .argument('<stage>', 'validate | score | decide')
+    .description('run one stage of a pipeline as this process (or all three co-located), until SIGTERM or SIGINT')
+    .argument('<stage>', 'validate | score | decide, or all: the three stages in one process, one transaction per chunk (see README: choosing a mode)')
     .requiredOption('--pipeline <name>', 'pipeline name')
     .action(async (stage: string, options: { pipeline: string }) => {
-      if (!Object.hasOwn(STAGE_MODULES, stage)) throw new SluiceError('CONFIG_INVALID', `Unknown stage "${stage}": use validate, score or decide.`);
-      const module = STAGE_MODULES[stage as StageName];
+      if (stage !== 'all' && !Object.hasOwn(STAGE_MODULES, stage)) throw new SluiceError('CONFIG_INVALID', `Unknown stage "${stage}": use validate, score, decide or all.`);
+      const name = stage as ProcessName;
+      const modules = name === 'all' ? STAGE_NAMES.map((s) => STAGE_MODULES[s]) : [STAGE_MODULES[name]];
       const pipeline = pipelineByName(options.pipeline);
       // Every setting of the process, parsed before any I/O.
-      const settings = stageConfigFromEnv(module.name, module.settings(pipeline.plugin));
-      const logger = createLogger({ pipeline: pipeline.name, stage: module.name }, settings.runtime.logLevel);
+      const settings = stageConfigFromEnv(name, Object.assign({}, ...modules.map((module) => module.settings(pipeline.plugin))));
+      const logger = createLogger({ pipeline: pipeline.name, stage: name }, settings.runtime.logLevel);
       const running = await runStage({
-        stage: module.name,
+        name,
         pipeline,
         connections: settings.connections,
         config: settings.runtime,
-        topology: module,
-        factory: module.factory(settings),
+        parts: modules.map((module) => ({ stage: module.name, topology: module, factory: module.factory(settings) })),
         logger,
       });
       await running.done;
+    });
+
+  program
+    .command('mode')
+    .description('switch a stopped pipeline between independent stages and co-located mode (sluice run all); the new mode continues where the old one stopped')
+    .command('set')
+    .argument('<mode>', PIPELINE_MODES.join(' | '))
+    .requiredOption('--pipeline <name>', 'pipeline name')
+    .option('--reason <text>', 'why, for the audit trail')
+    .action(async (mode: string, options: { pipeline: string; reason?: string }) => {
+      if (!(PIPELINE_MODES as readonly string[]).includes(mode)) throw new SluiceError('CONFIG_INVALID', `Unknown mode "${mode}": use ${PIPELINE_MODES.join(' or ')}.`);
+      const pipeline = pipelineByName(options.pipeline);
+      const connections = connectionsFromEnv();
+      const result = await switchMode({
+        brokers: connections.kafkaBrokers,
+        catalog: new SchemaCatalog(connections.schemaRegistryUrl),
+        pipeline: pipeline.name,
+        to: mode as PipelineMode,
+        reason: options.reason ?? null,
+        updatedBy: process.env.USER ?? 'sluice-cli',
+        logger: createLogger({ pipeline: pipeline.name, component: 'mode' }, 'warn'),
+      });
+      if (result.from === result.to) {
+        process.stdout.write(`${pipeline.name} already runs ${result.to}\n`);
+        return;
+      }
+      for (const [group, offsets] of Object.entries(result.positions)) {
+        process.stdout.write(`${group}  ${offsets.map((o) => `${o.partition}:${o.offset}`).join(' ') || '(nothing consumed yet)'}\n`);
+      }
+      process.stdout.write(`${pipeline.name}: ${result.from} → ${result.to}; start its processes with ${result.to === 'colocated' ? '`sluice run all`' : '`sluice run validate|score|decide`'}\n`);
     });
 
   const killSwitch = program.command('kill-switch').description("turn the pipeline's model off (on) or back on (off); processors follow within a second");

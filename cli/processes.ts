@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { StageName } from '../processors/runtime/stage.ts';
+import type { ProcessName, StageName } from '../processors/runtime/stage.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const SLUICE_BIN = join(ROOT, 'bin', 'sluice.ts');
@@ -29,7 +29,7 @@ export interface StageProcess {
  */
 export function spawnStage(options: {
   pipeline: string;
-  stage: StageName;
+  stage: ProcessName;
   env?: Record<string, string>;
   logFile?: string;
 }): StageProcess {

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   CLICKHOUSE_SCHEMA_OUTDATED: { retriable: false },
   CLICKHOUSE_ACCESS_DENIED: { retriable: false },
   QUERY_UNKNOWN: { retriable: false },
+  MODE_CONFLICT: { retriable: false },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -14,6 +14,7 @@ import { contractSchemas } from '../lib/schemas.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { STAGE_MODULES } from '../cli/pipeline.ts';
 import { parseEnvSchemas } from '../lib/settings.ts';
+import { chainHandlers } from '../processors/runtime/colocated.ts';
 import { ControlState, KILL_SWITCH_MODEL } from '../processors/runtime/control.ts';
 import { createStageHandler, type StageHandler, type StageMessage, STAGE_NAMES } from '../processors/runtime/stage.ts';
 
@@ -84,39 +85,76 @@ export class PipelineDriver {
    * message written, by topic suffix (`decided`, `review`, `dlq`, …).
    */
   async pipe(raw: Array<{ key: string | null; value: Buffer | null }>): Promise<Record<TopicSuffix, DrivenMessage[]>> {
-    const written: Record<string, DrivenMessage[]> = {};
-    let records: SourceRecord[] = raw.map((r) => this.source(topicName(this.pipeline.name, 'raw'), r.key === null ? null : Buffer.from(r.key), r.value));
-    for (const input of ['raw', 'validated', 'scored'] as const) {
+    const written = new Written(this);
+    let records = this.rawRecords(raw);
+    for (const input of STAGE_INPUTS) {
       const outputs = await this.handlers.get(input)!(records);
       const next: SourceRecord[] = [];
       for (const message of outputs.flatMap((output) => output.messages)) {
-        const suffix = message.topic.slice(this.pipeline.name.length + 1) as TopicSuffix;
-        const list = written[suffix] ?? [];
-        list.push(this.decoded(message, suffix));
-        written[suffix] = list;
-        if (suffix === nextInput(input)) next.push(this.source(message.topic, message.key, message.value));
+        if (written.add(message) === nextInput(input)) next.push(this.source(message.topic, message.key, message.value));
       }
       records = next;
     }
-    for (const suffix of ['validated', 'scored', 'decided', 'review', 'dlq'] as const) written[suffix] ??= [];
-    return written as Record<TopicSuffix, DrivenMessage[]>;
+    return written.bySuffix();
+  }
+
+  /**
+   * The same records through the co-located chain (`sluice run all`): one
+   * handler for the three stages, as one process runs them in one transaction.
+   */
+  async pipeColocated(raw: Array<{ key: string | null; value: Buffer | null }>): Promise<Record<TopicSuffix, DrivenMessage[]>> {
+    const links = STAGE_INPUTS.map((input, i) => ({ stage: STAGE_NAMES[i]!, input, handler: this.handlers.get(input)! }));
+    const chained = chainHandlers(this.pipeline.name, links, () => this.clockMs);
+    const written = new Written(this);
+    for (const output of await chained(this.rawRecords(raw))) for (const message of output.messages) written.add(message);
+    return written.bySuffix();
   }
 
   async close(): Promise<void> {
     for (const close of this.closers) await close();
   }
 
+  private rawRecords(raw: Array<{ key: string | null; value: Buffer | null }>): SourceRecord[] {
+    return raw.map((r) => this.source(topicName(this.pipeline.name, 'raw'), r.key === null ? null : Buffer.from(r.key), r.value));
+  }
+
   private source(topic: string, key: Buffer | null, value: Buffer | null): SourceRecord {
     return { topic, partition: 0, offset: String(this.offset++), key, value, headers: {}, timestampMs: this.clockMs };
   }
 
-  private decoded(message: StageMessage, suffix: TopicSuffix): DrivenMessage {
+  /** A written message as a test reads it: Avro decoded, dead letters as bytes. */
+  decoded(message: StageMessage, suffix: TopicSuffix): DrivenMessage {
     let value: unknown = message.value;
     if (suffix !== 'dlq') {
       const decoded = this.codec.decodeSync(message.value);
       value = decoded.kind === 'decoded' ? { ...(decoded.value as object) } : decoded;
     }
     return { topic: message.topic, key: message.key?.toString('utf8') ?? null, value, raw: message.value, headers: message.headers ?? {} };
+  }
+}
+
+const STAGE_INPUTS = ['raw', 'validated', 'scored'] as const;
+
+/** Messages written, by topic suffix, decoded. */
+class Written {
+  private readonly messages: Record<string, DrivenMessage[]> = {};
+  private readonly driver: PipelineDriver;
+
+  constructor(driver: PipelineDriver) {
+    this.driver = driver;
+  }
+
+  add(message: StageMessage): TopicSuffix {
+    const suffix = message.topic.slice(this.driver.pipeline.name.length + 1) as TopicSuffix;
+    const list = this.messages[suffix] ?? [];
+    list.push(this.driver.decoded(message, suffix));
+    this.messages[suffix] = list;
+    return suffix;
+  }
+
+  bySuffix(): Record<TopicSuffix, DrivenMessage[]> {
+    for (const suffix of ['validated', 'scored', 'decided', 'review', 'dlq'] as const) this.messages[suffix] ??= [];
+    return this.messages as Record<TopicSuffix, DrivenMessage[]>;
   }
 }
 

@@ -1,5 +1,7 @@
 /** Shared helpers for tests against the real local stack. */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { NODE_FLAGS, SLUICE_BIN } from '../cli/processes.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 
 export const connections = connectionsFromEnv();
@@ -33,4 +35,9 @@ export async function waitFor<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
+}
+
+/** Runs `sluice <args>` to completion: its exit status, stdout and stderr. */
+export function sluiceSync(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
 }

@@ -12,7 +12,7 @@ import { type FollowedMessage, type Follower, followTopic } from '../connectors/
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { createLogger } from '../lib/log.ts';
 import { pipelineTopicNames, type TopicSuffix, topicName } from '../lib/contracts.ts';
-import type { StageName } from '../processors/runtime/stage.ts';
+import type { ProcessName } from '../processors/runtime/stage.ts';
 import { connections, uniqueName, waitFor } from './helpers.ts';
 
 export interface Collected<T = unknown> {
@@ -39,7 +39,7 @@ const quietLogger = createLogger({ component: 'test-collector' }, 'error');
 export class PipelineInstance {
   readonly name: string;
   readonly catalog = new SchemaCatalog(connections.schemaRegistryUrl);
-  readonly stages = new Map<StageName, StageProcess>();
+  readonly stages = new Map<ProcessName, StageProcess>();
   private readonly collectors: Collector[] = [];
   private readonly stageEnv: Record<string, string>;
 
@@ -60,7 +60,8 @@ export class PipelineInstance {
     return topicName(this.name, suffix);
   }
 
-  startStage(stage: StageName): StageProcess {
+  /** Starts one stage, or `all` (co-located mode). */
+  startStage(stage: ProcessName): StageProcess {
     const process = spawnStage({
       pipeline: this.name,
       stage,
@@ -69,6 +70,14 @@ export class PipelineInstance {
     });
     this.stages.set(stage, process);
     return process;
+  }
+
+  /** Stops one stage process (SIGTERM: it finishes its transaction) and forgets it. */
+  async stopStage(stage: ProcessName, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | string | undefined> {
+    const process = this.stages.get(stage);
+    this.stages.delete(stage);
+    process?.kill(signal);
+    return process?.exited;
   }
 
   /** Starts all three stages and waits until each is running. */
@@ -129,11 +138,13 @@ export class PipelineInstance {
    * transactional ones may end in one commit marker), twice in a row.
    */
   async waitForIdle(timeoutMs = 120_000): Promise<void> {
-    const inputs: Array<[StageName, TopicSuffix, bigint]> = [
-      ['validate', 'raw', 0n],
-      ['score', 'validated', 1n],
-      ['decide', 'scored', 1n],
-    ];
+    const inputs: Array<[ProcessName, TopicSuffix, bigint]> = this.stages.has('all')
+      ? [['all', 'raw', 0n]]
+      : [
+          ['validate', 'raw', 0n],
+          ['score', 'validated', 1n],
+          ['decide', 'scored', 1n],
+        ];
     let streak = 0;
     await waitFor(
       `${this.name} idle`,

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { type Connections, connectionSchema, connectionsOf, integerVar, parseEnvSchemas } from '../../lib/settings.ts';
-import type { StageName } from './stage.ts';
+import type { ProcessName } from './stage.ts';
 
 export const RUNTIME_DEFAULTS = {
   /** Records per transaction: bounds the slow tail of a batch well inside the transaction timeout. */
@@ -22,7 +22,7 @@ export const RUNTIME_DEFAULTS = {
   sessionTimeoutMs: 10_000,
   /** After SIGTERM, the process exits by itself within this long, finished or not. */
   shutdownTimeoutMs: 10_000,
-  metricsPorts: { validate: 9464, score: 9465, decide: 9466 } as Record<StageName, number>,
+  metricsPorts: { validate: 9464, score: 9465, decide: 9466, all: 9467 } as Record<ProcessName, number>,
 } as const;
 
 export const runtimeSchema = z.object({
@@ -48,7 +48,7 @@ export interface RuntimeConfig {
   logLevel: string;
 }
 
-export function runtimeConfigOf(stage: StageName, parsed: z.output<typeof runtimeSchema>): RuntimeConfig {
+export function runtimeConfigOf(stage: ProcessName, parsed: z.output<typeof runtimeSchema>): RuntimeConfig {
   return {
     maxBatchRecords: parsed.SLUICE_MAX_BATCH_RECORDS ?? RUNTIME_DEFAULTS.maxBatchRecords,
     maxBatchBytes: parsed.SLUICE_MAX_BATCH_BYTES ?? RUNTIME_DEFAULTS.maxBatchBytes,
@@ -61,13 +61,13 @@ export function runtimeConfigOf(stage: StageName, parsed: z.output<typeof runtim
   };
 }
 
-export function runtimeConfigFromEnv(stage: StageName, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+export function runtimeConfigFromEnv(stage: ProcessName, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
   return runtimeConfigOf(stage, parseEnvSchemas({ runtime: runtimeSchema }, env).runtime);
 }
 
 /** Connections and runtime settings of a stage process, and `extra` schemas (the stage's own), in one parse. */
 export function stageConfigFromEnv<S extends Record<string, z.ZodType>>(
-  stage: StageName,
+  stage: ProcessName,
   extra: S,
   env: NodeJS.ProcessEnv = process.env,
 ): { connections: Connections; runtime: RuntimeConfig } & { [K in keyof S]: z.output<S[K]> } {

@@ -24,11 +24,13 @@ import type { Connections } from '../../lib/settings.ts';
 import type { z } from 'zod';
 
 import type { RuntimeConfig } from './config.ts';
+import { type ChainLink, chainHandlers } from './colocated.ts';
 import { CONTROL_SUBJECT, type ControlState, followControl } from './control.ts';
-import { createStageHandler, type Encoders, oversizedOutput, type StageDefinition, type StageName, type StageNote } from './stage.ts';
+import { checkMode, groupIdOf } from './modes.ts';
+import { createStageHandler, type Encoders, oversizedOutput, type ProcessName, type StageDefinition, type StageName, type StageNote } from './stage.ts';
 
 export { RUNTIME_DEFAULTS, type RuntimeConfig, runtimeConfigFromEnv } from './config.ts';
-export { processIsolating, type StageDefinition, type StageInput, type StageName } from './stage.ts';
+export { type ProcessName, processIsolating, type StageDefinition, type StageInput, type StageName } from './stage.ts';
 
 /** Start-up checks give up after this long each, so a process that cannot work exits within a minute. */
 const PREFLIGHT_DEADLINE_MS = 20_000;
@@ -66,28 +68,38 @@ export interface StageModule<S extends Record<string, z.ZodType> = Record<string
   factory(settings: { [K in keyof S]: z.output<S[K]> }): StageFactory<any, PipelineInstance>;
 }
 
-/**
- * Runs a stage until SIGTERM/SIGINT or stop(). Builds, runs, and closes
- * everything it opened in reverse order.
- */
-export async function runStage<In, P extends StagePipeline>(args: {
+/** One stage of a process: its topics, known before it is built (for the start-up checks), and how to build it. */
+export interface StagePart<P extends StagePipeline = StagePipeline> {
   stage: StageName;
+  topology: { input: TopicSuffix; outputs: readonly TopicSuffix[] };
+  // biome-ignore lint/suspicious/noExplicitAny: a stage's input type is its own business; the runtime only passes records through.
+  factory: StageFactory<any, P>;
+}
+
+/**
+ * Runs a stage (or, co-located, a chain of stages) until SIGTERM/SIGINT or
+ * stop(). Builds, runs, and closes everything it opened in reverse order.
+ */
+export async function runStage<P extends StagePipeline>(args: {
+  name: ProcessName;
   pipeline: P;
   connections: Connections;
   config: RuntimeConfig;
-  /** The stage's input, outputs and format, known before it is built, for the start-up checks. */
-  topology: { input: TopicSuffix; outputs: readonly TopicSuffix[] };
-  factory: StageFactory<In, P>;
+  /** In order: each part after the first reads what the one before it writes. */
+  parts: ReadonlyArray<StagePart<P>>;
   logger?: Logger;
   handleSignals?: boolean;
 }): Promise<RunningStage> {
-  const { stage, pipeline, connections, config, topology } = args;
+  const { name, pipeline, connections, config, parts } = args;
+  const stage = name;
   const logger = args.logger ?? createLogger({ pipeline: pipeline.name, stage }, config.logLevel);
   const metrics = createStageMetrics({ pipeline: pipeline.name, stage, team: pipeline.owners.team });
   metrics.info.set({ version: process.env.npm_package_version ?? 'dev' }, 1);
   const catalog = new SchemaCatalog(connections.schemaRegistryUrl);
   const resources = new Resources(logger);
   let readiness: () => { ready: boolean; detail: string } = () => ({ ready: false, detail: 'starting' });
+  const input = parts[0]!.topology.input;
+  const outputs = [...new Set(parts.flatMap((part) => part.topology.outputs))];
 
   try {
     // The port first: a second instance on a taken port must fail before it joins the group.
@@ -103,27 +115,33 @@ export async function runStage<In, P extends StagePipeline>(args: {
     }
 
     const fix = `npx sluice topics create --pipeline ${pipeline.name}`;
-    const topics = [topology.input, ...topology.outputs, 'dlq' as const].map((suffix) => topicName(pipeline.name, suffix));
+    const topics = [input, ...outputs, 'dlq' as const].map((suffix) => topicName(pipeline.name, suffix));
     await checkTopics(connections.kafkaBrokers, [...new Set([...topics, CONTROL_TOPIC])], { deadlineMs: PREFLIGHT_DEADLINE_MS, fix });
     await retry(() => catalog.probe(), { what: 'reaching the schema registry', logger, deadlineMs: PREFLIGHT_DEADLINE_MS });
     const encoders = new Map<TopicSuffix, (value: unknown) => Buffer>();
-    for (const suffix of topology.outputs) {
+    for (const suffix of outputs) {
       encoders.set(suffix, await catalog.encoderFor(`${topicName(pipeline.name, suffix)}-value`));
     }
     await catalog.latest(CONTROL_SUBJECT);
 
     const { state: control, follower } = await followControl({ brokers: connections.kafkaBrokers, catalog, clientId: `${pipeline.name}.${stage}.control`, logger });
     resources.add(() => follower.stop());
+    checkMode(control, pipeline.name, name);
     metrics.killSwitch.set(control.killSwitchOn(pipeline.name) ? 1 : 0);
     control.onChange(() => metrics.killSwitch.set(control.killSwitchOn(pipeline.name) ? 1 : 0));
 
-    const definition = await args.factory({ pipeline, catalog, control, logger, metrics, now: Date.now });
-    if (definition.close) resources.add(() => definition.close!());
-    if (definition.input !== topology.input || definition.outputs.some((o) => !topology.outputs.includes(o))) {
-      throw new SluiceError('CONFIG_INVALID', `Stage ${stage} reads ${definition.input} and writes ${definition.outputs.join(', ')}, not the declared topology.`);
+    const links: ChainLink[] = [];
+    for (const part of parts) {
+      const partLogger = parts.length > 1 ? logger.child({ part: part.stage }) : logger;
+      const definition = await part.factory({ pipeline, catalog, control, logger: partLogger, metrics, now: Date.now });
+      if (definition.close) resources.add(() => definition.close!());
+      if (definition.input !== part.topology.input || definition.outputs.some((o) => !part.topology.outputs.includes(o))) {
+        throw new SluiceError('CONFIG_INVALID', `Stage ${part.stage} reads ${definition.input} and writes ${definition.outputs.join(', ')}, not the declared topology.`);
+      }
+      const handler = createStageHandler({ pipeline: pipeline.name, stage: part.stage, definition, codec: catalog, encoders: encoders as Encoders, logger: partLogger, now: Date.now });
+      links.push({ stage: part.stage, input: definition.input, handler });
     }
-
-    const handler = createStageHandler({ pipeline: pipeline.name, stage, definition, codec: catalog, encoders: encoders as Encoders, logger, now: Date.now });
+    const handler = links.length === 1 ? links[0]!.handler : chainHandlers(pipeline.name, links, Date.now);
     let lastCommitAt = Date.now();
     const lifecycle = keepRunning({
       resources,
@@ -135,9 +153,9 @@ export async function runStage<In, P extends StagePipeline>(args: {
     const running = await startExactlyOnce<StageNote>({
       brokers: connections.kafkaBrokers,
       clientId: `sluice.${pipeline.name}.${stage}`,
-      groupId: `sluice.${pipeline.name}.${stage}`,
-      topic: topicName(pipeline.name, definition.input),
-      outputTopics: [...definition.outputs, 'dlq' as const].map((suffix) => topicName(pipeline.name, suffix)),
+      groupId: groupIdOf(pipeline.name, name),
+      topic: topicName(pipeline.name, input),
+      outputTopics: [...outputs, 'dlq' as const].map((suffix) => topicName(pipeline.name, suffix)),
       transactionalIdPrefix: `sluice.${pipeline.name}.${stage}`,
       maxBatchRecords: config.maxBatchRecords,
       maxBatchBytes: config.maxBatchBytes,
@@ -149,7 +167,7 @@ export async function runStage<In, P extends StagePipeline>(args: {
       oversized: (record: SourceRecord, output: RecordOutput<StageNote>, roomFor: (topic: string) => number) =>
         oversizedOutput({
           pipeline: pipeline.name,
-          stage,
+          stage: parts[0]!.stage,
           source: record,
           note: output.note ?? {},
           outputBytes: outputBytes(output),
@@ -188,7 +206,7 @@ export async function runStage<In, P extends StagePipeline>(args: {
       if (running.failing() > 0) return { ready: false, detail: `retrying a failing batch (${running.failing()} attempts)` };
       return { ready: true, detail: `ok; last commit ${Math.round((Date.now() - lastCommitAt) / 1000)} s ago` };
     };
-    logger.info({ input: definition.input, outputs: definition.outputs, ...config }, 'stage running');
+    logger.info({ input, outputs, stages: parts.map((part) => part.stage), ...config }, 'stage running');
     return lifecycle;
   } catch (error) {
     await resources.close();

@@ -18,6 +18,8 @@ import type { Logger } from '../../lib/log.ts';
 
 export type StageName = 'validate' | 'score' | 'decide';
 export const STAGE_NAMES: readonly StageName[] = ['validate', 'score', 'decide'];
+/** What a stage process runs: one stage, or (co-located mode) every stage of the pipeline in one transaction per chunk. */
+export type ProcessName = StageName | 'all';
 
 /** A record handed to a stage: its source and, for Avro input topics, the decoded value. */
 export interface StageInput<In> {
@@ -78,7 +80,7 @@ export function dlqHeaders(stage: string, source: SourceRecord, letter: DeadLett
 export type Encoders = ReadonlyMap<TopicSuffix, (value: unknown) => Buffer>;
 
 /** A dead letter of `source`: the original bytes, exactly as received, under the original key. */
-function deadLetterOutput(pipeline: string, stage: StageName, source: SourceRecord, letter: DeadLetter, now: number): StageOutput {
+export function deadLetterOutput(pipeline: string, stage: StageName, source: SourceRecord, letter: DeadLetter, now: number): StageOutput {
   return {
     messages: [{ topic: topicName(pipeline, 'dlq'), key: source.key, value: source.value ?? Buffer.alloc(0), headers: dlqHeaders(stage, source, letter, now) }],
     note: { eventId: letter.eventId, deadLetter: letter },

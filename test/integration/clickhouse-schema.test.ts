@@ -4,23 +4,18 @@
  * drops day partitions older than N days (a dry run unless --execute).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
 import { DOCUMENTED_QUERIES, runDocumentedQuery } from '../../connectors/clickhouse/analytics.ts';
 import { type ClickHouseClient, clickHouseError, createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
 import { ANALYST_DEFAULTS, hasSqlAccessControl, migrate, pendingMigrations, runMigrationStatement } from '../../connectors/clickhouse/migrate.ts';
-import { addColumn, DATA_TABLES, MIGRATIONS, migrationChecksum, TABLES, type TableRows } from '../../connectors/clickhouse/schema.ts';
 import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
+import { addColumn, DATA_TABLES, MIGRATIONS, migrationChecksum, TABLES, type TableRows } from '../../connectors/clickhouse/schema.ts';
 import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
 import { type ErrorCode, isSluiceError } from '../../lib/errors.ts';
-import { connections, uniqueName } from '../helpers.ts';
+import { connections, sluiceSync as sluice, uniqueName } from '../helpers.ts';
 
 const DAY_MS = 86_400_000;
 
-function sluice(args: string[]) {
-  return spawnSync(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { encoding: 'utf8' });
-}
 
 /** Rows in every table for one event at `atMs` (and its dead letter). */
 function rowsAt(pipeline: string, eventId: string, atMs: number): TableRows {

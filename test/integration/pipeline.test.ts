@@ -4,23 +4,18 @@
  * groups and control keys).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
 import { framedEncoder } from '../../connectors/registry/registry.ts';
 import { DISPOSABLE_DOMAINS, envelopeBytes, type GeneratedSignup, generateSignups, malformedSamples } from '../../pipelines/signup-risk/generator.ts';
 import type { DecisionRecord, ReviewRecord } from '../../pipelines/signup-risk/types.ts';
-import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 import { producerEnvelopeSchema } from '../fixtures.ts';
-import { uniqueName } from '../helpers.ts';
+import { sluiceSync as sluice, uniqueName } from '../helpers.ts';
+import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 
 const MAX_MESSAGE_BYTES = 65_536;
 const BLOCK_AT = 0.9;
 const REVIEW_AT = 0.5;
 
-function sluice(args: string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-}
 
 /** A signup every risk signal points at, on the enterprise plan. */
 function riskyEnterprise(eventId: string, now: number) {
