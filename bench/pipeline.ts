@@ -5,14 +5,17 @@
  *   (b) chain: three passthrough stages running together;
  *   (c) each real stage alone (validate, score, decide), each from a backlog;
  *   (d) the whole pipeline: sustained throughput from a backlog, then
- *       end-to-end latency p50/p99 at half that rate.
+ *       end-to-end latency p50/p99 at half that rate, peak RSS per stage
+ *       process and Kafka requests per transaction by API;
+ *   (e) the same in co-located mode (`sluice run all`).
  * Every stage is its own process, as in production. Throughput is records over
  * the time from the stage's first commit to its last (start-up excluded).
  *
  *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--json FILE]
  */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pipelineTopics, registerPipelineSchemas } from '../cli/pipeline.ts';
@@ -25,7 +28,8 @@ import { stackPaths } from '../deploy/local/stack.ts';
 import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
-import type { StageName } from '../processors/runtime/runtime.ts';
+import { type PipelineMode, switchMode } from '../processors/runtime/modes.ts';
+import type { ProcessName, StageName } from '../processors/runtime/runtime.ts';
 import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
 
 const { values: args } = parseArgs({
@@ -190,17 +194,90 @@ async function measureStages(): Promise<Record<StageName, Throughput>> {
   }
 }
 
-async function measurePipeline(): Promise<{ events_per_s: number; latency_ms: { p50: number; p99: number; rate_per_s: number; events: number } }> {
-  // Sustained throughput: the three stages together drain a backlog.
-  const name = await freshInstance('pipe');
+interface PipelineResult {
+  events_per_s: number;
+  latency_ms: { p50: number; p99: number; rate_per_s: number; events: number };
+  /** Peak resident set size of each stage process over the whole measurement. */
+  rss_mb: Record<string, number>;
+  /** Kafka requests per committed transaction during the sustained phase, by API, for the transactional producers and the consumer. */
+  requests_per_transaction: { producer: Record<string, number>; consumer: Record<string, number> };
+}
+
+/** A free TCP port for a stage's /metrics. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Samples each process's resident set size (Linux /proc) until stopped; the peak in MiB. */
+function sampleRss(processes: StageProcess[]) {
+  const peak = new Map<string, number>();
+  const sample = () => {
+    for (const p of processes) {
+      try {
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p.child.pid}/status`, 'utf8'))?.[1] ?? 0);
+        peak.set(p.name, Math.max(peak.get(p.name) ?? 0, Math.round(kb / 1024)));
+      } catch {
+        // exited, or not Linux: no sample
+      }
+    }
+  };
+  const timer = setInterval(sample, 250);
+  return {
+    stop(): Record<string, number> {
+      clearInterval(timer);
+      sample();
+      return Object.fromEntries(peak);
+    },
+  };
+}
+
+/** Reads counters from stages' /metrics: requests by API and client, and transactions committed. */
+async function scrapeRequests(ports: number[]): Promise<{ transactions: number; requests: Record<'producer' | 'consumer', Record<string, number>> }> {
+  const requests: Record<'producer' | 'consumer', Record<string, number>> = { producer: {}, consumer: {} };
+  let transactions = 0;
+  for (const port of ports) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const request = /^sluice_kafka_requests_total\{.*api="([^"]+)".*client="(producer|consumer)".*\} (\d+)/.exec(line);
+      if (request) {
+        const [, api, client, count] = request as unknown as [string, string, 'producer' | 'consumer', string];
+        requests[client][api] = (requests[client][api] ?? 0) + Number(count);
+      }
+      const committed = /^sluice_batch_records_count\{.*\} (\d+)/.exec(line);
+      if (committed) transactions += Number(committed[1]);
+    }
+  }
+  return { transactions, requests };
+}
+
+const perTransaction = (counts: Record<string, number>, transactions: number) =>
+  Object.fromEntries(Object.entries(counts).map(([api, n]) => [api, Math.round((n / Math.max(1, transactions)) * 100) / 100]));
+
+/**
+ * The whole pipeline in one mode: sustained throughput from a backlog, then
+ * end-to-end latency (produced → decision readable) at half that rate.
+ */
+async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
+  const name = await freshInstance(mode === 'colocated' ? 'colo' : 'pipe');
+  if (mode === 'colocated') {
+    await switchMode({ brokers, catalog: new SchemaCatalog(connections.schemaRegistryUrl), pipeline: name, to: mode, reason: 'benchmark', updatedBy: 'bench', logger });
+  }
   await prefillRaw(topicName(name, 'raw'), EVENTS, `${name}-e`);
   const counter = await countReadable(topicName(name, 'decided'), EVENTS);
-  const stages = (['validate', 'score', 'decide'] as const).map((stage) =>
-    spawnStage({ pipeline: name, stage, env: { SLUICE_METRICS_PORT: '0' }, logFile: join(logDir, `pipeline-${stage}.log`) }),
+  const names: ProcessName[] = mode === 'colocated' ? ['all'] : ['validate', 'score', 'decide'];
+  const ports = await Promise.all(names.map(() => freePort()));
+  const stages = names.map((stage, i) =>
+    spawnStage({ pipeline: name, stage, env: { SLUICE_METRICS_PORT: String(ports[i]) }, logFile: join(logDir, `pipeline-${stage}.log`) }),
   );
+  const rss = sampleRss(stages);
   try {
     await Promise.all(stages.map((s) => s.running));
     const eventsPerS = (await counter.throughput(performance.now())).events_per_s;
+    const { transactions, requests } = await scrapeRequests(ports);
 
     // Latency at half that rate, on the same running stages, new events only.
     const rate = Math.max(1, Math.round(eventsPerS / 2));
@@ -226,11 +303,14 @@ async function measurePipeline(): Promise<{ events_per_s: number; latency_ms: { 
       return {
         events_per_s: eventsPerS,
         latency_ms: { p50: percentile(steady, 50), p99: percentile(steady, 99), rate_per_s: rate, events: outcomes.decisions.size },
+        rss_mb: rss.stop(),
+        requests_per_transaction: { producer: perTransaction(requests.producer, transactions), consumer: perTransaction(requests.consumer, transactions) },
       };
     } finally {
       await outcomes.stop();
     }
   } finally {
+    rss.stop();
     await stopAll(stages);
     await dropInstance(name);
   }
@@ -244,7 +324,9 @@ interface RunResult {
   passthrough: Throughput;
   chain: Throughput;
   stages: Record<StageName, Throughput>;
-  pipeline: { events_per_s: number; latency_ms: { p50: number; p99: number; rate_per_s: number; events: number } };
+  /** Independent stages (the default mode). */
+  pipeline: PipelineResult;
+  colocated: PipelineResult;
   ratios: Record<string, number>;
 }
 
@@ -255,19 +337,23 @@ async function runOnce(run: number): Promise<RunResult> {
   const chain = await measureChain();
   say(`run ${run}: each stage alone`);
   const stages = await measureStages();
-  say(`run ${run}: whole pipeline`);
-  const pipeline = await measurePipeline();
+  say(`run ${run}: whole pipeline, independent stages`);
+  const pipeline = await measurePipeline('independent');
+  say(`run ${run}: whole pipeline, co-located`);
+  const colocated = await measurePipeline('colocated');
   const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
   return {
     passthrough: passthroughResult,
     chain,
     stages,
     pipeline,
+    colocated,
     ratios: {
       validate_over_passthrough: ratio(stages.validate.events_per_s, passthroughResult.events_per_s),
       score_over_passthrough: ratio(stages.score.events_per_s, passthroughResult.events_per_s),
       decide_over_passthrough: ratio(stages.decide.events_per_s, passthroughResult.events_per_s),
       pipeline_over_chain: ratio(pipeline.events_per_s, chain.events_per_s),
+      colocated_over_passthrough: ratio(colocated.events_per_s, passthroughResult.events_per_s),
     },
   };
 }
@@ -275,38 +361,76 @@ async function runOnce(run: number): Promise<RunResult> {
 const results: RunResult[] = [];
 for (let run = 1; run <= RUNS; run++) results.push(await runOnce(run));
 
+/** The median over runs, and the spread (lowest, highest). */
 const pick = (f: (r: RunResult) => number) => percentile(results.map(f), 50);
+const spread = (f: (r: RunResult) => number) => [Math.min(...results.map(f)), Math.max(...results.map(f))];
+const medianOfKeys = (f: (r: RunResult) => Record<string, number>) =>
+  Object.fromEntries(Object.keys(f(results[0]!)).map((k) => [k, pick((r) => f(r)[k] ?? 0)]));
+const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
+  events_per_s: pick((r) => f(r).events_per_s),
+  latency_ms: { p50: pick((r) => f(r).latency_ms.p50), p99: pick((r) => f(r).latency_ms.p99) },
+  latency_rate_per_s: pick((r) => f(r).latency_ms.rate_per_s),
+  rss_mb: medianOfKeys((r) => f(r).rss_mb),
+  requests_per_transaction: {
+    producer: medianOfKeys((r) => f(r).requests_per_transaction.producer),
+    consumer: medianOfKeys((r) => f(r).requests_per_transaction.consumer),
+  },
+  spread: {
+    events_per_s: spread((r) => f(r).events_per_s),
+    latency_p50_ms: spread((r) => f(r).latency_ms.p50),
+    latency_p99_ms: spread((r) => f(r).latency_ms.p99),
+  },
+});
 const summary = {
   events: EVENTS,
   runs: RUNS,
-  passthrough: { events_per_s: pick((r) => r.passthrough.events_per_s) },
-  chain: { events_per_s: pick((r) => r.chain.events_per_s) },
-  stages: {
-    validate: { events_per_s: pick((r) => r.stages.validate.events_per_s) },
-    score: { events_per_s: pick((r) => r.stages.score.events_per_s) },
-    decide: { events_per_s: pick((r) => r.stages.decide.events_per_s) },
-  },
-  pipeline: {
-    events_per_s: pick((r) => r.pipeline.events_per_s),
-    latency_ms: { p50: pick((r) => r.pipeline.latency_ms.p50), p99: pick((r) => r.pipeline.latency_ms.p99) },
-    latency_rate_per_s: pick((r) => r.pipeline.latency_ms.rate_per_s),
-  },
+  passthrough: { events_per_s: pick((r) => r.passthrough.events_per_s), spread: spread((r) => r.passthrough.events_per_s) },
+  chain: { events_per_s: pick((r) => r.chain.events_per_s), spread: spread((r) => r.chain.events_per_s) },
+  stages: Object.fromEntries(
+    (['validate', 'score', 'decide'] as const).map((stage) => [stage, { events_per_s: pick((r) => r.stages[stage].events_per_s), spread: spread((r) => r.stages[stage].events_per_s) }]),
+  ),
+  /** Independent stages, the default mode (the fields earlier versions wrote, plus rss_mb, requests and spread). */
+  pipeline: modeSummary((r) => r.pipeline),
+  modes: { independent: modeSummary((r) => r.pipeline), colocated: modeSummary((r) => r.colocated) },
   ratios: Object.fromEntries(Object.keys(results[0]!.ratios).map((k) => [k, pick((r) => r.ratios[k]!)])),
+  ratio_spread: Object.fromEntries(Object.keys(results[0]!.ratios).map((k) => [k, spread((r) => r.ratios[k]!)])),
   per_run: results,
 };
 
+const rangeOf = (range: number[]) => (RUNS > 1 ? `  [${range[0]}–${range[1]}]` : '');
+const latencyRow = (mode: ReturnType<typeof modeSummary>) =>
+  `p50 ${mode.latency_ms.p50} ms · p99 ${mode.latency_ms.p99} ms${rangeOf(mode.spread.latency_p99_ms)}  at ${mode.latency_rate_per_s}/s`;
+const rssRow = (mode: ReturnType<typeof modeSummary>) =>
+  Object.entries(mode.rss_mb)
+    .map(([stage, mb]) => `${stage} ${mb}`)
+    .join(' · ');
+const requestsRow = (mode: ReturnType<typeof modeSummary>) =>
+  Object.entries(mode.requests_per_transaction.producer)
+    .sort(([, a], [, b]) => b - a)
+    .map(([api, n]) => `${api} ${n}`)
+    .join(' · ');
+const { independent, colocated } = summary.modes;
 const rows: Array<[string, string]> = [
-  ['(a) passthrough', `${summary.passthrough.events_per_s} events/s`],
-  ['(b) chain of 3 passthrough', `${summary.chain.events_per_s} events/s`],
-  ['(c) validate alone', `${summary.stages.validate.events_per_s} events/s  (÷ passthrough ${summary.ratios.validate_over_passthrough})`],
-  ['(c) score alone', `${summary.stages.score.events_per_s} events/s  (÷ passthrough ${summary.ratios.score_over_passthrough})`],
-  ['(c) decide alone', `${summary.stages.decide.events_per_s} events/s  (÷ passthrough ${summary.ratios.decide_over_passthrough})`],
-  ['(d) pipeline sustained', `${summary.pipeline.events_per_s} events/s  (÷ chain ${summary.ratios.pipeline_over_chain})`],
-  [`(d) latency at ${summary.pipeline.latency_rate_per_s}/s`, `p50 ${summary.pipeline.latency_ms.p50} ms · p99 ${summary.pipeline.latency_ms.p99} ms`],
+  ['(a) passthrough', `${summary.passthrough.events_per_s} events/s${rangeOf(summary.passthrough.spread)}`],
+  ['(b) chain of 3 passthrough', `${summary.chain.events_per_s} events/s${rangeOf(summary.chain.spread)}`],
+  ...(['validate', 'score', 'decide'] as const).map((stage): [string, string] => [
+    `(c) ${stage} alone`,
+    `${summary.stages[stage]!.events_per_s} events/s  (÷ passthrough ${summary.ratios[`${stage}_over_passthrough`]}${rangeOf(summary.ratio_spread[`${stage}_over_passthrough`]!)})`,
+  ]),
+  ['(d) pipeline sustained', `${independent.events_per_s} events/s  (÷ chain ${summary.ratios.pipeline_over_chain}${rangeOf(summary.ratio_spread.pipeline_over_chain!)})`],
+  ['(d) latency', latencyRow(independent)],
+  ['(d) peak RSS, MiB', rssRow(independent)],
+  ['(d) producer requests / tx', requestsRow(independent)],
+  ['(e) co-located sustained', `${colocated.events_per_s} events/s  (÷ passthrough ${summary.ratios.colocated_over_passthrough})`],
+  ['(e) latency', latencyRow(colocated)],
+  ['(e) peak RSS, MiB', rssRow(colocated)],
+  ['(e) producer requests / tx', requestsRow(colocated)],
 ];
-process.stdout.write(`\nsluice benchmark: ${EVENTS} events, median of ${RUNS} run(s), ratios taken within each run\n`);
+process.stdout.write(`\nsluice benchmark: ${plugin.kind}, ${EVENTS} events, median of ${RUNS} run(s)${RUNS > 1 ? ' [lowest–highest]' : ''}, ratios taken within each run\n`);
 for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(30)} ${value}\n`);
 if (args.json) {
   writeFileSync(args.json, `${JSON.stringify(summary, null, 2)}\n`);
   say(`wrote ${args.json}`);
 }
+// Done: exit even if a client library left a socket or timer behind.
+process.exit(0);

@@ -37,6 +37,12 @@ export function createStageMetrics(labels: { pipeline: string; stage: string; te
       registers: [registry],
     }),
     killSwitch: new Gauge({ name: 'sluice_kill_switch', help: '1 while the pipeline model kill switch is on', registers: [registry] }),
+    kafkaRequests: new Counter({
+      name: 'sluice_kafka_requests_total',
+      help: 'Requests sent to Kafka by the stage, by API and client (the transactional producers or the consumer)',
+      labelNames: ['api', 'client'],
+      registers: [registry],
+    }),
     lastProgress: new Gauge({ name: 'sluice_last_progress_timestamp_seconds', help: 'When the stage last committed a transaction', registers: [registry] }),
   };
 }

@@ -75,6 +75,8 @@ export interface ExactlyOnceOptions<Note = unknown> {
   oversized(record: SourceRecord, output: RecordOutput<Note>, roomFor: (topic: string) => number): RecordOutput<Note>;
   onCommitted?(info: { partition: number; records: SourceRecord[]; outputs: Array<RecordOutput<Note>>; durationMs: number }): void;
   onFailure?(info: { partition: number; cause: string; code: string }): void;
+  /** Every request sent to Kafka, by API name (`Produce`, `EndTxn`, `FindCoordinator`, …): for the round trips per transaction. */
+  onRequest?(info: { api: string; client: 'producer' | 'consumer' }): void;
   /** The consumer crashed for good (kafkajs will not restart it): the process should exit and be restarted. */
   onFatal?(error: unknown): void;
 }
@@ -186,6 +188,11 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     retry: { retries: 10 },
   });
 
+  if (options.onRequest) {
+    const onRequest = options.onRequest;
+    consumer.on(consumer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'consumer' }));
+  }
+
   const producers = new Map<number, Producer>();
   const attempts = new Map<number, number>();
   /** Per partition: the byte budget in force, halved after the broker refused a transaction as too large. */
@@ -243,6 +250,10 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       // and the records are redelivered, so exactly-once holds.
       retry: { initialRetryTime: 10, maxRetryTime: 2_000, retries: 30 },
     });
+    if (options.onRequest) {
+      const onRequest = options.onRequest;
+      producer.on(producer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'producer' }));
+    }
     try {
       await producer.connect(); // InitProducerId: fences any older owner of this partition
       const [offsets] = await admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] });

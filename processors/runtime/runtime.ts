@@ -195,6 +195,7 @@ export async function runStage<P extends StagePipeline>(args: {
         metrics.transactionAborts.inc({ cause: code });
         metrics.retries.inc({ code });
       },
+      onRequest: ({ api, client }) => metrics.kafkaRequests.inc({ api, client }),
       onFatal: () => {
         process.exitCode = 1;
         void lifecycle.stop();
