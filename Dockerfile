@@ -13,6 +13,8 @@ WORKDIR /app
 
 # Dependencies first, so that a source change does not reinstall them.
 COPY package.json package-lock.json .npmrc ./
+# kafkajs is patched at install (patches/): coordinator caching in transactions, linear message grouping.
+COPY patches ./patches
 RUN npm ci --omit=dev \
     && npm cache clean --force
 

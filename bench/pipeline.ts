@@ -11,7 +11,7 @@
  * Every stage is its own process, as in production. Throughput is records over
  * the time from the stage's first commit to its last (start-up excluded).
  *
- *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--json FILE]
+ *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--json FILE] [--modes-only]
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -40,11 +40,14 @@ const { values: args } = parseArgs({
     'latency-seconds': { type: 'string', default: '20' },
     /** The pipeline whose stages (c) and (d) measure; (a) and (b) are the same for every pipeline. */
     pipeline: { type: 'string', default: 'signup-risk' },
+    /** Only (d) and (e), the two modes: for iterating on latency. */
+    'modes-only': { type: 'boolean', default: false },
   },
 });
 const EVENTS = Number(args.events);
 const plugin = pipelineByName(args.pipeline).plugin;
 const RUNS = Number(args.runs);
+const MODES_ONLY = args['modes-only'];
 const LATENCY_SECONDS = Number(args['latency-seconds']);
 const connections = connectionsFromEnv();
 const brokers = connections.kafkaBrokers;
@@ -201,6 +204,8 @@ interface PipelineResult {
   rss_mb: Record<string, number>;
   /** Kafka requests per committed transaction during the sustained phase, by API, for the transactional producers and the consumer. */
   requests_per_transaction: { producer: Record<string, number>; consumer: Record<string, number> };
+  /** Their mean round trip, by API. */
+  request_mean_ms: { producer: Record<string, number>; consumer: Record<string, number> };
 }
 
 /** A free TCP port for a stage's /metrics. */
@@ -235,27 +240,34 @@ function sampleRss(processes: StageProcess[]) {
   };
 }
 
-/** Reads counters from stages' /metrics: requests by API and client, and transactions committed. */
-async function scrapeRequests(ports: number[]): Promise<{ transactions: number; requests: Record<'producer' | 'consumer', Record<string, number>> }> {
-  const requests: Record<'producer' | 'consumer', Record<string, number>> = { producer: {}, consumer: {} };
+/** Reads from stages' /metrics: Kafka requests (count and total seconds) by API and client, and transactions committed. */
+async function scrapeRequests(ports: number[]) {
+  type ByApi = Record<string, { count: number; seconds: number }>;
+  const requests: Record<'producer' | 'consumer', ByApi> = { producer: {}, consumer: {} };
   let transactions = 0;
   for (const port of ports) {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     for (const line of text.split('\n')) {
-      const request = /^sluice_kafka_requests_total\{.*api="([^"]+)".*client="(producer|consumer)".*\} (\d+)/.exec(line);
+      const request = /^sluice_kafka_request_duration_seconds_(count|sum)\{.*api="([^"]+)".*client="(producer|consumer)".*\} ([\d.e+-]+)/.exec(line);
       if (request) {
-        const [, api, client, count] = request as unknown as [string, string, 'producer' | 'consumer', string];
-        requests[client][api] = (requests[client][api] ?? 0) + Number(count);
+        const [, field, api, client, value] = request as unknown as [string, 'count' | 'sum', string, 'producer' | 'consumer', string];
+        const entry = requests[client][api] ?? { count: 0, seconds: 0 };
+        requests[client][api] = entry;
+        if (field === 'count') entry.count += Number(value);
+        else entry.seconds += Number(value);
       }
       const committed = /^sluice_batch_records_count\{.*\} (\d+)/.exec(line);
       if (committed) transactions += Number(committed[1]);
     }
   }
-  return { transactions, requests };
+  const round = (n: number) => Math.round(n * 100) / 100;
+  const perTransaction = (byApi: ByApi) => Object.fromEntries(Object.entries(byApi).map(([api, { count }]) => [api, round(count / Math.max(1, transactions))]));
+  const meanMs = (byApi: ByApi) => Object.fromEntries(Object.entries(byApi).map(([api, { count, seconds }]) => [api, round((seconds * 1000) / Math.max(1, count))]));
+  return {
+    requests_per_transaction: { producer: perTransaction(requests.producer), consumer: perTransaction(requests.consumer) },
+    request_mean_ms: { producer: meanMs(requests.producer), consumer: meanMs(requests.consumer) },
+  };
 }
-
-const perTransaction = (counts: Record<string, number>, transactions: number) =>
-  Object.fromEntries(Object.entries(counts).map(([api, n]) => [api, Math.round((n / Math.max(1, transactions)) * 100) / 100]));
 
 /**
  * The whole pipeline in one mode: sustained throughput from a backlog, then
@@ -277,7 +289,7 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
   try {
     await Promise.all(stages.map((s) => s.running));
     const eventsPerS = (await counter.throughput(performance.now())).events_per_s;
-    const { transactions, requests } = await scrapeRequests(ports);
+    const requests = await scrapeRequests(ports);
 
     // Latency at half that rate, on the same running stages, new events only.
     const rate = Math.max(1, Math.round(eventsPerS / 2));
@@ -304,7 +316,7 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
         events_per_s: eventsPerS,
         latency_ms: { p50: percentile(steady, 50), p99: percentile(steady, 99), rate_per_s: rate, events: outcomes.decisions.size },
         rss_mb: rss.stop(),
-        requests_per_transaction: { producer: perTransaction(requests.producer, transactions), consumer: perTransaction(requests.consumer, transactions) },
+        ...requests,
       };
     } finally {
       await outcomes.stop();
@@ -330,13 +342,20 @@ interface RunResult {
   ratios: Record<string, number>;
 }
 
+const SKIPPED: Throughput = { events_per_s: Number.NaN, seconds: Number.NaN, records: 0 };
+
 async function runOnce(run: number): Promise<RunResult> {
-  say(`run ${run}: passthrough`);
-  const passthroughResult = await measurePassthrough();
-  say(`run ${run}: chain of three passthrough stages`);
-  const chain = await measureChain();
-  say(`run ${run}: each stage alone`);
-  const stages = await measureStages();
+  let passthroughResult = SKIPPED;
+  let chain = SKIPPED;
+  let stages: Record<StageName, Throughput> = { validate: SKIPPED, score: SKIPPED, decide: SKIPPED };
+  if (!MODES_ONLY) {
+    say(`run ${run}: passthrough`);
+    passthroughResult = await measurePassthrough();
+    say(`run ${run}: chain of three passthrough stages`);
+    chain = await measureChain();
+    say(`run ${run}: each stage alone`);
+    stages = await measureStages();
+  }
   say(`run ${run}: whole pipeline, independent stages`);
   const pipeline = await measurePipeline('independent');
   say(`run ${run}: whole pipeline, co-located`);
@@ -375,6 +394,10 @@ const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
     producer: medianOfKeys((r) => f(r).requests_per_transaction.producer),
     consumer: medianOfKeys((r) => f(r).requests_per_transaction.consumer),
   },
+  request_mean_ms: {
+    producer: medianOfKeys((r) => f(r).request_mean_ms.producer),
+    consumer: medianOfKeys((r) => f(r).request_mean_ms.consumer),
+  },
   spread: {
     events_per_s: spread((r) => f(r).events_per_s),
     latency_p50_ms: spread((r) => f(r).latency_ms.p50),
@@ -407,16 +430,11 @@ const rssRow = (mode: ReturnType<typeof modeSummary>) =>
 const requestsRow = (mode: ReturnType<typeof modeSummary>) =>
   Object.entries(mode.requests_per_transaction.producer)
     .sort(([, a], [, b]) => b - a)
-    .map(([api, n]) => `${api} ${n}`)
+    .map(([api, n]) => `${api} ${n} (${mode.request_mean_ms.producer[api]} ms)`)
     .join(' · ');
 const { independent, colocated } = summary.modes;
 const rows: Array<[string, string]> = [
-  ['(a) passthrough', `${summary.passthrough.events_per_s} events/s${rangeOf(summary.passthrough.spread)}`],
-  ['(b) chain of 3 passthrough', `${summary.chain.events_per_s} events/s${rangeOf(summary.chain.spread)}`],
-  ...(['validate', 'score', 'decide'] as const).map((stage): [string, string] => [
-    `(c) ${stage} alone`,
-    `${summary.stages[stage]!.events_per_s} events/s  (÷ passthrough ${summary.ratios[`${stage}_over_passthrough`]}${rangeOf(summary.ratio_spread[`${stage}_over_passthrough`]!)})`,
-  ]),
+  ...(MODES_ONLY ? [] : fixedRows()),
   ['(d) pipeline sustained', `${independent.events_per_s} events/s  (÷ chain ${summary.ratios.pipeline_over_chain}${rangeOf(summary.ratio_spread.pipeline_over_chain!)})`],
   ['(d) latency', latencyRow(independent)],
   ['(d) peak RSS, MiB', rssRow(independent)],
@@ -426,6 +444,16 @@ const rows: Array<[string, string]> = [
   ['(e) peak RSS, MiB', rssRow(colocated)],
   ['(e) producer requests / tx', requestsRow(colocated)],
 ];
+function fixedRows(): Array<[string, string]> {
+  return [
+  ['(a) passthrough', `${summary.passthrough.events_per_s} events/s${rangeOf(summary.passthrough.spread)}`],
+  ['(b) chain of 3 passthrough', `${summary.chain.events_per_s} events/s${rangeOf(summary.chain.spread)}`],
+  ...(['validate', 'score', 'decide'] as const).map((stage): [string, string] => [
+    `(c) ${stage} alone`,
+    `${summary.stages[stage]!.events_per_s} events/s  (÷ passthrough ${summary.ratios[`${stage}_over_passthrough`]}${rangeOf(summary.ratio_spread[`${stage}_over_passthrough`]!)})`,
+  ]),
+  ];
+}
 process.stdout.write(`\nsluice benchmark: ${plugin.kind}, ${EVENTS} events, median of ${RUNS} run(s)${RUNS > 1 ? ' [lowest–highest]' : ''}, ratios taken within each run\n`);
 for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(30)} ${value}\n`);
 if (args.json) {

@@ -37,10 +37,11 @@ export function createStageMetrics(labels: { pipeline: string; stage: string; te
       registers: [registry],
     }),
     killSwitch: new Gauge({ name: 'sluice_kill_switch', help: '1 while the pipeline model kill switch is on', registers: [registry] }),
-    kafkaRequests: new Counter({
-      name: 'sluice_kafka_requests_total',
-      help: 'Requests sent to Kafka by the stage, by API and client (the transactional producers or the consumer)',
+    kafkaRequests: new Histogram({
+      name: 'sluice_kafka_request_duration_seconds',
+      help: 'Requests sent to Kafka by the stage and their round trip, by API and client (the transactional producers or the consumer)',
       labelNames: ['api', 'client'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5],
       registers: [registry],
     }),
     lastProgress: new Gauge({ name: 'sluice_last_progress_timestamp_seconds', help: 'When the stage last committed a transaction', registers: [registry] }),

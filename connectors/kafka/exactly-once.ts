@@ -76,7 +76,7 @@ export interface ExactlyOnceOptions<Note = unknown> {
   onCommitted?(info: { partition: number; records: SourceRecord[]; outputs: Array<RecordOutput<Note>>; durationMs: number }): void;
   onFailure?(info: { partition: number; cause: string; code: string }): void;
   /** Every request sent to Kafka, by API name (`Produce`, `EndTxn`, `FindCoordinator`, …): for the round trips per transaction. */
-  onRequest?(info: { api: string; client: 'producer' | 'consumer' }): void;
+  onRequest?(info: { api: string; client: 'producer' | 'consumer'; durationMs: number }): void;
   /** The consumer crashed for good (kafkajs will not restart it): the process should exit and be restarted. */
   onFatal?(error: unknown): void;
 }
@@ -190,7 +190,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
 
   if (options.onRequest) {
     const onRequest = options.onRequest;
-    consumer.on(consumer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'consumer' }));
+    consumer.on(consumer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'consumer', durationMs: event.payload.duration }));
   }
 
   const producers = new Map<number, Producer>();
@@ -252,7 +252,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     });
     if (options.onRequest) {
       const onRequest = options.onRequest;
-      producer.on(producer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'producer' }));
+      producer.on(producer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'producer', durationMs: event.payload.duration }));
     }
     try {
       await producer.connect(); // InitProducerId: fences any older owner of this partition

@@ -195,7 +195,7 @@ export async function runStage<P extends StagePipeline>(args: {
         metrics.transactionAborts.inc({ cause: code });
         metrics.retries.inc({ code });
       },
-      onRequest: ({ api, client }) => metrics.kafkaRequests.inc({ api, client }),
+      onRequest: ({ api, client, durationMs }) => metrics.kafkaRequests.observe({ api, client }, durationMs / 1000),
       onFatal: () => {
         process.exitCode = 1;
         void lifecycle.stop();

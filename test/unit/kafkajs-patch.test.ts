@@ -1,0 +1,120 @@
+/**
+ * sluice patches kafkajs 2.2.4 at install (patches/kafkajs+2.2.4.patch): a
+ * transactional producer remembers its coordinators instead of sending a
+ * FindCoordinator request before each of a transaction's four coordinator
+ * requests, and forgets them when a request to one fails; and a batch is
+ * grouped per partition in one pass. These tests drive the patched modules
+ * themselves; test/integration/kafkajs-patch.test.ts counts the requests on
+ * the real broker.
+ */
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { describe, it } from 'node:test';
+
+const require = createRequire(import.meta.url);
+const createEosManager = require('kafkajs/src/producer/eosManager');
+const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition');
+
+const TRANSACTION = 1;
+const GROUP = 0;
+const notCoordinator = () => Object.assign(new Error('This is not the correct coordinator for this group'), { type: 'NOT_COORDINATOR', retriable: true });
+
+/** A cluster of one broker whose requests are recorded; `failNext` makes the next request of an API fail once. */
+function fakeCluster() {
+  const lookups: Array<{ groupId: string; coordinatorType: number }> = [];
+  const requests: string[] = [];
+  const failNext = new Set<string>();
+  const request = (api: string, response: unknown = {}) => async () => {
+    requests.push(api);
+    if (failNext.delete(api)) throw notCoordinator();
+    return response;
+  };
+  const broker = {
+    nodeId: 1,
+    initProducerId: request('InitProducerId', { producerId: 7, producerEpoch: 0 }),
+    addPartitionsToTxn: request('AddPartitionsToTxn'),
+    addOffsetsToTxn: request('AddOffsetsToTxn'),
+    txnOffsetCommit: request('TxnOffsetCommit'),
+    endTxn: request('EndTxn'),
+  };
+  const cluster = {
+    retry: { retries: 2, initialRetryTime: 1, maxRetryTime: 2 },
+    refreshMetadataIfNecessary: async () => {},
+    findGroupCoordinator: async (args: { groupId: string; coordinatorType: number }) => {
+      lookups.push(args);
+      return broker;
+    },
+    findBroker: async ({ nodeId }: { nodeId: number }) => {
+      assert.equal(nodeId, 1);
+      return broker;
+    },
+  };
+  return { cluster, lookups, requests, failNext };
+}
+
+const silent = { debug() {}, info() {}, warn() {}, error() {}, namespace: () => silent };
+
+async function transaction(eos: ReturnType<typeof createEosManager>): Promise<void> {
+  eos.beginTransaction();
+  await eos.addPartitionsToTransaction([{ topic: 'out', partitions: [{ partition: 0 }] }]);
+  await eos.sendOffsets({ consumerGroupId: 'group', topics: [{ topic: 'in', partitions: [{ partition: 0, offset: '1' }] }] });
+  await eos.commit();
+}
+
+describe('kafkajs patch: coordinators remembered per transactional producer', () => {
+  it('looks each coordinator up once for any number of transactions', async () => {
+    const { cluster, lookups, requests } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    for (let i = 0; i < 3; i++) await transaction(eos);
+    assert.deepEqual(lookups, [
+      { groupId: 'tx', coordinatorType: TRANSACTION },
+      { groupId: 'group', coordinatorType: GROUP },
+    ]);
+    assert.equal(requests.filter((r) => r === 'EndTxn').length, 3);
+  });
+
+  it('looks the transaction coordinator up again after a request to it fails with NOT_COORDINATOR', async () => {
+    const { cluster, lookups, failNext } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    await transaction(eos);
+    const transactionLookups = () => lookups.filter((l) => l.coordinatorType === TRANSACTION).length;
+    eos.beginTransaction();
+    const partitions = [{ topic: 'out', partitions: [{ partition: 1 }] }];
+    failNext.add('AddPartitionsToTxn');
+    await assert.rejects(eos.addPartitionsToTransaction(partitions), /not the correct coordinator/);
+    await eos.addPartitionsToTransaction(partitions); // the producer's retry
+    assert.equal(transactionLookups(), 2, 'looked up again after AddPartitionsToTxn failed');
+    failNext.add('AddOffsetsToTxn');
+    const offsets = { consumerGroupId: 'group', topics: [{ topic: 'in', partitions: [{ partition: 0, offset: '2' }] }] };
+    await assert.rejects(eos.sendOffsets(offsets), /not the correct coordinator/);
+    await eos.sendOffsets(offsets);
+    assert.equal(transactionLookups(), 3, 'looked up again after AddOffsetsToTxn failed');
+    await eos.commit();
+  });
+
+  it('retries TxnOffsetCommit on NOT_COORDINATOR with a fresh lookup of the group coordinator', async () => {
+    const { cluster, lookups, failNext } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    await transaction(eos);
+    failNext.add('TxnOffsetCommit');
+    await transaction(eos);
+    assert.equal(lookups.filter((l) => l.coordinatorType === GROUP).length, 2, 'the group coordinator looked up again, once');
+  });
+});
+
+describe('kafkajs patch: grouping a batch per partition', () => {
+  it('keeps every message, in order, under the partition the partitioner chose', () => {
+    const messages = Array.from({ length: 20_000 }, (_, i) => ({ key: `k${i}`, value: String(i) }));
+    const partitioner = ({ message }: { message: { value: string } }) => Number(message.value) % 7;
+    const grouped = groupMessagesPerPartition({ topic: 't', partitionMetadata: [{}], messages, partitioner }) as Record<string, Array<{ value: string }>>;
+    assert.deepEqual(Object.keys(grouped).map(Number).sort(), [0, 1, 2, 3, 4, 5, 6]);
+    for (const [partition, list] of Object.entries(grouped)) {
+      assert.ok(list.every((m) => Number(m.value) % 7 === Number(partition)));
+      assert.deepEqual(list.map((m) => Number(m.value)), [...list.map((m) => Number(m.value))].sort((a, b) => a - b));
+    }
+    assert.equal(Object.values(grouped).reduce((n, list) => n + list.length, 0), messages.length);
+  });
+});
