@@ -8,6 +8,7 @@
 import { Command } from 'commander';
 import { registerClickHouseCommands } from '../cli/clickhouse.ts';
 import { registerDemoCommand } from '../cli/demo.ts';
+import { registerModelCommands } from '../cli/model.ts';
 import { registerPipelineCommands } from '../cli/pipeline.ts';
 import { registerStackCommands } from '../cli/stack.ts';
 import { errorMessage, isSluiceError } from '../lib/errors.ts';
@@ -22,6 +23,7 @@ registerStackCommands(program);
 registerPipelineCommands(program);
 registerDemoCommand(program);
 registerClickHouseCommands(program);
+registerModelCommands(program);
 
 try {
   await program.parseAsync(process.argv);

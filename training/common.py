@@ -120,6 +120,22 @@ def feature_edges(train_values: np.ndarray, missing: float | None = None) -> lis
     return edges
 
 
+def reference_examples(sess: ort.InferenceSession, x: np.ndarray, count: int = 32) -> dict:
+    """`count` feature rows spread evenly over `x`, with the class probabilities onnxruntime
+    gives them: the card's proof of what the file computes. `sluice model register` and the
+    score stage score the rows again and refuse the version if any probability differs by
+    more than 1e-6 (a wrong file, a wrong signature, or a runtime that computes otherwise)."""
+    n = x.shape[0]
+    rows = x[np.linspace(0, n - 1, num=min(count, n), dtype=np.int64)]
+    rows = (rows.toarray() if hasattr(rows, "toarray") else np.asarray(rows)).astype(np.float32)  # scipy sparse (text features) or dense
+    probabilities = sess.run([ONNX_OUTPUT], {ONNX_INPUT: rows})[0]
+    return {
+        "output": ONNX_OUTPUT,
+        "rows": [[float(value) for value in row] for row in rows],
+        "probabilities": [[float(value) for value in row] for row in probabilities],
+    }
+
+
 def iso(ms: float) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).isoformat().replace("+00:00", "Z")
 

@@ -42,6 +42,7 @@ from common import (
     iso,
     median_ms,
     output_dir,
+    reference_examples,
     session,
     time_split,
     to_onnx_model,
@@ -198,6 +199,7 @@ def main() -> None:
                 for i, name in enumerate(features)
             },
             "score": distribution(holdout_scores, SCORE_EDGES),
+            "examples": reference_examples(sess, x[holdout]),
         },
         "environment": environment(),
     }

@@ -31,11 +31,26 @@ const distribution = z
 const timeWindow = z.object({ from: z.string(), to: z.string() });
 const split = z.looseObject({ rows: z.number().int(), positives: z.number().int(), window: timeWindow });
 
+/**
+ * Reference examples: feature rows and the class probabilities the training
+ * runtime gave them. A version whose file scores them otherwise (by more than
+ * REFERENCE_TOLERANCE) is not the model the card describes, or not one for
+ * this pipeline's signature, and is refused.
+ */
+const examples = z
+  .looseObject({
+    rows: z.array(z.array(z.number())).min(1),
+    probabilities: z.array(z.array(z.number())).min(1),
+  })
+  .refine((e) => e.rows.length === e.probabilities.length, { message: 'rows and probabilities must have the same length' });
+
 const cardSchema = z.looseObject({
   card_version: z.literal(1),
   pipeline: z.string().min(1),
   version: z.string().min(1),
   created_at: z.string(),
+  /** A drill version (e.g. one that inverts the champion) exists for game days; promote refuses it without --drill. */
+  drill: z.boolean().optional(),
   algorithm: z.string(),
   hyperparameters: z.record(z.string(), z.unknown()),
   features: z.array(z.string()).min(1),
@@ -55,6 +70,7 @@ const cardSchema = z.looseObject({
   reference: z.looseObject({
     features: z.record(z.string(), distribution),
     score: distribution,
+    examples: examples.optional(),
   }),
 });
 
@@ -62,6 +78,32 @@ export type ModelCard = z.infer<typeof cardSchema>;
 export type ReferenceDistribution = z.infer<typeof distribution>;
 
 export const CARD_FILE = 'card.json';
+/** How far a reference example's probability may be from the card's (float32 inference across runtimes). */
+export const REFERENCE_TOLERANCE = 1e-6;
+
+/**
+ * Parses and checks a card's text; `where` names it in errors (a path or a
+ * store location). Any problem is a MODEL_LOAD_FAILED naming it.
+ */
+export function parseCard(text: string, where: string, monitored?: readonly string[]): ModelCard {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${where} is not valid JSON: ${errorMessage(error)}`, { cause: error });
+  }
+  const parsed = cardSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${where} is incomplete or malformed; regenerate it with training/train.py:\n${problems.join('\n')}`);
+  }
+  const card = parsed.data;
+  const missing = (monitored ?? card.features).filter((name) => !(name in card.reference.features));
+  if (missing.length > 0) {
+    throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${where} has no reference distribution for ${missing.join(', ')}; regenerate it with training/train.py`);
+  }
+  return card;
+}
 
 /**
  * Reads and checks `<dir>/card.json`; any problem is a MODEL_LOAD_FAILED naming
@@ -76,21 +118,5 @@ export async function readCard(dir: string, monitored?: readonly string[]): Prom
   } catch (error) {
     throw new SluiceError('MODEL_LOAD_FAILED', `Cannot read the model card ${path}: ${errorMessage(error)}. Every model directory needs the card.json that training/train.py writes.`, { cause: error });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${path} is not valid JSON: ${errorMessage(error)}`, { cause: error });
-  }
-  const parsed = cardSchema.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-    throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${path} is incomplete or malformed; regenerate it with training/train.py:\n${problems.join('\n')}`);
-  }
-  const card = parsed.data;
-  const missing = (monitored ?? card.features).filter((name) => !(name in card.reference.features));
-  if (missing.length > 0) {
-    throw new SluiceError('MODEL_LOAD_FAILED', `The model card ${path} has no reference distribution for ${missing.join(', ')}; regenerate it with training/train.py`);
-  }
-  return card;
+  return parseCard(text, path, monitored);
 }

@@ -9,15 +9,13 @@
 import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { SluiceError, errorMessage } from '../../lib/errors.ts';
-import { type ModelCard, readCard } from './card.ts';
+import { ACTIVE_FILE, MODELS_ROOT, type ModelStore } from '../models/store.ts';
+import { CARD_FILE, type ModelCard, parseCard, REFERENCE_TOLERANCE } from './card.ts';
 
 export type { ModelCard, ReferenceDistribution } from './card.ts';
-
-export const MODELS_ROOT = fileURLToPath(new URL('../../models/', import.meta.url));
-export const ACTIVE_FILE = 'ACTIVE';
+export { ACTIVE_FILE, MODELS_ROOT };
 
 /** What the pipeline expects of its model: the input columns and the output classes, in order. */
 export interface ModelSignature {
@@ -112,6 +110,15 @@ function describeMismatch(card: readonly string[], code: readonly string[]): str
   return parts.join('; ');
 }
 
+/** Where a version's files come from: a directory or a model store. */
+interface VersionSource {
+  /** Names the version in messages: a path or `<store>/<kind>/<version>`. */
+  where: string;
+  /** The version the caller asked for; the card must say the same. */
+  version: string;
+  read(file: string): Promise<Buffer | null>;
+}
+
 /**
  * Loads a model version directory: checks the card, that model.onnx is the file
  * the card describes (sha256), and that the card's features are exactly
@@ -119,10 +126,64 @@ function describeMismatch(card: readonly string[], code: readonly string[]): str
  * is a MODEL_LOAD_FAILED saying what to fix.
  */
 export async function loadModel(dir: string, signature: ModelSignature): Promise<ScoringModel> {
+  return openVersion(
+    {
+      where: dir,
+      version: basename(dir),
+      read: (file) =>
+        readFile(join(dir, file)).catch((error: unknown) => {
+          if ((error as NodeJS.ErrnoException)?.code === 'ENOENT') return null;
+          throw error;
+        }),
+    },
+    signature,
+  );
+}
+
+/** Loads version `version` of pipeline kind `kind` from a model store, with every check of loadModel. */
+export async function loadModelFromStore(store: ModelStore, kind: string, version: string, signature: ModelSignature): Promise<ScoringModel> {
+  return openVersion({ where: `${store.location}${store.location.endsWith('/') ? '' : '/'}${kind}/${version}`, version, read: (file) => store.read(kind, version, file) }, signature);
+}
+
+/**
+ * Loads a version from files held in memory (name → bytes), with every check
+ * of loadModel: what `sluice model register` verifies before it stores exactly
+ * those bytes. `where` names the files in messages.
+ */
+export async function loadModelFromFiles(where: string, version: string, files: ReadonlyMap<string, Buffer>, signature: ModelSignature): Promise<ScoringModel> {
+  return openVersion({ where, version, read: async (file) => files.get(file) ?? null }, signature);
+}
+
+async function readSource(source: VersionSource, file: string): Promise<Buffer> {
+  let bytes: Buffer | null;
+  try {
+    bytes = await source.read(file);
+  } catch (error) {
+    // A store outage stays retriable: the caller may wait it out rather than give the version up.
+    if (error instanceof SluiceError && error.retriable) throw error;
+    throw new SluiceError('MODEL_LOAD_FAILED', `Cannot read ${file} of ${source.where}: ${errorMessage(error)}`, { cause: error });
+  }
+  if (bytes === null) {
+    throw new SluiceError('MODEL_LOAD_FAILED', `${source.where} has no ${file}. A model version needs the card.json that training wrote and the model file it names.`);
+  }
+  return bytes;
+}
+
+/** The session's declared width of a [N, width] tensor, or null when it is symbolic or unknown. */
+function declaredWidth(metadata: readonly InferenceSession.ValueMetadata[], name: string): number | null | 'not-2d' {
+  const entry = metadata.find((m) => m.name === name);
+  if (!entry?.isTensor || entry.shape.length === 0) return null;
+  if (entry.shape.length !== 2) return 'not-2d';
+  const width = entry.shape[1];
+  return typeof width === 'number' && width > 0 ? width : null;
+}
+
+async function openVersion(source: VersionSource, signature: ModelSignature): Promise<ScoringModel> {
   const expectedFeatures = signature.featureNames;
-  const card = await readCard(dir, signature.monitoredNames);
-  if (card.version !== basename(dir)) {
-    throw new SluiceError('MODEL_LOAD_FAILED', `The card in ${dir} is for version ${card.version}, not ${basename(dir)}; model directories are named after their version.`);
+  const cardPath = `${source.where}/${CARD_FILE}`;
+  const card = parseCard((await readSource(source, CARD_FILE)).toString('utf8'), cardPath, signature.monitoredNames);
+  if (card.version !== source.version) {
+    throw new SluiceError('MODEL_LOAD_FAILED', `The card in ${source.where} is for version ${card.version}, not ${source.version}; model directories are named after their version.`);
   }
   const same = card.features.length === expectedFeatures.length && card.features.every((name, i) => name === expectedFeatures[i]);
   if (!same) {
@@ -133,13 +194,8 @@ export async function loadModel(dir: string, signature: ModelSignature): Promise
     );
   }
 
-  const modelPath = join(dir, card.onnx.file);
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(modelPath);
-  } catch (error) {
-    throw new SluiceError('MODEL_LOAD_FAILED', `Cannot read ${modelPath}: ${errorMessage(error)}. A model directory needs both card.json and the model file it names.`, { cause: error });
-  }
+  const modelPath = `${source.where}/${card.onnx.file}`;
+  const bytes = await readSource(source, card.onnx.file);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   if (sha256 !== card.onnx.sha256) {
     throw new SluiceError('MODEL_LOAD_FAILED', `${modelPath} does not match its card (sha256 ${sha256}, card says ${card.onnx.sha256}); the file was changed or replaced after training. Restore it or retrain.`);
@@ -151,23 +207,31 @@ export async function loadModel(dir: string, signature: ModelSignature): Promise
   } catch (error) {
     throw new SluiceError('MODEL_LOAD_FAILED', `onnxruntime cannot load ${modelPath}: ${errorMessage(error)}`, { cause: error });
   }
+  const refuse = async (message: string): Promise<never> => {
+    await session.release();
+    throw new SluiceError('MODEL_LOAD_FAILED', message);
+  };
   const { input, output } = card.onnx;
   if (card.onnx.classes !== undefined && card.onnx.classes.join('\u0000') !== signature.classes.join('\u0000')) {
-    await session.release();
-    throw new SluiceError(
-      'MODEL_LOAD_FAILED',
-      `Model ${card.version} outputs the classes [${card.onnx.classes.join(', ')}], but the pipeline reads [${signature.classes.join(', ')}]. Retrain it for this pipeline.`,
-    );
+    await refuse(`Model ${card.version} outputs the classes [${card.onnx.classes.join(', ')}], but the pipeline reads [${signature.classes.join(', ')}]. Retrain it for this pipeline.`);
   }
   if (!session.inputNames.includes(input) || !session.outputNames.includes(output)) {
-    await session.release();
-    throw new SluiceError('MODEL_LOAD_FAILED', `${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], but its card names input '${input}' and output '${output}'.`);
+    await refuse(`${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], but its card names input '${input}' and output '${output}'.`);
+  }
+  // The pipeline's signature: [N, features] in, [N, classes] out, where the graph declares them.
+  const inputWidth = declaredWidth(session.inputMetadata, input);
+  if (inputWidth === 'not-2d' || (inputWidth !== null && inputWidth !== expectedFeatures.length)) {
+    await refuse(`${modelPath} takes input '${input}' of shape other than [N, ${expectedFeatures.length}] (the pipeline's ${expectedFeatures.length} features); it is not a model for this pipeline's signature.`);
+  }
+  const outputWidth = declaredWidth(session.outputMetadata, output);
+  if (outputWidth === 'not-2d' || (outputWidth !== null && outputWidth !== signature.classes.length)) {
+    await refuse(`${modelPath} returns output '${output}' of shape other than [N, ${signature.classes.length}] (the pipeline's classes ${signature.classes.join(', ')}).`);
   }
 
   const width = expectedFeatures.length;
   let closed = false;
   const inFlight = new Set<Promise<unknown>>();
-  return {
+  const model: ScoringModel = {
     version: card.version,
     card,
     featureNames: card.features,
@@ -204,4 +268,43 @@ export async function loadModel(dir: string, signature: ModelSignature): Promise
       await session.release();
     },
   };
+  try {
+    await checkReferenceExamples(model, modelPath);
+  } catch (error) {
+    await model.close();
+    throw error;
+  }
+  return model;
+}
+
+/**
+ * Scores the card's reference examples (when it has them) and compares every
+ * probability with the card's: a file that computes something else than what
+ * it was trained to, or runs otherwise on this runtime, is refused.
+ */
+async function checkReferenceExamples(model: ScoringModel, where: string): Promise<void> {
+  const examples = model.card.reference.examples;
+  if (examples === undefined) return;
+  const width = model.classes.length;
+  let scored: Float32Array;
+  try {
+    scored = await model.predict(examples.rows);
+  } catch (error) {
+    throw new SluiceError('MODEL_LOAD_FAILED', `${where} cannot score its card's reference examples: ${errorMessage(error)}`, { cause: error });
+  }
+  for (let r = 0; r < examples.rows.length; r++) {
+    const expected = examples.probabilities[r]!;
+    if (expected.length !== width) {
+      throw new SluiceError('MODEL_LOAD_FAILED', `The card of ${model.version} gives ${expected.length} probabilities for reference example ${r}; the pipeline has ${width} classes.`);
+    }
+    for (let c = 0; c < width; c++) {
+      const gap = Math.abs(scored[r * width + c]! - expected[c]!);
+      if (!(gap <= REFERENCE_TOLERANCE)) {
+        throw new SluiceError(
+          'MODEL_LOAD_FAILED',
+          `${where} scores reference example ${r} as ${scored[r * width + c]} for class ${model.classes[c]}, but its card says ${expected[c]} (off by ${gap}, more than ${REFERENCE_TOLERANCE}); the file is not the model the card describes.`,
+        );
+      }
+    }
+  }
 }

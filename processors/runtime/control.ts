@@ -16,6 +16,19 @@ import { CONTROL_TOPIC, controlKey } from '../../lib/contracts.ts';
 export const CONTROL_SUBJECT = `${CONTROL_TOPIC}-value`;
 export const KILL_SWITCH_MODEL = 'kill_switch.model';
 
+/**
+ * Model aliases: `champion` is served (it decides), `challenger` is scored in
+ * shadow beside it (never decides). Each is one control setting per pipeline
+ * instance whose value is a model version ("" for none), with who, when and
+ * why, and the versions it named before (newest first), so a rollback needs
+ * nothing but the topic.
+ */
+export const MODEL_ALIASES = ['champion', 'challenger'] as const;
+export type ModelAlias = (typeof MODEL_ALIASES)[number];
+export const aliasSetting = (alias: ModelAlias): string => `model.${alias}`;
+/** How many earlier versions an alias record keeps for rollback. */
+export const ALIAS_HISTORY_LIMIT = 20;
+
 export interface ControlSetting {
   pipeline: string;
   setting: string;
@@ -23,6 +36,29 @@ export interface ControlSetting {
   reason: string | null;
   updated_by: string;
   updated_at: number;
+  /** Earlier values, newest first (model aliases); absent in records written before the field existed. */
+  history?: string[];
+}
+
+/** The alias record that points `alias` at `version`, pushing the current value (if any) onto its history. */
+export function promotedAlias(args: { pipeline: string; alias: ModelAlias; version: string; current: ControlSetting | undefined; reason: string | null; by: string; now: number }): ControlSetting {
+  const previous = args.current?.value ? [args.current.value, ...(args.current.history ?? [])] : [...(args.current?.history ?? [])];
+  return {
+    pipeline: args.pipeline,
+    setting: aliasSetting(args.alias),
+    value: args.version,
+    reason: args.reason,
+    updated_by: args.by,
+    updated_at: args.now,
+    history: previous.slice(0, ALIAS_HISTORY_LIMIT),
+  };
+}
+
+/** The alias record that puts `alias` back on the version it named before, or null when it named none. */
+export function rolledBackAlias(args: { current: ControlSetting | undefined; reason: string | null; by: string; now: number }): ControlSetting | null {
+  const [previous, ...older] = args.current?.history ?? [];
+  if (args.current === undefined || previous === undefined) return null;
+  return { ...args.current, value: previous, history: older, reason: args.reason, updated_by: args.by, updated_at: args.now };
 }
 
 export class ControlState {
@@ -46,6 +82,11 @@ export class ControlState {
 
   killSwitchOn(pipeline: string): boolean {
     return this.get(pipeline, KILL_SWITCH_MODEL)?.value === 'on';
+  }
+
+  /** The version an alias names for a pipeline instance, or null when it names none. */
+  modelAlias(pipeline: string, alias: ModelAlias): string | null {
+    return this.get(pipeline, aliasSetting(alias))?.value || null;
   }
 
   onChange(listener: (setting: ControlSetting) => void): void {
@@ -142,6 +183,16 @@ export async function followControl(options: {
   };
 }
 
+/**
+ * The control state as it is now: reads the topic to its end and stops. For
+ * commands that read before they write (promote, rollback, list).
+ */
+export async function readControl(options: { brokers: string[]; catalog: SchemaCodec; clientId: string; logger: Logger }): Promise<ControlState> {
+  const { state, follower } = await followControl(options);
+  await follower.stop();
+  return state;
+}
+
 /** Writes one control setting and waits for the broker's acknowledgement. */
 export async function writeControl(options: {
   brokers: string[];
@@ -149,7 +200,7 @@ export async function writeControl(options: {
   setting: Omit<ControlSetting, 'updated_at'> & { updated_at?: number };
 }): Promise<void> {
   const { id, type } = await options.catalog.latest(CONTROL_SUBJECT);
-  const record: ControlSetting = { ...options.setting, updated_at: options.setting.updated_at ?? Date.now() };
+  const record: ControlSetting = { ...options.setting, history: options.setting.history ?? [], updated_at: options.setting.updated_at ?? Date.now() };
   const producer = await openProducer(options.brokers, 'sluice-control');
   try {
     await producer.send(CONTROL_TOPIC, [{ key: controlKey(record.pipeline, record.setting), value: framedEncoder(id, type)(record) }]);

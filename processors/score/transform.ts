@@ -18,12 +18,24 @@ export interface Scorer {
   predict(rows: ReadonlyArray<ArrayLike<number>>): Promise<Float32Array>;
 }
 
+/** The challenger's view of a batch, beside the champion's: for comparison only, it never decides. */
+export interface ShadowReport {
+  version: string;
+  /** One entry per record both models scored. */
+  scores: Array<{ eventId: string; champion: number; challenger: number }>;
+}
+
 export interface ScoreContext<P> extends Clock {
   adapter: ModelAdapter<P>;
   /** null while the pipeline's model kill switch is on: no model is consulted. */
   scorer: Scorer | null;
   /** Called with the inference time of each predict call, in seconds. */
   observeLatency?(seconds: number): void;
+  /**
+   * The challenger, scored in shadow on the same rows after the champion.
+   * Whatever it returns or throws, the outputs are the champion's alone.
+   */
+  shadow?: { scorer: Scorer; report(report: ShadowReport): void; failed(error: unknown): void } | null;
 }
 
 interface Prediction {
@@ -120,6 +132,8 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
     }
   }
 
+  if (ctx.shadow) await scoreShadow(ctx.shadow, adapter, records, rows, predictions);
+
   return records.map((record, i) => {
     const row = rows[i];
     if (!row) return failed(record, 'features could not be computed (wrong count or a non-finite value)');
@@ -128,4 +142,30 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
     if (typeof prediction === 'string') return failed(record, prediction);
     return emit(record, row, prediction, scorer.version);
   });
+}
+
+/** Scores the rows the champion scored with the challenger and reports both; never throws. */
+async function scoreShadow<P>(
+  shadow: NonNullable<ScoreContext<P>['shadow']>,
+  adapter: ModelAdapter<P>,
+  records: Array<ValidatedRecord<P>>,
+  rows: Array<ArrayLike<number> | null>,
+  predictions: Map<number, Prediction | string>,
+): Promise<void> {
+  const scored = [...predictions].flatMap(([index, prediction]) => (typeof prediction === 'string' ? [] : [{ index, champion: prediction.score }]));
+  if (scored.length === 0) return;
+  try {
+    const width = adapter.output.classes.length;
+    const result = await shadow.scorer.predict(scored.map(({ index }) => rows[index]!));
+    if (result.length !== scored.length * width) throw new Error(`challenger returned ${result.length} values for ${scored.length} rows of ${width} classes`);
+    const scores: ShadowReport['scores'] = [];
+    scored.forEach(({ index, champion }, j) => {
+      const prediction = readRow(adapter, result, j * width);
+      if (typeof prediction === 'string') throw new Error(prediction);
+      scores.push({ eventId: records[index]!.event_id, champion, challenger: prediction.score });
+    });
+    shadow.report({ version: shadow.scorer.version, scores });
+  } catch (error) {
+    shadow.failed(error);
+  }
 }

@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     iso,
     median_ms,
     output_dir,
+    reference_examples,
     session,
     time_split,
     to_onnx_model,
@@ -244,6 +245,8 @@ def main() -> None:
                 for i, name in enumerate(meta["monitored"])
             },
             "score": distribution(top_probability, SCORE_EDGES),
+            # A few rows only: each is a whole hashed text vector.
+            "examples": reference_examples(sess, x[holdout], count=4),
             "category_mix": {"actual": mix(y[holdout], classes), "predicted": mix(predicted, classes)},
             "event_type_mix": {t: float(np.mean(rows["event_type"][holdout] == t)) for t in sorted(set(rows["event_type"]))},
         },
