@@ -31,9 +31,13 @@ const services = compose.services ?? {};
 
 const INFRASTRUCTURE = ['kafka', 'schema-registry', 'clickhouse', 'prometheus', 'grafana'] as const;
 const PROCESSORS = ['validate', 'score', 'decide'] as const;
-/** Every long-running sluice process: the stages and the ClickHouse sink. */
-const PROCESSES = [...PROCESSORS, 'sink'] as const;
-const PIPELINE = 'signup-risk';
+/** Each reference pipeline and the prefix of its services' names (signup-risk's are unprefixed). */
+const PIPELINES = [
+  { pipeline: 'signup-risk', prefix: '' },
+  { pipeline: 'ticket-triage', prefix: 'ticket-triage-' },
+] as const;
+/** Every long-running sluice process: the stages and the ClickHouse sink of each pipeline. */
+const PROCESSES = PIPELINES.flatMap(({ prefix }) => [...PROCESSORS, 'sink'].map((name) => `${prefix}${name}`));
 
 function service(name: string): Service {
   const found = services[name];
@@ -189,14 +193,16 @@ describe('docker-compose.yml', () => {
     assert.equal(dependsOn('grafana')['prometheus'], 'service_healthy', 'Grafana reads Prometheus');
   });
 
-  it('creates the topics, then registers the schemas, in the init job', () => {
+  it('creates the topics, then registers the schemas, of every pipeline in the init job', () => {
     const script = argv('sluice-init').join(' ');
-    const topics = script.indexOf(`node bin/sluice.ts topics create --pipeline ${PIPELINE}`);
-    const schemas = script.indexOf(`node bin/sluice.ts schemas register --pipeline ${PIPELINE}`);
-    assert.ok(topics !== -1, `sluice-init must run "topics create --pipeline ${PIPELINE}": ${script}`);
-    assert.ok(schemas > topics, `sluice-init must register the schemas after creating the topics: ${script}`);
-    // A failed first step must fail the job, or the processors start on a half-made pipeline.
-    assert.match(script.slice(topics, schemas), /&&\s*$/, 'the two init steps must be chained with &&');
+    for (const { pipeline } of PIPELINES) {
+      const topics = script.indexOf(`node bin/sluice.ts topics create --pipeline ${pipeline}`);
+      const schemas = script.indexOf(`node bin/sluice.ts schemas register --pipeline ${pipeline}`);
+      assert.ok(topics !== -1, `sluice-init must run "topics create --pipeline ${pipeline}": ${script}`);
+      assert.ok(schemas > topics, `sluice-init must register ${pipeline}'s schemas after creating its topics: ${script}`);
+      // A failed first step must fail the job, or the processors start on a half-made pipeline.
+      assert.match(script.slice(topics, schemas), /&&\s*$/, 'the two init steps must be chained with &&');
+    }
   });
 
   it('runs each processor stage from the project image', () => {
@@ -206,10 +212,12 @@ describe('docker-compose.yml', () => {
       assert.ok(context === '.' || context === './', `${name} must be built from the project's Dockerfile`);
       if (typeof build === 'object' && build.dockerfile !== undefined) assert.equal(build.dockerfile, 'Dockerfile');
     }
-    for (const stage of PROCESSORS) {
-      assert.deepEqual(argv(stage), ['node', 'bin/sluice.ts', 'run', stage, '--pipeline', PIPELINE]);
+    for (const { pipeline, prefix } of PIPELINES) {
+      for (const stage of PROCESSORS) {
+        assert.deepEqual(argv(`${prefix}${stage}`), ['node', 'bin/sluice.ts', 'run', stage, '--pipeline', pipeline]);
+      }
+      assert.deepEqual(argv(`${prefix}sink`), ['node', 'bin/sluice.ts', 'sink', 'clickhouse', '--pipeline', pipeline]);
     }
-    assert.deepEqual(argv('sink'), ['node', 'bin/sluice.ts', 'sink', 'clickhouse', '--pipeline', PIPELINE]);
   });
 
   it('points the processors at the engines by their in-network names, in a form the config accepts', () => {
