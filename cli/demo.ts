@@ -25,6 +25,8 @@ import { formatRows, runDocumentedQuery } from '../connectors/clickhouse/analyti
 import { migrate } from '../connectors/clickhouse/migrate.ts';
 import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
 import { countBy, Outcomes, percentile, produceStream } from './traffic.ts';
+import { PIPELINE_MODES, type PipelineMode, switchMode } from '../processors/runtime/modes.ts';
+import type { ProcessName } from '../processors/runtime/stage.ts';
 
 interface DemoOptions {
   /** One pipeline; by default every registered pipeline, one after the other. */
@@ -34,6 +36,8 @@ interface DemoOptions {
   badEvery: string;
   keepStack?: boolean;
   json?: boolean;
+  /** independent (three stage processes) or colocated (`sluice run all`). */
+  mode: string;
 }
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -57,6 +61,7 @@ function table(title: string, counts: Record<string, number>): string {
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
+  if (!(PIPELINE_MODES as readonly string[]).includes(options.mode)) throw new SluiceError('CONFIG_INVALID', `Unknown mode "${options.mode}": use ${PIPELINE_MODES.join(' or ')}.`);
   const pipelines = options.pipeline ? [pipelineByName(options.pipeline)] : listPipelines().map((plugin) => pipelineByName(plugin.kind));
   const count = Number(options.events);
   const rate = Number(options.rate);
@@ -114,9 +119,12 @@ async function demoPipeline(
 
     const streamBase = { brokers: connections.kafkaBrokers, pipeline: pipeline.name, generator: pipeline.plugin.generator, seed: 2026, maxMessageBytes: pipeline.plugin.maxMessageBytes };
 
-    say('3/6 starting validate, score, decide and the ClickHouse sink as separate processes');
+    const mode = options.mode as PipelineMode;
+    await switchMode({ brokers: connections.kafkaBrokers, catalog: new SchemaCatalog(connections.schemaRegistryUrl), pipeline: pipeline.name, to: mode, reason: 'demo', updatedBy: 'sluice-demo', logger });
+    const processes: ProcessName[] = mode === 'colocated' ? ['all'] : [...STAGES];
+    say(mode === 'colocated' ? '3/6 starting validate, score and decide co-located in one process, and the ClickHouse sink' : '3/6 starting validate, score, decide and the ClickHouse sink as separate processes');
     const logDir = join(stackPaths().logs, 'demo', pipeline.name);
-    for (const stage of STAGES) {
+    for (const stage of processes) {
       stages.push(spawnStage({ pipeline: pipeline.name, stage, logFile: join(logDir, `${stage}.log`) }));
     }
     const sink = spawnSink({ pipeline: pipeline.name, logFile: join(logDir, 'sink.log') });
@@ -178,6 +186,7 @@ async function demoPipeline(
     const seconds = (tracked.lastDecisionAt - stream.startedAt) / 1000;
     const summary = {
       pipeline: pipeline.name,
+      mode: options.mode,
       events_in: stream.valid + stream.bad,
       valid_events: stream.valid,
       malformed_events: stream.bad,
@@ -197,7 +206,7 @@ async function demoPipeline(
       process.stdout.write(
         [
           '',
-          `sluice demo · ${summary.pipeline} · model ${summary.model_version} · ${summary.policy_version}`,
+          `sluice demo · ${summary.pipeline} · ${summary.mode} · model ${summary.model_version} · ${summary.policy_version}`,
           `events in          ${summary.events_in} (${summary.valid_events} valid, ${summary.malformed_events} malformed)`,
           `decisions          ${summary.decisions} (duplicates: ${summary.duplicate_decisions})`,
           table('by decision', summary.by_decision),
@@ -252,5 +261,6 @@ export function registerDemoCommand(program: Command): void {
     .option('--bad-every <n>', 'one malformed event after every n valid ones (0 = none)', '100')
     .option('--keep-stack', 'leave the local stack running afterwards')
     .option('--json', 'print the summary as JSON')
+    .option('--mode <mode>', `how the stages run: ${PIPELINE_MODES.join(' or ')} (one process, one transaction per chunk; see README)`, 'independent')
     .action(runDemo);
 }
