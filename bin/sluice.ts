@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --disable-warning=TimeoutNegativeWarning
+#!/usr/bin/env -S node --disable-warning=TimeoutNegativeWarning --max-semi-space-size=16
 /**
  * sluice: the operator's command line. Results go to stdout, progress to
  * stderr; a failure prints one line, its code and what to do, and exits
@@ -24,6 +24,9 @@ registerPipelineCommands(program);
 registerDemoCommand(program);
 registerClickHouseCommands(program);
 registerModelCommands(program);
+(await import('../cli/ingest.ts')).registerIngestCommands(program);
+(await import('../cli/review.ts')).registerReviewCommands(program);
+(await import('../cli/replay.ts')).registerReplayCommand(program);
 
 try {
   await program.parseAsync(process.argv);
