@@ -28,6 +28,7 @@ const running = await startExactlyOnce({
   transactionTimeoutMs: config.transactionTimeoutMs,
   maxWaitTimeMs: config.fetchMaxWaitMs,
   sessionTimeoutMs: config.sessionTimeoutMs,
+  concurrentPartitions: config.concurrentPartitions,
   logger,
   // One output per record, as the real stages make.
   handle: async (records) => records.map((r) => ({ messages: [{ topic: to, key: r.key, value: r.value ?? Buffer.alloc(0) }] })),

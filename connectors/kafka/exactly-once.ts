@@ -61,6 +61,8 @@ export interface ExactlyOnceOptions<Note = unknown> {
   maxWaitTimeMs: number;
   /** How long the group waits for a silent member before moving its partitions. */
   sessionTimeoutMs: number;
+  /** Partitions handled at the same time, each with its transaction in flight; 0 or unset: every partition of the topic. */
+  concurrentPartitions?: number;
   logger: Logger;
   /**
    * Turns a chunk into one output per record, in order. Throwing means
@@ -471,7 +473,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: partitions,
+    partitionsConsumedConcurrently: options.concurrentPartitions ? Math.min(options.concurrentPartitions, partitions) : partitions,
     eachBatch,
   });
   log.debug({ limits: Object.fromEntries(topicLimits), budgetBytes: budgetOf(0) }, 'transaction byte budget');

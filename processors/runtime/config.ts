@@ -20,6 +20,11 @@ export const RUNTIME_DEFAULTS = {
   fetchMaxWaitMs: 100,
   /** A crashed instance's partitions move after this long. */
   sessionTimeoutMs: 10_000,
+  /**
+   * Partitions whose batches one process handles at the same time; 0: all it
+   * is assigned. Each has its own transaction in flight, all on one event loop.
+   */
+  concurrentPartitions: 0,
   /** After SIGTERM, the process exits by itself within this long, finished or not. */
   shutdownTimeoutMs: 10_000,
   metricsPorts: { validate: 9464, score: 9465, decide: 9466, all: 9467 } as Record<ProcessName, number>,
@@ -31,6 +36,7 @@ export const runtimeSchema = z.object({
   SLUICE_TRANSACTION_TIMEOUT_MS: integerVar(1_000, 900_000).optional(),
   SLUICE_FETCH_MAX_WAIT_MS: integerVar(1, 10_000).optional(),
   SLUICE_SESSION_TIMEOUT_MS: integerVar(6_000, 300_000).optional(),
+  SLUICE_CONCURRENT_PARTITIONS: integerVar(0, 1_000).optional(),
   SLUICE_SHUTDOWN_TIMEOUT_MS: integerVar(1_000, 300_000).optional(),
   /** 0 turns the HTTP endpoints off; empty is an error, not 0. */
   SLUICE_METRICS_PORT: integerVar(0, 65_535).optional(),
@@ -43,6 +49,7 @@ export interface RuntimeConfig {
   transactionTimeoutMs: number;
   fetchMaxWaitMs: number;
   sessionTimeoutMs: number;
+  concurrentPartitions: number;
   shutdownTimeoutMs: number;
   metricsPort: number;
   logLevel: string;
@@ -55,6 +62,7 @@ export function runtimeConfigOf(stage: ProcessName, parsed: z.output<typeof runt
     transactionTimeoutMs: parsed.SLUICE_TRANSACTION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.transactionTimeoutMs,
     fetchMaxWaitMs: parsed.SLUICE_FETCH_MAX_WAIT_MS ?? RUNTIME_DEFAULTS.fetchMaxWaitMs,
     sessionTimeoutMs: parsed.SLUICE_SESSION_TIMEOUT_MS ?? RUNTIME_DEFAULTS.sessionTimeoutMs,
+    concurrentPartitions: parsed.SLUICE_CONCURRENT_PARTITIONS ?? RUNTIME_DEFAULTS.concurrentPartitions,
     shutdownTimeoutMs: parsed.SLUICE_SHUTDOWN_TIMEOUT_MS ?? RUNTIME_DEFAULTS.shutdownTimeoutMs,
     metricsPort: parsed.SLUICE_METRICS_PORT ?? RUNTIME_DEFAULTS.metricsPorts[stage],
     logLevel: parsed.LOG_LEVEL,

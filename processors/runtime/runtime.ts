@@ -162,6 +162,7 @@ export async function runStage<P extends StagePipeline>(args: {
       transactionTimeoutMs: config.transactionTimeoutMs,
       maxWaitTimeMs: config.fetchMaxWaitMs,
       sessionTimeoutMs: config.sessionTimeoutMs,
+      concurrentPartitions: config.concurrentPartitions,
       logger,
       handle: handler,
       oversized: (record: SourceRecord, output: RecordOutput<StageNote>, roomFor: (topic: string) => number) =>
