@@ -6,7 +6,6 @@
  */
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import wireDecoder from '@kafkajs/confluent-schema-registry/dist/wireDecoder.js';
-import { encode as wireEncode } from '@kafkajs/confluent-schema-registry/dist/wireEncoder.js';
 import avsc from 'avsc';
 import TimeoutMiddleware from 'mappersmith/middleware/timeout';
 import { type FramedDecode, isFramed, type SchemaCodec } from '../../lib/codec.ts';
@@ -216,7 +215,27 @@ export function decodeFramed(value: Buffer, typeOf: (id: number) => AvroType | u
   }
 }
 
-/** A synchronous encoder for one resolved schema id. */
+/** Magic byte and schema id, before the Avro body (Confluent's wire format). */
+const HEADER_BYTES = 5;
+
+/**
+ * A synchronous encoder for one resolved schema id. The body is written into a
+ * scratch buffer kept by the encoder, behind room for the header, and copied
+ * once into the message: one allocation per message instead of three.
+ */
 export function framedEncoder(id: number, type: AvroType): (value: unknown) => Buffer {
-  return (value) => wireEncode(id, type.toBuffer(value));
+  let scratch = Buffer.allocUnsafe(16_384);
+  return (value) => {
+    let end = type.encode(value, scratch, HEADER_BYTES);
+    if (end < 0) {
+      // Too small: avsc returns minus the bytes missing.
+      scratch = Buffer.allocUnsafe((scratch.length - end) * 2);
+      end = type.encode(value, scratch, HEADER_BYTES);
+    }
+    const framed = Buffer.allocUnsafe(end);
+    framed[0] = 0;
+    framed.writeInt32BE(id, 1);
+    scratch.copy(framed, HEADER_BYTES, HEADER_BYTES, end);
+    return framed;
+  };
 }
