@@ -12,6 +12,7 @@ import { type FollowedMessage, type Follower, followTopic } from '../connectors/
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { createLogger } from '../lib/log.ts';
 import { pipelineTopicNames, type TopicSuffix, topicName } from '../lib/contracts.ts';
+import { type PipelineMode, switchMode } from '../processors/runtime/modes.ts';
 import type { ProcessName } from '../processors/runtime/stage.ts';
 import { connections, uniqueName, waitFor } from './helpers.ts';
 
@@ -70,6 +71,11 @@ export class PipelineInstance {
     });
     this.stages.set(stage, process);
     return process;
+  }
+
+  /** Records the instance's mode (`sluice mode set`), moving its groups' positions; its processes must be stopped. */
+  async setMode(mode: PipelineMode): Promise<void> {
+    await switchMode({ brokers: connections.kafkaBrokers, catalog: this.catalog, pipeline: this.name, to: mode, reason: 'test', updatedBy: 'test', logger: quietLogger });
   }
 
   /** Stops one stage process (SIGTERM: it finishes its transaction) and forgets it. */

@@ -27,6 +27,7 @@ describe('co-located mode', () => {
       const decided = await instance.collect<DecisionCommon>('decided');
       const review = await instance.collect<DecisionCommon>('review');
       const dlq = await instance.collect<Buffer>('dlq', 'bytes');
+      await instance.setMode('colocated');
       await instance.startStage('all').running;
 
       const prefix = uniqueName(plugin.kind);
