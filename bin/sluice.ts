@@ -24,8 +24,6 @@ registerPipelineCommands(program);
 registerDemoCommand(program);
 registerClickHouseCommands(program);
 registerModelCommands(program);
-(await import('../cli/ingest.ts')).registerIngestCommands(program);
-(await import('../cli/review.ts')).registerReviewCommands(program);
 (await import('../cli/replay.ts')).registerReplayCommand(program);
 
 try {

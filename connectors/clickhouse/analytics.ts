@@ -302,6 +302,39 @@ ARRAY JOIN field_names AS field, field_values AS value
 GROUP BY hour, decision, field, value
 ORDER BY hour, decision, field, value`,
   },
+  {
+    name: 'shadow-comparison',
+    title: 'Champion vs challenger (shadow scoring) per hour',
+    question:
+      'While a challenger is scored in shadow, how often would its decision (the same policy applied to its score) agree with the champion\'s, and how far apart are their scores? Per hour of decision and pair of versions: the share of events decided alike, and quantiles of |challenger score − champion score|. Events decided while no challenger was set do not appear.',
+    sql: `SELECT
+    toStartOfHour(decided_time) AS hour,
+    champion_version,
+    challenger_version,
+    count() AS events,
+    countIf(champion_decision = challenger_decision) AS agreeing,
+    round(agreeing / events, 4) AS agreement,
+    round(quantileExact(0.5)(score_difference), 6) AS p50_difference,
+    round(quantileExact(0.9)(score_difference), 6) AS p90_difference,
+    round(quantileExact(0.99)(score_difference), 6) AS p99_difference,
+    round(max(score_difference), 6) AS max_difference
+FROM
+(
+    SELECT
+        event_id,
+        argMax(decided_at, decision_version) AS decided_time,
+        argMax(ifNull(model_version, 'none'), decision_version) AS champion_version,
+        argMax(shadow_model_version, decision_version) AS challenger_version,
+        argMax(decision, decision_version) AS champion_decision,
+        argMax(shadow_decision, decision_version) AS challenger_decision,
+        abs(argMax(shadow_score, decision_version) - argMax(ifNull(score, 0), decision_version)) AS score_difference
+    FROM sluice.decisions
+    WHERE pipeline = {pipeline:String} AND occurred_at >= now() - INTERVAL {days:UInt32} DAY AND notEmpty(shadow_model_version)
+    GROUP BY event_id
+)
+GROUP BY hour, champion_version, challenger_version
+ORDER BY hour, champion_version, challenger_version`,
+  },
 ];
 
 export function documentedQuery(name: string): DocumentedQuery {

@@ -159,6 +159,16 @@ ORDER BY (pipeline, stage, reason, kafka_partition, kafka_offset)`,
       addColumn({ table: TABLES.decisions, column: 'extra_values', type: 'Array(String)' }, 'extra_names'),
     ],
   },
+  {
+    version: 3,
+    name: 'replays and shadow scoring in decisions',
+    statements: [
+      addColumn({ table: TABLES.decisions, column: 'replay_id', type: 'String' }, 'extra_values'),
+      addColumn({ table: TABLES.decisions, column: 'shadow_model_version', type: 'String' }, 'replay_id'),
+      addColumn({ table: TABLES.decisions, column: 'shadow_score', type: 'Float64' }, 'shadow_model_version'),
+      addColumn({ table: TABLES.decisions, column: 'shadow_decision', type: 'String' }, 'shadow_score'),
+    ],
+  },
 ];
 
 /** Created before any migration runs (so they are not versions themselves). */
@@ -240,6 +250,15 @@ export interface DecisionRow {
   extra_names: string[];
   /** Parallel to extra_names, as text (see processors/sink/records.ts). */
   extra_values: string[];
+  // Migration 3; an insert that leaves them out gets '' and 0.
+  /** The replay that made this re-decision; '' for a decision made as the event flowed. */
+  replay_id?: string;
+  /** The challenger scored in shadow beside the deciding model; '' when none. */
+  shadow_model_version?: string;
+  /** The challenger's score; 0 when none (read it only where shadow_model_version != ''). */
+  shadow_score?: number;
+  /** What the policy would have decided on the challenger's score; '' when none. */
+  shadow_decision?: string;
   kafka_partition: number;
   kafka_offset: number;
 }

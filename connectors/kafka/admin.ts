@@ -1,9 +1,10 @@
 /** Topic administration, start-up checks and one-off produces, for the CLI, the runtime and tests. */
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
-import { createLogger } from '../../lib/log.ts';
+import { createLogger, type Logger } from '../../lib/log.ts';
 import { retry } from '../../lib/retry.ts';
 import { createKafka } from './client.ts';
 import { messageBytes, packByBytes } from './exactly-once.ts';
+import type { SourceRecord } from '../../lib/contracts.ts';
 
 const quiet = createLogger({ component: 'kafka-admin' }, 'error');
 
@@ -247,3 +248,173 @@ export async function resetOffsetsToEarliest(brokers: string[], groupId: string,
 
 /** For deploy/local: the broker check, imported from this module rather than from the client module. */
 export { probeKafka } from './client.ts';
+
+// ---------------------------------------------------------------- windows of a topic (replay)
+
+/**
+ * Per partition of `topic`, the offset of the first record whose timestamp is
+ * at or after `timestampMs`; the end of the partition (its high watermark)
+ * where no record is that late. `kafka-consumer-groups --to-datetime` in code.
+ */
+export async function offsetsForTimestamp(brokers: string[], topic: string, timestampMs: number, clientId = 'sluice-admin'): Promise<Array<{ partition: number; offset: string }>> {
+  const admin = createKafka({ brokers, clientId }).admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsetsByTimestamp(topic, timestampMs);
+    return offsets.map(({ partition, offset }) => ({ partition, offset })).sort((a, b) => a.partition - b.partition);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Sets a group's position on the partitions of `topic` where it has none yet
+ * (a new group), leaving every committed position as it is: a job that starts
+ * a window records where it starts, and a job resumed keeps its progress.
+ * The group must have no active members.
+ */
+export async function seedGroupOffsets(brokers: string[], groupId: string, topic: string, offsets: ReadonlyArray<{ partition: number; offset: string }>, clientId = 'sluice-admin'): Promise<void> {
+  const admin = createKafka({ brokers, clientId }).admin();
+  await admin.connect();
+  try {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const missing = offsets.filter(({ partition }) => (committed?.partitions.find((p) => p.partition === partition)?.offset ?? '-1') === '-1');
+    if (missing.length > 0) await admin.setOffsets({ groupId, topic, partitions: missing.map(({ partition, offset }) => ({ partition, offset })) });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** One fetched batch of a window: its records below the window's end, and where the partition stands after it. */
+export interface WindowBatch {
+  partition: number;
+  records: SourceRecord[];
+  /**
+   * The offset after everything this batch covered, transaction markers
+   * included, capped at the window's end: the position to commit with the
+   * batch's outputs.
+   */
+  next: string;
+}
+
+export interface WindowReader {
+  /** Resolves when every partition has reached its end; rejects with the first error of `handle`. */
+  done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Reads a window of a topic, read-committed, in group `groupId` from the
+ * group's committed positions (set them first, e.g. with seedGroupOffsets) to
+ * `ends` (exclusive, per partition), one batch at a time, in offset order per
+ * partition. `handle` commits what it makes of a batch (a transaction with the
+ * group's offsets, for exactly-once); the reader commits nothing itself.
+ *
+ * A window may end in transaction markers, which a consumer never sees as
+ * records: a batch that holds only markers still moves the partition on (the
+ * consumer's batch-processed event), so a window always finishes.
+ */
+export async function readWindow(options: {
+  brokers: string[];
+  clientId: string;
+  groupId: string;
+  topic: string;
+  /** Exclusive end per partition; partitions absent here are not read. */
+  ends: ReadonlyMap<number, bigint>;
+  /**
+   * Where to start per partition instead of the group's committed position
+   * (a throw-away group that commits nothing). Committing a position first
+   * costs kafkajs a whole group join (admin.setOffsets); a seek costs nothing.
+   */
+  starts?: ReadonlyMap<number, bigint>;
+  /** Partitions already at their end (nothing to read). */
+  finished?: ReadonlySet<number>;
+  sessionTimeoutMs?: number;
+  /** How many partitions' batches `handle` may work on at once (default 1); batches of one partition always come in order. */
+  concurrency?: number;
+  logger?: Logger;
+  handle(batch: WindowBatch, heartbeat: () => Promise<void>): Promise<void>;
+}): Promise<WindowReader> {
+  const kafka = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: options.logger });
+  const sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000;
+  const consumer = kafka.consumer({
+    groupId: options.groupId,
+    allowAutoTopicCreation: false,
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+    sessionTimeout: sessionTimeoutMs,
+    heartbeatInterval: Math.max(500, Math.floor(sessionTimeoutMs / 10)),
+    maxBytesPerPartition: 1_048_576,
+  });
+  const pending = new Set([...options.ends.keys()].filter((p) => !options.finished?.has(p)));
+  let settle: { resolve(): void; reject(error: unknown): void } = { resolve: () => {}, reject: () => {} };
+  const done = new Promise<void>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  let failed = false;
+  const finish = (partition: number) => {
+    if (!pending.delete(partition)) return;
+    consumer.pause([{ topic: options.topic, partitions: [partition] }]);
+    if (pending.size === 0) settle.resolve();
+  };
+  if (pending.size === 0) {
+    settle.resolve();
+    return { done, stop: async () => {} };
+  }
+  // Batches of markers only never reach eachBatch: their end still counts.
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    const end = options.ends.get(payload.partition);
+    if (payload.batchSize === 0 && end !== undefined && BigInt(payload.lastOffset) + 1n >= end) finish(payload.partition);
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic: options.topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    partitionsConsumedConcurrently: options.concurrency ?? 1,
+    eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+      const end = options.ends.get(batch.partition);
+      if (failed || end === undefined || !pending.has(batch.partition) || !isRunning() || isStale()) return;
+      const records: SourceRecord[] = [];
+      const start = options.starts?.get(batch.partition) ?? -1n;
+      for (const message of batch.messages) {
+        if (BigInt(message.offset) >= end) break;
+        if (BigInt(message.offset) < start) continue;
+        const headers: Record<string, string | undefined> = {};
+        for (const [name, value] of Object.entries(message.headers ?? {})) {
+          const first = Array.isArray(value) ? value[0] : value;
+          headers[name] = first === undefined ? undefined : String(first);
+        }
+        records.push({ topic: batch.topic, partition: batch.partition, offset: message.offset, key: message.key, value: message.value, headers, timestampMs: Number(message.timestamp) });
+      }
+      const covered = BigInt(batch.lastOffset()) + 1n;
+      const next = covered < end ? covered : end;
+      try {
+        await options.handle({ partition: batch.partition, records, next: next.toString() }, heartbeat);
+      } catch (error) {
+        failed = true;
+        settle.reject(error);
+        return;
+      }
+      if (next >= end) finish(batch.partition);
+    },
+  });
+  // Applied by kafkajs at the first fetch after the group is joined.
+  for (const [partition, offset] of options.starts ?? []) if (pending.has(partition)) consumer.seek({ topic: options.topic, partition, offset: offset.toString() });
+  return {
+    done,
+    async stop() {
+      await consumer.disconnect().catch(() => {});
+    },
+  };
+}
+
+/** Deletes consumer groups that have no members (a throw-away reader's, once done); missing groups are ignored. */
+export async function deleteGroups(brokers: string[], groupIds: readonly string[], clientId = 'sluice-admin'): Promise<void> {
+  const admin = createKafka({ brokers, clientId }).admin();
+  await admin.connect();
+  try {
+    await admin.deleteGroups([...groupIds]).catch(() => {});
+  } finally {
+    await admin.disconnect();
+  }
+}

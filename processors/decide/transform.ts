@@ -20,20 +20,56 @@ export interface DecideContext<P> extends Clock {
   reviewDecision: string;
   /** This stage's own current view of the control topic's model kill switch. */
   killSwitchOn: boolean;
+  /**
+   * Set when a replay re-decides (processors/replay): the decision names the
+   * replay and carries the version it gives the event, above every earlier one.
+   */
+  replay?: { id: string; decisionVersion(eventId: string): number };
+}
+
+/** What a scored record may carry of the challenger (absent from records written before the contract had it). */
+interface ShadowFields {
+  shadow_model_version?: string | null;
+  shadow_score?: number | null;
+  shadow_class_scores?: number[];
 }
 
 /** The first decision of an event; replays and human corrections carry higher versions. */
 export const FIRST_DECISION_VERSION = 1;
 
-export function decide<P>(scored: ScoredRecord<P>, ctx: DecideContext<P>): Outcome<DecisionCommon> {
-  const classScores: Record<string, number> = {};
-  scored.class_names.forEach((name, i) => {
-    classScores[name] = scored.class_scores[i] ?? 0;
+/** Class probabilities by name, and the top class, from parallel arrays. */
+function classesOf(names: readonly string[], scores: readonly number[]): { byName: Record<string, number>; top: string | null } {
+  const byName: Record<string, number> = {};
+  let top: string | null = null;
+  names.forEach((name, i) => {
+    byName[name] = scores[i] ?? 0;
+    if (top === null || byName[name]! > byName[top]!) top = name;
   });
+  return { byName, top };
+}
+
+/**
+ * What the policy would decide on the challenger's view of the record: for
+ * comparison only (the shadow-comparison query), never acted on. Null when no
+ * challenger scored it.
+ */
+function shadowDecision<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideContext<P>): string | null {
+  if (!scored.shadow_model_version || typeof scored.shadow_score !== 'number') return null;
+  const shadowClasses = scored.class_names.length > 0 ? classesOf(scored.class_names, scored.shadow_class_scores ?? []) : { byName: {}, top: null };
+  const verdict = ctx.policy.decide(
+    { eventType: scored.event_type, payload: scored.payload, score: scored.shadow_score, label: shadowClasses.top, classScores: shadowClasses.byName },
+    { killSwitchOn: ctx.killSwitchOn },
+  );
+  return verdict.decision;
+}
+
+export function decide<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideContext<P>): Outcome<DecisionCommon> {
+  const classScores = classesOf(scored.class_names, scored.class_scores).byName;
   const verdict = ctx.policy.decide(
     { eventType: scored.event_type, payload: scored.payload, score: scored.score, label: scored.label, classScores },
     { killSwitchOn: ctx.killSwitchOn },
   );
+  const shadowVersion = scored.shadow_model_version || null;
   // score and model_version are copied as received even when the policy did not
   // use them (decided_by says whether it did): analysts can still see them.
   const decision: DecisionCommon = {
@@ -45,10 +81,14 @@ export function decide<P>(scored: ScoredRecord<P>, ctx: DecideContext<P>): Outco
     score: scored.score,
     model_version: scored.model_version,
     policy_version: ctx.policy.version,
-    decision_version: FIRST_DECISION_VERSION,
+    decision_version: ctx.replay ? ctx.replay.decisionVersion(scored.event_id) : FIRST_DECISION_VERSION,
     occurred_at: scored.occurred_at,
     decided_at: ctx.now(),
     ...verdict.fields,
+    replay_id: ctx.replay?.id ?? null,
+    shadow_model_version: shadowVersion,
+    shadow_score: shadowVersion === null ? null : (scored.shadow_score ?? null),
+    shadow_decision: shadowDecision(scored, ctx),
   };
   const outputs: Emit<DecisionCommon>['outputs'] = [{ to: 'decided', value: decision }];
   if (decision.decision === ctx.reviewDecision) {

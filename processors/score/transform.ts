@@ -12,6 +12,20 @@ import { type Clock, deadLetter, type Outcome, type ScoredRecord, type Validated
 import { errorMessage } from '../../lib/errors.ts';
 import type { ModelAdapter } from '../../lib/pipeline.ts';
 
+/**
+ * `<p>.scored` as this stage writes it: the common scored record, and the
+ * challenger's view of the same record when one was scored in shadow (for
+ * comparison in ClickHouse; the decision never reads it as its own).
+ */
+export interface ShadowedScoredRecord<P = unknown> extends ScoredRecord<P> {
+  /** The challenger that scored the record; null when none did (none set, kill switch on, or it failed on the batch). */
+  shadow_model_version: string | null;
+  /** The challenger's score, read like `score`. */
+  shadow_score: number | null;
+  /** multiclass: the challenger's probability of each class, parallel to class_names; [] otherwise. */
+  shadow_class_scores: number[];
+}
+
 /** The model as the transform sees it: rows of features in, class probabilities out (row-major). */
 export interface Scorer {
   readonly version: string;
@@ -60,7 +74,7 @@ function readRow<P>(adapter: ModelAdapter<P>, probabilities: ArrayLike<number>, 
   return { score: at(best), label: classes[best]!, classScores: Array.from({ length: classes.length }, (_, i) => at(i)) };
 }
 
-export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ScoredRecord<P>>>> {
+export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ShadowedScoredRecord<P>>>> {
   const { adapter } = ctx;
   const width = adapter.output.classes.length;
   const rows: Array<ArrayLike<number> | null> = records.map((record) => {
@@ -74,7 +88,13 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
     }
   });
   const monitoredNames = [...adapter.monitoredNames];
-  const emit = (record: ValidatedRecord<P>, features: ArrayLike<number>, prediction: Prediction | null, version: string | null): Outcome<ScoredRecord<P>> => ({
+  const emit = (
+    record: ValidatedRecord<P>,
+    features: ArrayLike<number>,
+    prediction: Prediction | null,
+    version: string | null,
+    shadow: { version: string; prediction: Prediction } | null = null,
+  ): Outcome<ShadowedScoredRecord<P>> => ({
     kind: 'emit',
     eventId: record.event_id,
     outputs: [
@@ -95,6 +115,9 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
           feature_values: adapter.monitored(record.event_type, record.payload, features),
           validated_at: record.validated_at,
           scored_at: ctx.now(),
+          shadow_model_version: shadow?.version ?? null,
+          shadow_score: shadow?.prediction.score ?? null,
+          shadow_class_scores: shadow?.prediction.classScores ?? [],
         },
       },
     ],
@@ -132,7 +155,7 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
     }
   }
 
-  if (ctx.shadow) await scoreShadow(ctx.shadow, adapter, records, rows, predictions);
+  const shadows = ctx.shadow ? await scoreShadow(ctx.shadow, adapter, records, rows, predictions) : null;
 
   return records.map((record, i) => {
     const row = rows[i];
@@ -140,32 +163,41 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
     const prediction = predictions.get(i);
     if (prediction === undefined) return failed(record, 'no prediction for this row');
     if (typeof prediction === 'string') return failed(record, prediction);
-    return emit(record, row, prediction, scorer.version);
+    const shadow = shadows?.predictions.get(i);
+    return emit(record, row, prediction, scorer.version, shadow && shadows ? { version: shadows.version, prediction: shadow } : null);
   });
 }
 
-/** Scores the rows the champion scored with the challenger and reports both; never throws. */
+/**
+ * Scores the rows the champion scored with the challenger, reports both, and
+ * returns the challenger's predictions by record index; null when it failed on
+ * the batch (it is all or nothing: a batch is compared whole). Never throws.
+ */
 async function scoreShadow<P>(
   shadow: NonNullable<ScoreContext<P>['shadow']>,
   adapter: ModelAdapter<P>,
   records: Array<ValidatedRecord<P>>,
   rows: Array<ArrayLike<number> | null>,
   predictions: Map<number, Prediction | string>,
-): Promise<void> {
+): Promise<{ version: string; predictions: Map<number, Prediction> } | null> {
   const scored = [...predictions].flatMap(([index, prediction]) => (typeof prediction === 'string' ? [] : [{ index, champion: prediction.score }]));
-  if (scored.length === 0) return;
+  if (scored.length === 0) return null;
   try {
     const width = adapter.output.classes.length;
     const result = await shadow.scorer.predict(scored.map(({ index }) => rows[index]!));
     if (result.length !== scored.length * width) throw new Error(`challenger returned ${result.length} values for ${scored.length} rows of ${width} classes`);
     const scores: ShadowReport['scores'] = [];
+    const byIndex = new Map<number, Prediction>();
     scored.forEach(({ index, champion }, j) => {
       const prediction = readRow(adapter, result, j * width);
       if (typeof prediction === 'string') throw new Error(prediction);
       scores.push({ eventId: records[index]!.event_id, champion, challenger: prediction.score });
+      byIndex.set(index, prediction);
     });
     shadow.report({ version: shadow.scorer.version, scores });
+    return { version: shadow.scorer.version, predictions: byIndex };
   } catch (error) {
     shadow.failed(error);
+    return null;
   }
 }

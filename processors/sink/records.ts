@@ -23,6 +23,10 @@ export interface CommonScored extends Omit<ScoredRecord, 'payload' | 'label' | '
   label?: string | null;
   class_names?: string[];
   class_scores?: number[];
+  /** The challenger scored in shadow; absent from records written before the contract had it. */
+  shadow_model_version?: string | null;
+  shadow_score?: number | null;
+  shadow_class_scores?: number[];
 }
 
 /** `decided_by` is read as a text, whatever it holds; the pipeline's own fields follow the common ones. */
@@ -31,7 +35,14 @@ export interface CommonDecision extends Omit<DecisionRecord, 'decided_by'> {
   readonly [field: string]: unknown;
 }
 
-const COMMON_DECISION_FIELDS: ReadonlySet<string> = new Set(DECISION_COMMON_FIELDS);
+/**
+ * Optional fields every pipeline's decided contract carries after its own
+ * (replays and shadow scoring); the sink keeps them in columns of their own,
+ * not among the pipeline's fields. Absent from records written before them.
+ */
+export const DECISION_TRAILING_FIELDS = ['replay_id', 'shadow_model_version', 'shadow_score', 'shadow_decision'] as const;
+
+const COMMON_DECISION_FIELDS: ReadonlySet<string> = new Set([...DECISION_COMMON_FIELDS, ...DECISION_TRAILING_FIELDS]);
 
 /** True when a decoded value can be read as a record of the common contract (an object with an event id). */
 export const hasEventId = (value: unknown): value is { event_id: string } =>

@@ -84,7 +84,7 @@ export function scoredRows(pipeline: string, value: CommonScored, source: Source
   if (score === null) return;
   const classes = parallelArrays(value.class_names, value.class_scores);
   const features = parallelArrays(value.feature_names, value.feature_values);
-  rows.modelOutputs.push({
+  const row = {
     pipeline,
     event_id: value.event_id,
     model_version: value.model_version ?? 'unknown',
@@ -98,8 +98,25 @@ export function scoredRows(pipeline: string, value: CommonScored, source: Source
     scored_at_ms: ms(value.scored_at),
     kafka_partition: source.partition,
     kafka_offset: Number(source.offset),
+  };
+  rows.modelOutputs.push(row);
+  // The challenger's view of the same event: a second row, keyed by its own version.
+  const shadowScore = value.shadow_score;
+  if (!value.shadow_model_version || typeof shadowScore !== 'number' || !Number.isFinite(shadowScore)) return;
+  const shadowClasses = parallelArrays(classes.names, value.shadow_class_scores);
+  const top = shadowClasses.values.reduce((best, p, i) => (p > (shadowClasses.values[best] ?? -1) ? i : best), 0);
+  rows.modelOutputs.push({
+    ...row,
+    model_version: value.shadow_model_version,
+    score: shadowScore,
+    label: shadowClasses.names.length > 0 ? shadowClasses.names[top]! : '',
+    class_names: shadowClasses.names,
+    class_scores: shadowClasses.values,
   });
 }
+
+/** A nullable text as ClickHouse keeps it: '' for none. */
+const text = (value: unknown): string => (typeof value === 'string' ? value : '');
 
 export function decidedRows(pipeline: string, value: CommonDecision, source: SourceRecord, rows: TableRows): void {
   const extra = extraFields(value);
@@ -128,6 +145,10 @@ export function decidedRows(pipeline: string, value: CommonDecision, source: Sou
     decided_at_ms: ms(value.decided_at),
     extra_names: extra.names,
     extra_values: extra.values,
+    replay_id: text(value.replay_id),
+    shadow_model_version: text(value.shadow_model_version),
+    shadow_score: typeof value.shadow_score === 'number' && Number.isFinite(value.shadow_score) ? value.shadow_score : 0,
+    shadow_decision: text(value.shadow_decision),
     kafka_partition: source.partition,
     kafka_offset: Number(source.offset),
   });

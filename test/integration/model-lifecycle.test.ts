@@ -233,8 +233,22 @@ describe('model lifecycle on a running pipeline', () => {
     const records = await scoredOf(await produce(20));
     assert.ok(records.every((r) => r.model_version === champion), 'the champion scores every record');
     await assertScoredByNamedVersion(records);
+    // The challenger's view travels on the scored record, beside the champion's.
+    for (const record of records as Array<ScoredRecord<SignupPayload> & { shadow_model_version: string | null; shadow_score: number | null }>) {
+      assert.equal(record.shadow_model_version, DRILL, record.event_id);
+      assert.ok(Math.abs(record.shadow_score! - (1 - record.score!)) < 1e-6, `${record.event_id}: shadow ${record.shadow_score}, champion ${record.score}`);
+    }
     const decisions = await decided.until('their decisions', (messages) => records.every((r) => messages.some((m) => m.value.event_id === r.event_id)));
     assert.ok(records.every((r) => decisions.find((m) => m.value.event_id === r.event_id)!.value.model_version === champion), 'the champion alone decides');
+    // What the policy would have decided on the drill's score is recorded, never acted on.
+    for (const record of records) {
+      const decision = decisions.find((m) => m.value.event_id === record.event_id)!.value as DecisionRecord & { shadow_decision: string | null; shadow_model_version: string | null };
+      assert.equal(decision.shadow_model_version, DRILL);
+      const shadowScore = 1 - record.score!;
+      // The shipped policy (0.9 block, 0.5 review, enterprise never blocked); a disposable domain is blocked by rule whatever the score.
+      const expected = decision.decided_by === 'rule' ? 'block' : shadowScore >= 0.9 ? (record.payload.plan === 'enterprise' ? 'review' : 'block') : shadowScore >= 0.5 ? 'review' : 'approve';
+      assert.equal(decision.shadow_decision, expected, `${record.event_id}: shadow score ${shadowScore}`);
+    }
 
     // The drill scores 1 - s where the champion scores s: each shadow difference is |1 - 2s|.
     const after = await metrics();
@@ -256,15 +270,44 @@ describe('model lifecycle on a running pipeline', () => {
     const decidedBy = countBy(decidedIds.map((m) => m.value.model_version));
     assert.deepEqual(decidedBy, scoredBy, 'each decision names the version that scored its event');
 
+    // One row per event and version that scored it: the champion's, and the challenger's where one shadowed it.
+    type Shadowed = { shadow_model_version?: string | null };
+    const shadowed = scored.messages.filter((m) => (m.value as Shadowed).shadow_model_version);
+    assert.ok(shadowed.length >= 20 && shadowed.every((m) => (m.value as Shadowed).shadow_model_version === DRILL));
+    const rowsBy = { ...scoredBy, [DRILL]: (scoredBy[DRILL] ?? 0) + shadowed.length };
     const outputs = await waitFor('ClickHouse model_outputs to match the scored topic', async () => {
       const rows = await queryRows<{ model_version: string; n: string }>(
         clickhouse,
         `SELECT model_version, count() AS n FROM sluice.model_outputs FINAL WHERE pipeline = ${quote(instance.name)} GROUP BY model_version`,
       );
       const got = Object.fromEntries(rows.map((r) => [r.model_version, Number(r.n)]));
-      return JSON.stringify(Object.entries(got).sort()) === JSON.stringify(Object.entries(scoredBy).sort()) ? got : false;
+      return JSON.stringify(Object.entries(got).sort()) === JSON.stringify(Object.entries(rowsBy).sort()) ? got : false;
     });
-    assert.deepEqual(outputs, scoredBy);
+    assert.deepEqual(outputs, rowsBy);
+    const shadowRows = await queryRows<{ event_id: string; score: number }>(
+      clickhouse,
+      `SELECT event_id, score FROM sluice.model_outputs FINAL WHERE pipeline = ${quote(instance.name)} AND model_version = ${quote(DRILL)}`,
+    );
+    for (const message of shadowed) {
+      const row = shadowRows.find((r) => r.event_id === message.value.event_id);
+      assert.ok(row && Math.abs(Number(row.score) - (1 - message.value.score!)) < 1e-6, `the challenger's row of ${message.value.event_id}`);
+    }
+    // The documented comparison: per hour, the events both scored, how often their decisions agree, how far their scores are.
+    const shadowDecided = decidedIds.filter((m) => (m.value as Shadowed).shadow_model_version === DRILL);
+    const agreeing = shadowDecided.filter((m) => m.value.decision === (m.value as { shadow_decision?: string }).shadow_decision).length;
+    const differences = shadowDecided.map((m) => Math.abs(1 - 2 * m.value.score!)).sort((a, b) => a - b);
+    const comparison = await waitFor('the shadow comparison to count every shadowed decision', async () => {
+      const rows = await runDocumentedQuery(clickhouse, 'shadow-comparison', { pipeline: instance.name, days: 1 });
+      return rows.reduce((n, row) => n + Number(row.events), 0) === shadowDecided.length ? rows : false;
+    });
+    assert.deepEqual(
+      comparison.map((row) => [row.champion_version, row.challenger_version]),
+      comparison.map(() => [champion, DRILL]),
+    );
+    assert.equal(comparison.reduce((n, row) => n + Number(row.agreeing), 0), agreeing);
+    assert.ok(agreeing < shadowDecided.length, 'the inverted drill disagrees with the champion');
+    const maxDifference = Math.max(...comparison.map((row) => Number(row.max_difference)));
+    assert.ok(Math.abs(maxDifference - differences.at(-1)!) < 1e-5, `max difference ${maxDifference}, expected ${differences.at(-1)}`);
     const mix = await waitFor('the decision mix to count every decision', async () => {
       const rows = await runDocumentedQuery(clickhouse, 'decision-mix', { pipeline: instance.name, days: 1 });
       return rows.reduce((n, row) => n + Number(row.events), 0) === decidedIds.length ? rows : false;

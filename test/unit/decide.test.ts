@@ -230,6 +230,10 @@ describe('decide: records', () => {
       decision_version: 1,
       occurred_at: 1_767_225_000_000,
       decided_at: NOW_MS,
+      replay_id: null,
+      shadow_model_version: null,
+      shadow_score: null,
+      shadow_decision: null,
     });
   });
 
@@ -295,6 +299,10 @@ describe('decide: records', () => {
       'decided_at',
       'queue',
       'priority',
+      'replay_id',
+      'shadow_model_version',
+      'shadow_score',
+      'shadow_decision',
     ]);
     assert.equal(decision.pipeline, 'p');
     assert.equal(decision.decision, 'escalate');

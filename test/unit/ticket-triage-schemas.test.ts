@@ -41,11 +41,12 @@ describe('ticket-triage Avro contracts', () => {
     ]);
     assert.deepEqual(
       fields('scored').map((f) => f.name),
-      ['event_id', 'event_type', 'occurred_at', 'source', 'payload', 'score', 'label', 'class_names', 'class_scores', 'model_version', 'feature_names', 'feature_values', 'validated_at', 'scored_at'],
+      ['event_id', 'event_type', 'occurred_at', 'source', 'payload', 'score', 'label', 'class_names', 'class_scores', 'model_version', 'feature_names', 'feature_values', 'validated_at', 'scored_at', 'shadow_model_version', 'shadow_score', 'shadow_class_scores'],
     );
-    const decision = ['event_id', 'pipeline', 'decision', 'decided_by', 'reasons', 'score', 'model_version', 'policy_version', 'decision_version', 'occurred_at', 'decided_at', 'queue', 'priority'];
+    const decision = ['event_id', 'pipeline', 'decision', 'decided_by', 'reasons', 'score', 'model_version', 'policy_version', 'decision_version', 'occurred_at', 'decided_at', 'queue', 'priority', 'replay_id', 'shadow_model_version', 'shadow_score', 'shadow_decision'];
     assert.deepEqual(fields('decided').map((f) => f.name), decision);
-    assert.deepEqual(fields('review').map((f) => f.name), [...decision, 'payload']);
+    // The review record carries the decision a reviewer needs, not the replay and shadow fields.
+    assert.deepEqual(fields('review').map((f) => f.name), [...decision.slice(0, 13), 'payload']);
     assert.deepEqual(fields('decided').find((f) => f.name === 'decided_by')!.type, { type: 'enum', name: 'DecidedBy', namespace: 'sluice', symbols: ['model', 'rule', 'human', 'fallback'] });
     for (const topic of ['scored', 'decided'] as const) {
       for (const name of ['score', 'model_version']) assert.deepEqual(fields(topic).find((f) => f.name === name)!.default, null, `${topic}.${name}`);
@@ -86,8 +87,12 @@ describe('ticket-triage Avro contracts', () => {
       feature_values: ticketTriage.model.monitored(ticketEvent.eventType, ticketEvent.payload, ticketTriage.model.features(ticketEvent.eventType, ticketEvent.payload)),
       scored_at: ticketEvent.occurredAtMs + 9,
     };
-    assert.deepEqual(plain(roundTrip('scored', scored)), plain(scored));
-    const decision: DecisionRecord = {
+    // Fields added later read their defaults from a record that does not set them (BACKWARD compatible).
+    const shadowless = { shadow_model_version: null, shadow_score: null, shadow_class_scores: [] };
+    assert.deepEqual(plain(roundTrip('scored', scored)), plain({ ...scored, ...shadowless }));
+    const shadowed = { ...scored, shadow_model_version: 'ticket-triage-next', shadow_score: 0.6, shadow_class_scores: [0.6, 0.2, 0.1, 0.05, 0.05] };
+    assert.deepEqual(plain(roundTrip('scored', shadowed)), plain(shadowed));
+    const decision: DecisionRecord & Record<string, unknown> = {
       event_id: scored.event_id,
       pipeline: 'ticket-triage',
       decision: 'review',
@@ -101,10 +106,15 @@ describe('ticket-triage Avro contracts', () => {
       decided_at: scored.scored_at + 1,
       queue: 'billing',
       priority: 'P3',
+      replay_id: null,
+      shadow_model_version: null,
+      shadow_score: null,
+      shadow_decision: null,
     };
     assert.deepEqual(plain(roundTrip('decided', decision)), plain(decision));
-    const review: ReviewRecord = { ...decision, payload: documentEvent.payload };
-    assert.deepEqual(plain(roundTrip('review', review)), plain(review));
+    const { replay_id: _r, shadow_model_version: _v, shadow_score: _s, shadow_decision: _d, ...reviewed } = decision;
+    const review: ReviewRecord = { ...(reviewed as DecisionRecord), payload: documentEvent.payload };
+    assert.deepEqual(plain(roundTrip('review', { ...review, replay_id: null })), plain(review));
   });
 
   it('refuse a payload with neither or a wrongly typed branch', () => {
