@@ -1,5 +1,5 @@
 /** Shared helpers for tests against the real local stack. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { NODE_FLAGS, SLUICE_BIN } from '../cli/processes.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
@@ -40,4 +40,28 @@ export async function waitFor<T>(
 /** Runs `sluice <args>` to completion: its exit status, stdout and stderr. */
 export function sluiceSync(args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+}
+
+/** A `sluice` child process: how it ended (exit code, or the signal that ended it), its output, and how long it ran. */
+export interface SluiceRun {
+  exited: Promise<{ status: number | string; stdout: string; stderr: string; ms: number }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Runs `sluice <args>` without blocking this process: the test's own consumers keep heartbeating meanwhile. */
+export function sluiceAsync(args: string[], env: Record<string, string> = {}): SluiceRun {
+  const started = Date.now();
+  const child = spawn(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<{ status: number | string; stdout: string; stderr: string; ms: number }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ status: code ?? signal ?? 'unknown', stdout, stderr, ms: Date.now() - started })),
+  );
+  return { exited, kill: (signal = 'SIGKILL') => child.kill(signal) };
 }

@@ -5,13 +5,11 @@
  * with history on the control topic.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pipelineTopics, registerPipelineSchemas } from '../../cli/pipeline.ts';
-import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
 import { deleteTopics, ensureTopics, setTopicConfig } from '../../connectors/kafka/admin.ts';
 import { SchemaCatalog } from '../../connectors/registry/registry.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
@@ -19,7 +17,7 @@ import { pipelineTopicNames } from '../../lib/contracts.ts';
 import { KILL_SWITCH_MODEL, writeControl } from '../../processors/runtime/control.ts';
 import type { DecisionCommon } from '../../processors/decide/transform.ts';
 import { generateSignups } from '../../pipelines/signup-risk/generator.ts';
-import { connections, uniqueName, waitFor } from '../helpers.ts';
+import { connections, sluiceAsync, uniqueName, waitFor } from '../helpers.ts';
 import { PipelineInstance } from '../pipeline-harness.ts';
 
 /** A valid signup event whose referral code (unbounded by the contract) makes it about `bytes` long. */
@@ -197,25 +195,13 @@ describe('reliability', () => {
   });
 });
 
-/** Runs `sluice <args>` and resolves with its exit code, stderr and how long it took. */
-function runSluice(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string; ms: number }> {
-  const started = Date.now();
-  const child = spawn(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { env: { ...process.env, SLUICE_METRICS_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  let stdout = '';
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  return new Promise((resolve) => {
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr, stdout, ms: Date.now() - started });
-    });
-  });
+/** Runs `sluice <args>` (metrics off unless `env` says otherwise) and resolves with its exit code, output and how long it took. */
+async function runSluice(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string; ms: number }> {
+  const run = sluiceAsync(args, { SLUICE_METRICS_PORT: '0', ...env });
+  const timer = setTimeout(() => run.kill(), 90_000);
+  const { status, ...result } = await run.exited;
+  clearTimeout(timer);
+  return { ...result, code: typeof status === 'number' ? status : null };
 }
 
 describe('start-up that cannot work', () => {

@@ -10,11 +10,10 @@
  * the window must be the one that instance made.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { NODE_FLAGS, SLUICE_BIN, spawnSink, type StageProcess } from '../../cli/processes.ts';
+import { spawnSink, type StageProcess } from '../../cli/processes.ts';
 import { runDocumentedQuery } from '../../connectors/clickhouse/analytics.ts';
 import { createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
@@ -23,32 +22,14 @@ import { MODELS_ROOT } from '../../connectors/onnx/model.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
 import { envelopeBytes, generateSignups } from '../../pipelines/signup-risk/generator.ts';
 import type { DecisionRecord } from '../../pipelines/signup-risk/types.ts';
-import { connections, sluiceSync, uniqueName, waitFor } from '../helpers.ts';
+import { connections, sluiceAsync, sluiceSync, uniqueName, waitFor } from '../helpers.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 
 const KIND = 'signup-risk';
 const DRILL = 'signup-risk-drill-inverted';
 type Decision = DecisionRecord & { replay_id: string | null };
 
-/**
- * `sluice <args>` as a child process, without blocking this process: the
- * collectors' consumers must keep heartbeating while a replay runs.
- */
-function sluice(args: string[], env: Record<string, string>): { exited: Promise<{ status: number | string; stdout: string; stderr: string }>; kill(): void } {
-  const child = spawn(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<{ status: number | string; stdout: string; stderr: string }>((resolve) =>
-    child.once('close', (code, signal) => resolve({ status: code ?? signal ?? 'unknown', stdout, stderr })),
-  );
-  return { exited, kill: () => child.kill('SIGKILL') };
-}
+const sluice = sluiceAsync;
 
 describe('the drill: promote a bad model, roll back, replay the window', () => {
   let champion: string;

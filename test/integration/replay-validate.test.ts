@@ -5,29 +5,16 @@
  * replay are decided live, once, and not by the replay.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { NODE_FLAGS, SLUICE_BIN } from '../../cli/processes.ts';
 import { envelopeBytes, generateSignups } from '../../pipelines/signup-risk/generator.ts';
 import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import type { DecisionRecord } from '../../pipelines/signup-risk/types.ts';
-import { uniqueName } from '../helpers.ts';
+import { sluiceAsync, uniqueName } from '../helpers.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 
 type Decision = DecisionRecord & { replay_id: string | null };
 
-function sluice(args: string[]): Promise<{ status: number | string; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [...NODE_FLAGS, SLUICE_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => child.once('close', (code, signal) => resolve({ status: code ?? signal ?? 'unknown', stdout, stderr })));
-}
+const sluice = (args: string[]) => sluiceAsync(args).exited;
 
 describe('replay from the validate stage while live traffic flows', () => {
   let instance: PipelineInstance;
