@@ -24,7 +24,14 @@ registerPipelineCommands(program);
 registerDemoCommand(program);
 registerClickHouseCommands(program);
 registerModelCommands(program);
-(await import('../cli/replay.ts')).registerReplayCommand(program);
+// The services and tools (HTTP servers, PDF extraction, replay, monitor) are
+// loaded for every command but the long-running processors, which keep them
+// out of their memory.
+const PROCESSOR_COMMANDS = new Set(['run', 'sink']);
+if (!PROCESSOR_COMMANDS.has(process.argv[2] ?? '')) {
+  (await import('../cli/review.ts')).registerReviewCommands(program);
+  (await import('../cli/replay.ts')).registerReplayCommand(program);
+}
 
 try {
   await program.parseAsync(process.argv);

@@ -1,7 +1,7 @@
 /**
  * The layering of the tree, read from the import statements of every source
- * file under lib, connectors, processors, pipelines and cli:
- * lib < connectors < processors < cli; a pipeline's folder stands on lib alone
+ * file under lib, connectors, processors, review, pipelines and cli:
+ * lib < connectors < processors, review < cli; a pipeline's folder stands on lib alone
  * and is reached only through pipelines/registry.ts; each third-party client
  * is imported by its one adapter, so swapping it touches one folder.
  */
@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import ts from 'typescript';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const SCANNED = ['lib', 'connectors', 'processors', 'pipelines', 'cli'];
+const SCANNED = ['lib', 'connectors', 'processors', 'review', 'pipelines', 'cli'];
 
 interface Import {
   /** The importing file, relative to the repository root (forward slashes). */
@@ -74,8 +74,10 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   lib: [],
   connectors: ['lib'],
   processors: ['lib', 'connectors'],
+  // Services beside the processors: the review service serves every registered pipeline.
+  review: ['lib', 'connectors', 'pipelines/registry'],
   // deploy/local is the local stack the CLI starts and stops; pipelines only through their registry.
-  cli: ['lib', 'connectors', 'processors', 'pipelines/registry', 'deploy'],
+  cli: ['lib', 'connectors', 'processors', 'review', 'pipelines/registry', 'deploy'],
 };
 
 function layerAllows(from: string, to: string): boolean {
