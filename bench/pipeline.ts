@@ -11,7 +11,7 @@
  * Every stage is its own process, as in production. Throughput is records over
  * the time from the stage's first commit to its last (start-up excluded).
  *
- *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--json FILE] [--modes-only]
+ *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--partitions N] [--json FILE] [--modes-only]
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -40,6 +40,8 @@ const { values: args } = parseArgs({
     'latency-seconds': { type: 'string', default: '20' },
     /** The pipeline whose stages (c) and (d) measure; (a) and (b) are the same for every pipeline. */
     pipeline: { type: 'string', default: 'signup-risk' },
+    /** Partitions of every topic (the input partitions each stage process serves); default SLUICE_TOPIC_PARTITIONS or 3. */
+    partitions: { type: 'string' },
     /** Only (d) and (e), the two modes: for iterating on latency. */
     'modes-only': { type: 'boolean', default: false },
   },
@@ -48,6 +50,8 @@ const EVENTS = Number(args.events);
 const plugin = pipelineByName(args.pipeline).plugin;
 const RUNS = Number(args.runs);
 const MODES_ONLY = args['modes-only'];
+const topicEnv = args.partitions === undefined ? process.env : { ...process.env, SLUICE_TOPIC_PARTITIONS: args.partitions };
+const PARTITIONS = pipelineTopics('bench', topicEnv)[0]!.partitions;
 const LATENCY_SECONDS = Number(args['latency-seconds']);
 const connections = connectionsFromEnv();
 const brokers = connections.kafkaBrokers;
@@ -66,7 +70,7 @@ interface Throughput {
 /** A fresh pipeline instance of its own: topics and subjects. */
 async function freshInstance(label: string): Promise<string> {
   const name = `${plugin.kind}-bench-${label}-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
-  await ensureTopics(brokers, pipelineTopics(name));
+  await ensureTopics(brokers, pipelineTopics(name, topicEnv));
   await registerPipelineSchemas(name, connections.schemaRegistryUrl);
   return name;
 }
@@ -407,6 +411,7 @@ const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
 const summary = {
   events: EVENTS,
   runs: RUNS,
+  partitions: PARTITIONS,
   passthrough: { events_per_s: pick((r) => r.passthrough.events_per_s), spread: spread((r) => r.passthrough.events_per_s) },
   chain: { events_per_s: pick((r) => r.chain.events_per_s), spread: spread((r) => r.chain.events_per_s) },
   stages: Object.fromEntries(
@@ -454,7 +459,7 @@ function fixedRows(): Array<[string, string]> {
   ]),
   ];
 }
-process.stdout.write(`\nsluice benchmark: ${plugin.kind}, ${EVENTS} events, median of ${RUNS} run(s)${RUNS > 1 ? ' [lowest–highest]' : ''}, ratios taken within each run\n`);
+process.stdout.write(`\nsluice benchmark: ${plugin.kind}, ${EVENTS} events, ${PARTITIONS} partition(s) per topic, median of ${RUNS} run(s)${RUNS > 1 ? ' [lowest–highest]' : ''}, ratios taken within each run\n`);
 for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(30)} ${value}\n`);
 if (args.json) {
   writeFileSync(args.json, `${JSON.stringify(summary, null, 2)}\n`);
