@@ -11,6 +11,7 @@ import { registerDemoCommand } from '../cli/demo.ts';
 import { registerModelCommands } from '../cli/model.ts';
 import { registerPipelineCommands } from '../cli/pipeline.ts';
 import { registerStackCommands } from '../cli/stack.ts';
+import { registerStatusCommand } from '../cli/status.ts';
 import { errorMessage, isSluiceError } from '../lib/errors.ts';
 
 const program = new Command()
@@ -24,6 +25,7 @@ registerPipelineCommands(program);
 registerDemoCommand(program);
 registerClickHouseCommands(program);
 registerModelCommands(program);
+registerStatusCommand(program);
 // The services and tools (HTTP servers, PDF extraction, replay, monitor) are
 // loaded for every command but the long-running processors, which keep them
 // out of their memory.

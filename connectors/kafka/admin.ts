@@ -198,6 +198,10 @@ export interface AdminSession {
   partitionWatermarks(topic: string): Promise<PartitionWatermarks[]>;
   /** The group's state as the coordinator reports it (`Stable`, `PreparingRebalance`, `Empty`, `Dead`, …); undefined if it reports none. */
   groupState(groupId: string): Promise<string | undefined>;
+  /** The group's state and how many members it has now (the running instances of a stage). */
+  groupMembers(groupId: string): Promise<{ state: string | undefined; members: number }>;
+  /** Per partition, the offset of the first record at or after `timestampMs` (the high watermark when there is none). */
+  offsetsAt(topic: string, timestampMs: number): Promise<TopicPartitionOffset[]>;
   /** Rewinds the group to the start of every partition of `topics`; the group must have no active members. */
   resetOffsetsToEarliest(groupId: string, topics: readonly string[]): Promise<void>;
   close(): Promise<void>;
@@ -218,6 +222,14 @@ export async function openAdmin(brokers: string[], clientId = 'sluice-admin'): P
     async groupState(groupId) {
       const { groups } = await admin.describeGroups([groupId]);
       return groups[0]?.state;
+    },
+    async groupMembers(groupId) {
+      const { groups } = await admin.describeGroups([groupId]);
+      return { state: groups[0]?.state, members: groups[0]?.members.length ?? 0 };
+    },
+    async offsetsAt(topic, timestampMs) {
+      const offsets = await admin.fetchTopicOffsetsByTimestamp(topic, timestampMs);
+      return offsets.map(({ partition, offset }) => ({ topic, partition, offset }));
     },
     async resetOffsetsToEarliest(groupId, topics) {
       for (const topic of topics) await admin.resetOffsets({ groupId, topic, earliest: true });

@@ -1,0 +1,193 @@
+/**
+ * `sluice status [--pipeline P] [--json]`: what the person on call looks at
+ * first, per pipeline and per stage, read from Kafka (groups, offsets, the
+ * control topic) and ClickHouse (decisions and dead letters), changing nothing.
+ *
+ * - running instances: members of the stage's consumer group;
+ * - lag: offsets on the input topic the group has yet to commit, per partition
+ *   (as kafka-consumer-groups counts them: commit markers included, except the
+ *   last one a caught-up transactional reader always trails by);
+ * - records per second: records written to the stage's output topic over the
+ *   last minute (from the offsets at a timestamp; commit markers included);
+ * - the newest decision's age and the last hour's dead letters by reason, from
+ *   ClickHouse (what the sink has loaded; said so when it cannot be reached);
+ * - the mode, the kill switch, the champion and challenger, the owners.
+ */
+import type { Command } from 'commander';
+import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/client.ts';
+import { TABLES } from '../connectors/clickhouse/schema.ts';
+import { type AdminSession, openAdmin } from '../connectors/kafka/admin.ts';
+import { SchemaCatalog } from '../connectors/registry/registry.ts';
+import { type TopicSuffix, topicName } from '../lib/contracts.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { createLogger, type Logger } from '../lib/log.ts';
+import type { PipelineInstance } from '../lib/pipeline.ts';
+import { type Connections, connectionsFromEnv } from '../lib/settings.ts';
+import { listPipelines, pipelineByName } from '../pipelines/registry.ts';
+import { aliasSetting, type ControlState, readControl } from '../processors/runtime/control.ts';
+import { currentMode, groupIdOf, type PipelineMode } from '../processors/runtime/modes.ts';
+import type { ProcessName } from '../processors/runtime/stage.ts';
+import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
+
+const RATE_WINDOW_MS = 60_000;
+
+/** Each process of a mode: the topic it reads and the one its progress is measured on. */
+const PROCESSES: Record<PipelineMode, ReadonlyArray<{ name: ProcessName; input: TopicSuffix; output: TopicSuffix }>> = {
+  independent: [
+    { name: 'validate', input: 'raw', output: 'validated' },
+    { name: 'score', input: 'validated', output: 'scored' },
+    { name: 'decide', input: 'scored', output: 'decided' },
+  ],
+  colocated: [{ name: 'all', input: 'raw', output: 'decided' }],
+};
+
+export interface StageStatus {
+  stage: ProcessName;
+  group: string;
+  /** The group's state: Stable, Empty (no instance running), PreparingRebalance, … */
+  state: string;
+  instances: number;
+  lag: { total: number; partitions: Array<{ partition: number; lag: number }> };
+  /** Records written to its output topic per second, over the last minute. */
+  out_per_s: number;
+}
+
+export interface PipelineStatus {
+  pipeline: string;
+  kind: string;
+  mode: PipelineMode;
+  kill_switch: 'on' | 'off';
+  models: { champion: string | null; challenger: string | null };
+  owners: { team: string; oncall: string; runbook: string };
+  stages: StageStatus[];
+  /** From ClickHouse; null with `clickhouse_error` set when it could not be asked. */
+  newest_decision_age_s: number | null;
+  dead_letters_last_hour: Record<string, number> | null;
+  clickhouse_error: string | null;
+}
+
+/** A caught-up transactional reader trails the end by the last commit marker: that one is not lag. */
+function lagOf(committed: bigint, low: bigint, high: bigint): number {
+  const from = committed < 0n ? low : committed;
+  const behind = high - from;
+  return behind <= 1n ? 0 : Number(behind);
+}
+
+async function stageStatus(admin: AdminSession, pipeline: string, process: { name: ProcessName; input: TopicSuffix; output: TopicSuffix }, now: number): Promise<StageStatus> {
+  const group = groupIdOf(pipeline, process.name);
+  const input = topicName(pipeline, process.input);
+  const output = topicName(pipeline, process.output);
+  const [{ state, members }, committed, ends, outEnds, outThen] = await Promise.all([
+    admin.groupMembers(group),
+    admin.committedOffsets(group, [input]),
+    admin.partitionWatermarks(input),
+    admin.partitionWatermarks(output),
+    admin.offsetsAt(output, now - RATE_WINDOW_MS),
+  ]);
+  const partitions = [...ends].sort((a, b) => a.partition - b.partition).map((end) => {
+    const offset = BigInt(committed.find((c) => c.partition === end.partition)?.offset ?? '-1');
+    return { partition: end.partition, lag: lagOf(offset, BigInt(end.low), BigInt(end.high)) };
+  });
+  let written = 0n;
+  for (const end of outEnds) {
+    const then = BigInt(outThen.find((o) => o.partition === end.partition)?.offset ?? end.high);
+    if (BigInt(end.high) > then) written += BigInt(end.high) - then;
+  }
+  return {
+    stage: process.name,
+    group,
+    state: state ?? 'Unknown',
+    instances: members,
+    lag: { total: partitions.reduce((sum, p) => sum + p.lag, 0), partitions },
+    out_per_s: Math.round((Number(written) / (RATE_WINDOW_MS / 1000)) * 10) / 10,
+  };
+}
+
+async function fromClickHouse(pipeline: string, connections: Connections, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'clickhouse_error'>> {
+  const client = createClickHouse({ url: connections.clickhouseUrl, ...clickhouseCredentialsFromEnv() });
+  try {
+    const [newest] = await queryRows<{ newest: string }>(client, `SELECT max(decided_at_ms) AS newest FROM ${TABLES.decisions} WHERE pipeline = ${quote(pipeline)}`);
+    const hourAgo = now - 3_600_000;
+    const letters = await queryRows<{ reason: string; letters: string }>(
+      client,
+      `SELECT reason, count() AS letters FROM ${TABLES.deadLetters} WHERE pipeline = ${quote(pipeline)} AND failed_at_ms >= ${hourAgo} GROUP BY reason ORDER BY letters DESC, reason`,
+    );
+    const newestMs = Number(newest?.newest ?? 0);
+    return {
+      newest_decision_age_s: newestMs > 0 ? Math.max(0, Math.round((now - newestMs) / 100) / 10) : null,
+      dead_letters_last_hour: Object.fromEntries(letters.map((row) => [row.reason, Number(row.letters)])),
+      clickhouse_error: null,
+    };
+  } catch (error) {
+    return { newest_decision_age_s: null, dead_letters_last_hour: null, clickhouse_error: errorMessage(error).split('\n')[0]!.slice(0, 200) };
+  } finally {
+    await client.close();
+  }
+}
+
+export async function pipelineStatus(pipeline: PipelineInstance, deps: { admin: AdminSession; control: ControlState; connections: Connections; now: number }): Promise<PipelineStatus> {
+  const { admin, control, connections, now } = deps;
+  const mode = currentMode(control, pipeline.name);
+  const [stages, analytics] = await Promise.all([
+    Promise.all(PROCESSES[mode].map((process) => stageStatus(admin, pipeline.name, process, now))),
+    fromClickHouse(pipeline.name, connections, now),
+  ]);
+  return {
+    pipeline: pipeline.name,
+    kind: pipeline.plugin.kind,
+    mode,
+    kill_switch: control.killSwitchOn(pipeline.name) ? 'on' : 'off',
+    models: {
+      champion: control.get(pipeline.name, aliasSetting('champion'))?.value ?? null,
+      challenger: control.get(pipeline.name, aliasSetting('challenger'))?.value ?? null,
+    },
+    owners: { team: pipeline.owners.team, oncall: pipeline.owners.oncall, runbook: pipeline.owners.runbook },
+    stages,
+    ...analytics,
+  };
+}
+
+function render(status: PipelineStatus): string {
+  const models = `champion ${status.models.champion ?? '(ACTIVE)'}${status.models.challenger ? `, challenger ${status.models.challenger}` : ''}`;
+  const lines = [
+    `${status.pipeline} (${status.kind}) · ${status.mode} · kill switch ${status.kill_switch} · ${models}`,
+    `  owners: ${status.owners.team}, on call ${status.owners.oncall}, runbook ${status.owners.runbook}`,
+    `  ${'STAGE'.padEnd(9)} ${'INSTANCES'.padStart(9)} ${'STATE'.padEnd(19)} ${'LAG'.padStart(8)} ${'OUT/S'.padStart(9)}  LAG BY PARTITION`,
+    ...status.stages.map(
+      (s) =>
+        `  ${s.stage.padEnd(9)} ${String(s.instances).padStart(9)} ${s.state.padEnd(19)} ${String(s.lag.total).padStart(8)} ${String(s.out_per_s).padStart(9)}  ${s.lag.partitions.map((p) => `${p.partition}:${p.lag}`).join(' ')}`,
+    ),
+  ];
+  if (status.clickhouse_error !== null) {
+    lines.push(`  ClickHouse: not reachable (${status.clickhouse_error}); decisions and dead letters unknown`);
+  } else {
+    lines.push(`  newest decision in ClickHouse: ${status.newest_decision_age_s === null ? 'none' : `${status.newest_decision_age_s} s ago`}`);
+    const letters = Object.entries(status.dead_letters_last_hour ?? {});
+    lines.push(`  dead letters, last hour: ${letters.length === 0 ? 'none' : letters.map(([reason, n]) => `${reason} ${n}`).join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+export async function collectStatus(names: readonly string[], connections: Connections, logger: Logger): Promise<PipelineStatus[]> {
+  const control = await readControl({ brokers: connections.kafkaBrokers, catalog: new SchemaCatalog(connections.schemaRegistryUrl), clientId: 'sluice-status', logger });
+  const admin = await openAdmin(connections.kafkaBrokers, 'sluice-status');
+  try {
+    const now = Date.now();
+    return await Promise.all(names.map((name) => pipelineStatus(pipelineByName(name), { admin, control, connections, now })));
+  } finally {
+    await admin.close();
+  }
+}
+
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .description('per pipeline and stage: instances, lag, throughput, mode, kill switch, models, dead letters, owners')
+    .option('--pipeline <name>', 'one pipeline (default: every registered one)')
+    .option('--json', 'one JSON object per pipeline, in an array')
+    .action(async (options: { pipeline?: string; json?: boolean }) => {
+      const names = options.pipeline ? [options.pipeline] : listPipelines().map((plugin) => plugin.kind);
+      const statuses = await collectStatus(names, connectionsFromEnv(), createLogger({ component: 'status' }, 'warn'));
+      process.stdout.write(options.json ? `${JSON.stringify(statuses, null, 2)}\n` : `${statuses.map(render).join('\n\n')}\n`);
+    });
+}
