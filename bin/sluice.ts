@@ -8,6 +8,7 @@
 import { Command } from 'commander';
 import { registerClickHouseCommands } from '../cli/clickhouse.ts';
 import { registerDemoCommand } from '../cli/demo.ts';
+import { registerDeadLetterCommands } from '../cli/dlq.ts';
 import { registerModelCommands } from '../cli/model.ts';
 import { registerPipelineCommands } from '../cli/pipeline.ts';
 import { registerStackCommands } from '../cli/stack.ts';
@@ -26,6 +27,7 @@ registerDemoCommand(program);
 registerClickHouseCommands(program);
 registerModelCommands(program);
 registerStatusCommand(program);
+registerDeadLetterCommands(program);
 // The services and tools (HTTP servers, PDF extraction, replay, monitor) are
 // loaded for every command but the long-running processors, which keep them
 // out of their memory.

@@ -31,7 +31,8 @@ const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-async function withClickHouse<T>(use: (client: ReturnType<typeof createClickHouse>, url: string) => Promise<T>): Promise<T> {
+/** A client for the configured ClickHouse (CLICKHOUSE_URL, CLICKHOUSE_USER, CLICKHOUSE_PASSWORD), closed after `use`. */
+export async function withClickHouse<T>(use: (client: ReturnType<typeof createClickHouse>, url: string) => Promise<T>): Promise<T> {
   const url = connectionsFromEnv().clickhouseUrl;
   const { user, password } = clickhouseCredentialsFromEnv();
   const client = createClickHouse({ url, username: user, password });

@@ -14,7 +14,7 @@
  * - the mode, the kill switch, the champion and challenger, the owners.
  */
 import type { Command } from 'commander';
-import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/client.ts';
+import { type ClickHouseClient, queryRows, quote } from '../connectors/clickhouse/client.ts';
 import { TABLES } from '../connectors/clickhouse/schema.ts';
 import { type AdminSession, openAdmin } from '../connectors/kafka/admin.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
@@ -27,7 +27,7 @@ import { listPipelines, pipelineByName } from '../pipelines/registry.ts';
 import { aliasSetting, type ControlState, readControl } from '../processors/runtime/control.ts';
 import { currentMode, groupIdOf, type PipelineMode } from '../processors/runtime/modes.ts';
 import type { ProcessName } from '../processors/runtime/stage.ts';
-import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
+import { withClickHouse } from './clickhouse.ts';
 
 const RATE_WINDOW_MS = 60_000;
 
@@ -103,34 +103,35 @@ async function stageStatus(admin: AdminSession, pipeline: string, process: { nam
   };
 }
 
-async function fromClickHouse(pipeline: string, connections: Connections, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'clickhouse_error'>> {
-  const client = createClickHouse({ url: connections.clickhouseUrl, ...clickhouseCredentialsFromEnv() });
+async function fromClickHouse(pipeline: string, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'clickhouse_error'>> {
   try {
-    const [newest] = await queryRows<{ newest: string }>(client, `SELECT max(decided_at_ms) AS newest FROM ${TABLES.decisions} WHERE pipeline = ${quote(pipeline)}`);
-    const hourAgo = now - 3_600_000;
-    const letters = await queryRows<{ reason: string; letters: string }>(
-      client,
-      `SELECT reason, count() AS letters FROM ${TABLES.deadLetters} WHERE pipeline = ${quote(pipeline)} AND failed_at_ms >= ${hourAgo} GROUP BY reason ORDER BY letters DESC, reason`,
-    );
-    const newestMs = Number(newest?.newest ?? 0);
-    return {
-      newest_decision_age_s: newestMs > 0 ? Math.max(0, Math.round((now - newestMs) / 100) / 10) : null,
-      dead_letters_last_hour: Object.fromEntries(letters.map((row) => [row.reason, Number(row.letters)])),
-      clickhouse_error: null,
-    };
+    return await withClickHouse((client) => analyticsOf(client, pipeline, now));
   } catch (error) {
     return { newest_decision_age_s: null, dead_letters_last_hour: null, clickhouse_error: errorMessage(error).split('\n')[0]!.slice(0, 200) };
-  } finally {
-    await client.close();
   }
 }
 
-export async function pipelineStatus(pipeline: PipelineInstance, deps: { admin: AdminSession; control: ControlState; connections: Connections; now: number }): Promise<PipelineStatus> {
-  const { admin, control, connections, now } = deps;
+async function analyticsOf(client: ClickHouseClient, pipeline: string, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'clickhouse_error'>> {
+  const [newest] = await queryRows<{ newest: string }>(client, `SELECT max(decided_at_ms) AS newest FROM ${TABLES.decisions} WHERE pipeline = ${quote(pipeline)}`);
+  const hourAgo = now - 3_600_000;
+  const letters = await queryRows<{ reason: string; letters: string }>(
+    client,
+    `SELECT reason, count() AS letters FROM ${TABLES.deadLetters} FINAL WHERE pipeline = ${quote(pipeline)} AND failed_at_ms >= ${hourAgo} GROUP BY reason ORDER BY letters DESC, reason`,
+  );
+  const newestMs = Number(newest?.newest ?? 0);
+  return {
+    newest_decision_age_s: newestMs > 0 ? Math.max(0, Math.round((now - newestMs) / 100) / 10) : null,
+    dead_letters_last_hour: Object.fromEntries(letters.map((row) => [row.reason, Number(row.letters)])),
+    clickhouse_error: null,
+  };
+}
+
+export async function pipelineStatus(pipeline: PipelineInstance, deps: { admin: AdminSession; control: ControlState; now: number }): Promise<PipelineStatus> {
+  const { admin, control, now } = deps;
   const mode = currentMode(control, pipeline.name);
   const [stages, analytics] = await Promise.all([
     Promise.all(PROCESSES[mode].map((process) => stageStatus(admin, pipeline.name, process, now))),
-    fromClickHouse(pipeline.name, connections, now),
+    fromClickHouse(pipeline.name, now),
   ]);
   return {
     pipeline: pipeline.name,
@@ -173,7 +174,7 @@ export async function collectStatus(names: readonly string[], connections: Conne
   const admin = await openAdmin(connections.kafkaBrokers, 'sluice-status');
   try {
     const now = Date.now();
-    return await Promise.all(names.map((name) => pipelineStatus(pipelineByName(name), { admin, control, connections, now })));
+    return await Promise.all(names.map((name) => pipelineStatus(pipelineByName(name), { admin, control, now })));
   } finally {
     await admin.close();
   }

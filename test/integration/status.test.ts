@@ -3,12 +3,14 @@
  * true of it: one instance per stage, no lag once idle, output written in the
  * last minute, the dead letters of the last hour by reason (from ClickHouse,
  * loaded by the sink), the kill switch, the owners; and a stopped stage shows
- * as no instance with its backlog as lag.
+ * as no instance with its backlog as lag. `sluice dlq inspect` groups the same
+ * dead letters by fingerprint, with masked previews.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, it } from 'node:test';
 import { spawnSink, type StageProcess } from '../../cli/processes.ts';
+import type { DeadLetterGroup } from '../../cli/dlq.ts';
 import type { PipelineStatus } from '../../cli/status.ts';
 import { createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
 import { TABLES } from '../../connectors/clickhouse/schema.ts';
@@ -35,7 +37,7 @@ function status(name: string): PipelineStatus {
   return only;
 }
 
-it('reports instances, lag, throughput, dead letters by reason, kill switch and owners as they are', async () => {
+it('reports instances, lag, throughput, dead letters by reason and fingerprint, kill switch and owners as they are', async () => {
   instance = await PipelineInstance.create('it-status');
   const { plugin, owners } = pipelineByName(instance.name);
   await instance.start();
@@ -74,6 +76,24 @@ it('reports instances, lag, throughput, dead letters by reason, kill switch and 
   assert.deepEqual(running.dead_letters_last_hour, expected);
   assert.equal(running.clickhouse_error, null);
   assert.ok(running.newest_decision_age_s !== null && running.newest_decision_age_s < 600);
+
+  // The same dead letters, grouped by fingerprint, previews masked.
+  const inspect = sluiceSync(['dlq', 'inspect', '--pipeline', instance.name, '--since', '1h', '--json']);
+  assert.equal(inspect.status, 0, inspect.stderr);
+  const groups = JSON.parse(inspect.stdout) as DeadLetterGroup[];
+  const byReason: Record<string, number> = {};
+  for (const group of groups) byReason[group.reason] = (byReason[group.reason] ?? 0) + group.letters;
+  assert.deepEqual(byReason, expected);
+  for (const sample of bad.filter((b) => b.field !== null && b.reason === 'SCHEMA_VIOLATION')) {
+    assert.ok(
+      groups.some((g) => g.reason === sample.reason && g.field === sample.field),
+      `a group for ${sample.reason} on ${sample.field}: ${groups.map((g) => `${g.reason}/${g.field}`).join(', ')}`,
+    );
+  }
+  const emails = [...inspect.stdout.matchAll(/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[a-z]{2,}/g)].map((m) => m[0]);
+  assert.deepEqual(emails, [], 'no e-mail address in the previews or messages');
+  const oneReason = sluiceSync(['dlq', 'inspect', '--pipeline', instance.name, '--reason', 'MALFORMED_PAYLOAD', '--json']);
+  assert.ok((JSON.parse(oneReason.stdout) as DeadLetterGroup[]).every((g) => g.reason === 'MALFORMED_PAYLOAD'));
 
   // decide stopped, more events: no decide instance, its backlog as lag; the kill switch shows.
   await instance.stopStage('decide');
