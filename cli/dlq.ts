@@ -12,6 +12,8 @@ import { DEAD_LETTER_REASONS } from '../lib/contracts.ts';
 import { SluiceError } from '../lib/errors.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { withClickHouse } from './clickhouse.ts';
+import { registerRedriveCommand } from './redrive.ts';
+import { sinceMs } from './when.ts';
 
 export interface DeadLetterGroup {
   reason: string;
@@ -24,17 +26,6 @@ export interface DeadLetterGroup {
   example_message: string;
   /** The original bytes' first characters, personal fields masked. */
   preview: string;
-}
-
-const UNITS_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `--since`: a duration back from now (`90m`, `24h`, `7d`) or an ISO-8601 instant. */
-export function sinceMs(value: string, now: number): number {
-  const relative = /^(\d+)([smhd])$/.exec(value.trim());
-  if (relative) return now - Number(relative[1]) * UNITS_MS[relative[2]!]!;
-  const absolute = Date.parse(value);
-  if (Number.isNaN(absolute)) throw new SluiceError('CONFIG_INVALID', `--since ${value}: give a duration back from now (90m, 24h, 7d) or an ISO-8601 time (2026-12-01T03:00:00Z).`);
-  return absolute;
 }
 
 /** The field a dead-letter message names: validation messages start with it (`payload.email: …`). */
@@ -95,4 +86,5 @@ export function registerDeadLetterCommands(program: Command): void {
       const groups: DeadLetterGroup[] = rows.map((row) => ({ ...row, letters: Number(row.letters) }));
       process.stdout.write(options.json ? `${JSON.stringify(groups, null, 2)}\n` : `${render(groups)}\n`);
     });
+  registerRedriveCommand(dlq);
 }

@@ -73,6 +73,9 @@ export function dlqHeaders(stage: string, source: SourceRecord, letter: DeadLett
     'dlq.failed_at': String(now),
   };
   if (letter.eventId !== undefined) headers['dlq.event_id'] = letter.eventId;
+  // A record a re-drive sent back (sluice dlq redrive) that fails again names that re-drive, and is never re-driven again.
+  const redrive = source.headers['sluice.redrive.id'];
+  if (redrive !== undefined) headers['dlq.redrive.id'] = redrive;
   if (letter.errorCode !== undefined) headers['dlq.error.code'] = letter.errorCode;
   return headers;
 }

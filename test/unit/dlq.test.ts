@@ -1,7 +1,8 @@
 /** `sluice dlq inspect`'s window and the field a dead-letter message names. */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { FIELD_PATTERN, sinceMs } from '../../cli/dlq.ts';
+import { FIELD_PATTERN } from '../../cli/dlq.ts';
+import { sinceMs } from '../../cli/when.ts';
 import { isSluiceError } from '../../lib/errors.ts';
 
 it('reads --since as a duration back from now or as an instant, and refuses anything else naming the forms', () => {
