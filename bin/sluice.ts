@@ -35,6 +35,7 @@ const PROCESSOR_COMMANDS = new Set(['run', 'sink']);
 if (!PROCESSOR_COMMANDS.has(process.argv[2] ?? '')) {
   (await import('../cli/review.ts')).registerReviewCommands(program);
   (await import('../cli/replay.ts')).registerReplayCommand(program);
+  (await import('../cli/monitor.ts')).registerMonitorCommand(program);
 }
 
 try {

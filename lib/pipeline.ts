@@ -161,6 +161,29 @@ export interface TrafficGenerator {
   malformed(options: MalformedOptions): MalformedSample[];
 }
 
+/**
+ * How `sluice monitor` judges a pipeline, beyond its defaults (monitor/checks.ts):
+ * every field is optional, and a pipeline without this block is monitored with
+ * the defaults.
+ */
+export interface MonitoringSettings {
+  /**
+   * PSI at or above which a monitored feature (by its monitored name) or the
+   * model score (`score`) has drifted; default 0.2 for every subject.
+   */
+  readonly psiThresholds?: Readonly<Record<string, number>>;
+  /** No drift or quality verdict on a window with fewer scored events; default 200. */
+  readonly minSamples?: number;
+  /**
+   * Payload fields watched for nulls (`data_quality`, subject: the field): the
+   * field's 0/1 missing indicator among monitoredNames, whose mean is the
+   * field's null rate (its reference mean, the expected rate).
+   */
+  readonly missingIndicators?: Readonly<Record<string, string>>;
+  /** `output_collapse` on `decision`: one decision's share of a window at or above this; default 0.99. */
+  readonly decisionShareMax?: number;
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds plugins of different payload and config types; each is checked where it is defined.
 export interface PipelinePlugin<P = any, Config = any> {
   /** Names the definition: `models/<kind>/`, `schemas/<kind>/`, and instances `<kind>-<suffix>`. */
@@ -181,6 +204,8 @@ export interface PipelinePlugin<P = any, Config = any> {
   readonly model: ModelAdapter<P>;
   readonly policy: PolicyModule<P, Config>;
   readonly generator: TrafficGenerator;
+  /** Monitor thresholds and null indicators (sluice monitor); optional, defaults apply without it. */
+  readonly monitoring?: MonitoringSettings;
 }
 
 /** A pipeline as a process runs it: an instance name (`signup-risk`, `signup-risk-staging`) and the plugin that defines it. */

@@ -32,6 +32,10 @@ export const TABLES = {
   modelOutputs: `${DATABASE}.model_outputs`,
   decisions: `${DATABASE}.decisions`,
   deadLetters: `${DATABASE}.dead_letters`,
+  /** What `sluice monitor` measured per window (migration 4); kept apart from DATA_TABLES, so retention of raw data leaves it. */
+  monitorWindows: `${DATABASE}.monitor_windows`,
+  /** The monitor's alerts, one row per state (firing, then resolved) of each (migration 5); kept apart from DATA_TABLES too. */
+  alerts: `${DATABASE}.alerts`,
 } as const;
 
 /** The tables the sink writes and retention trims (all partitioned by day). */
@@ -169,6 +173,59 @@ ORDER BY (pipeline, stage, reason, kafka_partition, kafka_offset)`,
       addColumn({ table: TABLES.decisions, column: 'shadow_decision', type: 'String' }, 'shadow_score'),
     ],
   },
+  {
+    version: 4,
+    name: 'monitor windows: every check value per pipeline and window',
+    statements: [
+      // One row per pipeline, window, check and subject; a re-evaluation replaces it (the latest evaluated_at_ms stands).
+      `CREATE TABLE IF NOT EXISTS ${TABLES.monitorWindows} (
+  pipeline String,
+  window_start_ms UInt64,
+  window_ms UInt64,
+  check String,
+  subject String,
+  value Float64,
+  threshold Float64,
+  status String,
+  sample_size UInt64,
+  detail String,
+  model_version String,
+  evaluated_at_ms UInt64,
+  ${fromMs('window_start', 'window_start_ms')},
+  inserted_at DateTime MATERIALIZED now()
+) ENGINE = ReplacingMergeTree(evaluated_at_ms)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (pipeline, window_ms, check, subject, window_start_ms)`,
+    ],
+  },
+  {
+    version: 5,
+    name: 'monitor alerts',
+    statements: [
+      // One row per alert and state: firing, then resolved; the latest updated_at_ms stands. started_at fixes the partition of both.
+      `CREATE TABLE IF NOT EXISTS ${TABLES.alerts} (
+  alert_id String,
+  pipeline String,
+  kind String,
+  subject String,
+  severity String,
+  status String,
+  value Float64,
+  threshold Float64,
+  window_start_ms UInt64,
+  started_at_ms UInt64,
+  resolved_at_ms UInt64,
+  owners_team String,
+  owners_oncall String,
+  runbook String,
+  updated_at_ms UInt64,
+  ${fromMs('started_at', 'started_at_ms')},
+  inserted_at DateTime MATERIALIZED now()
+) ENGINE = ReplacingMergeTree(updated_at_ms)
+PARTITION BY toYYYYMM(started_at)
+ORDER BY (pipeline, kind, subject, alert_id)`,
+    ],
+  },
 ];
 
 /** Created before any migration runs (so they are not versions themselves). */
@@ -280,6 +337,27 @@ export interface DeadLetterRow {
   kafka_partition: number;
   kafka_offset: number;
   kafka_timestamp_ms: number;
+}
+
+/** One check's value in one window, as `sluice monitor` writes it (migration 4). */
+export interface MonitorWindowRow {
+  pipeline: string;
+  /** The window's start, epoch ms, a multiple of window_ms. */
+  window_start_ms: number;
+  window_ms: number;
+  /** feature_drift | score_drift | data_quality | output_collapse */
+  check: string;
+  /** The feature, field, `score` or `decision` the check judged. */
+  subject: string;
+  value: number;
+  threshold: number;
+  /** ok | breach | insufficient (too few events for a verdict) */
+  status: string;
+  sample_size: number;
+  detail: string;
+  /** The champion version whose card was the reference. */
+  model_version: string;
+  evaluated_at_ms: number;
 }
 
 /** Rows for each table, from one batch of records. */

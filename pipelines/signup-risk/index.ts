@@ -45,4 +45,10 @@ export const signupRisk: PipelinePlugin<SignupPayload, DecideConfig> = {
     },
     malformed: (options) => malformedSamples(options),
   },
+  monitoring: {
+    // Optional fields whose absence the model reads as a signal: a producer that stops sending one is a data-quality incident.
+    missingIndicators: { email_domain_age_days: 'email_domain_age_missing', signups_from_ip_24h: 'signups_from_ip_24h_missing', ip_country: 'ip_country_missing' },
+    // About 94% of signups are approved (card: flagged_rate_at_0_5 ≈ 0.055); all but every one approved is a collapse.
+    decisionShareMax: 0.99,
+  },
 };

@@ -1,7 +1,8 @@
 /**
  * The layering of the tree, read from the import statements of every source
- * file under lib, connectors, processors, review, pipelines and cli:
- * lib < connectors < processors, review < cli; a pipeline's folder stands on lib alone
+ * file under lib, connectors, processors, the services (review, ingest,
+ * monitor), pipelines and cli: lib < connectors < processors < services < cli;
+ * a pipeline's folder stands on lib alone
  * and is reached only through pipelines/registry.ts; each third-party client
  * is imported by its one adapter, so swapping it touches one folder.
  */
@@ -12,7 +13,7 @@ import { describe, it } from 'node:test';
 import ts from 'typescript';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const SCANNED = ['lib', 'connectors', 'processors', 'review', 'pipelines', 'cli'];
+const SCANNED = ['lib', 'connectors', 'processors', 'review', 'ingest', 'monitor', 'pipelines', 'cli'];
 
 interface Import {
   /** The importing file, relative to the repository root (forward slashes). */
@@ -74,10 +75,14 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   lib: [],
   connectors: ['lib'],
   processors: ['lib', 'connectors'],
-  // Services beside the processors: the review service serves every registered pipeline.
+  // Services above the processors, serving every registered pipeline: the review
+  // service; the ingest gateway (it checks envelopes as validate does); the monitor
+  // (it follows the control topic as the stages do).
   review: ['lib', 'connectors', 'pipelines/registry'],
+  ingest: ['lib', 'connectors', 'processors', 'pipelines/registry'],
+  monitor: ['lib', 'connectors', 'processors', 'pipelines/registry'],
   // deploy/local is the local stack the CLI starts and stops; pipelines only through their registry.
-  cli: ['lib', 'connectors', 'processors', 'review', 'pipelines/registry', 'deploy'],
+  cli: ['lib', 'connectors', 'processors', 'review', 'ingest', 'monitor', 'pipelines/registry', 'deploy'],
 };
 
 function layerAllows(from: string, to: string): boolean {

@@ -103,6 +103,8 @@ describe('documented analyst queries', () => {
         [1, 'e6d3b8dccb35d144'],
         [2, '1a87233b4bacf77a'],
         [3, '75720343967098e1'],
+        [4, 'e72f46ed76afcd97'],
+        [5, '07bc0a54663ecda3'],
       ],
     );
   });
