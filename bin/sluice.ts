@@ -33,6 +33,7 @@ registerDeadLetterCommands(program);
 // out of their memory.
 const PROCESSOR_COMMANDS = new Set(['run', 'sink']);
 if (!PROCESSOR_COMMANDS.has(process.argv[2] ?? '')) {
+  (await import('../cli/ingest.ts')).registerIngestCommands(program);
   (await import('../cli/review.ts')).registerReviewCommands(program);
   (await import('../cli/replay.ts')).registerReplayCommand(program);
   (await import('../cli/monitor.ts')).registerMonitorCommand(program);
