@@ -20,7 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { ReviewRecord } from '../lib/contracts.ts';
+import { DECISION_COMMON_FIELDS, type ReviewRecord } from '../lib/contracts.ts';
 
 export type ItemKind = 'review' | 'audit';
 export type ItemStatus = 'open' | 'resolved' | 'expired';
@@ -105,20 +105,7 @@ export type Applied =
   | { rid: string; type: 'release' | 'resolved'; won: boolean }
   | { type: 'sync'; token: string };
 
-const COMMON_REVIEW_FIELDS = new Set([
-  'event_id',
-  'pipeline',
-  'decision',
-  'decided_by',
-  'reasons',
-  'score',
-  'model_version',
-  'policy_version',
-  'decision_version',
-  'occurred_at',
-  'decided_at',
-  'payload',
-]);
+const COMMON_REVIEW_FIELDS = new Set<string>([...DECISION_COMMON_FIELDS, 'payload']);
 
 export class ReviewQueue {
   readonly pipeline: string;
