@@ -52,6 +52,9 @@ print(json.dumps(out))
 `;
 
 /** Rows of a small but varied binary-model run: latencies, scores, features, a reviewer's second decision, dead letters with and without ids. */
+/** A challenger's shadow score and the decision the policy would make on it. */
+const shadowOf = (score: number) => ({ shadow_model_version: 'm3', shadow_score: score, shadow_decision: score >= 0.9 ? 'block' : score >= 0.5 ? 'review' : 'approve' });
+
 function sampleRows(pipeline: string, now: number): TableRows {
   const rows = emptyRows();
   for (let i = 0; i < 60; i++) {
@@ -105,6 +108,8 @@ function sampleRows(pipeline: string, now: number): TableRows {
       extra_values: [],
       kafka_partition: i % 3,
       kafka_offset: i,
+      // A challenger scored in shadow beside m2, so shadow-comparison has something to compare.
+      ...(i >= 30 ? shadowOf(((i * 53) % 100) / 100) : {}),
     };
     rows.decisions.push(decisionRow);
     if (decision === 'review' && i % 2 === 0) {
