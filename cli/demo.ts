@@ -12,7 +12,7 @@ import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { stackDown, stackPaths, stackStatus, stackUp } from '../deploy/local/stack.ts';
 import { ensureTopics } from '../connectors/kafka/admin.ts';
 import { SluiceError } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createCommandLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import type { Logger } from '../lib/log.ts';
 import type { PipelineInstance } from '../lib/pipeline.ts';
@@ -74,7 +74,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     clickhouseUrl: connections.clickhouseUrl,
     progress: (line: string) => say(`  ${line}`),
   };
-  const logger = createLogger({ component: 'demo' }, 'warn');
+  const logger = createCommandLogger({ component: 'demo' }, 'warn');
   const wasUp = (await stackStatus(stackOptions)).every((s) => s.answering);
   const credentials = clickhouseCredentialsFromEnv();
   const clickhouse = createClickHouse({ url: connections.clickhouseUrl, username: credentials.user, password: credentials.password });

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { ensureTopics, openProducer } from '../connectors/kafka/admin.ts';
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { SluiceError } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createCommandLogger } from '../lib/log.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { INGEST_DEFAULTS, type IngestConfig, ingestConfigFromEnv } from '../ingest/config.ts';
 import { encodeKeyRecord, type KeyRecord, KeyRing, keyIdOf, newApiKey } from '../ingest/keys.ts';
@@ -26,7 +26,7 @@ async function readKeys(config: IngestConfig): Promise<KeyRing> {
     brokers: config.connections.kafkaBrokers,
     topic: config.keysTopic,
     clientId: 'sluice-ingest-cli',
-    logger: createLogger({ component: 'ingest-cli' }, 'error'),
+    logger: createCommandLogger({ component: 'ingest-cli' }, 'error'),
     onMessage: (message) => {
       if (message.key !== null) ring.apply(message.key, message.value);
     },

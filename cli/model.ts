@@ -17,7 +17,7 @@ import { CARD_FILE, type ModelCard, parseCard } from '../connectors/onnx/card.ts
 import { loadModelFromFiles, loadModelFromStore, type ModelSignature } from '../connectors/onnx/model.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { errorMessage, isSluiceError, SluiceError } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createCommandLogger } from '../lib/log.ts';
 import type { PipelineInstance } from '../lib/pipeline.ts';
 import { controlSchema } from '../lib/schemas.ts';
 import { type Connections, connectionsFromEnv } from '../lib/settings.ts';
@@ -59,7 +59,7 @@ export function modelContext(pipelineName: string, env: NodeJS.ProcessEnv = proc
   };
 }
 
-const quietLogger = () => createLogger({ component: 'model-cli' }, 'error');
+const quietLogger = () => createCommandLogger({ component: 'model-cli' }, 'error');
 
 async function controlState(ctx: ModelContext): Promise<ControlState> {
   return readControl({

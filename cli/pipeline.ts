@@ -4,7 +4,7 @@ import { ensureTopics, type TopicSpec } from '../connectors/kafka/admin.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { CONTROL_TOPIC, TOPIC_SUFFIXES, topicName } from '../lib/contracts.ts';
 import { SluiceError } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createCommandLogger, createLogger } from '../lib/log.ts';
 import type { PipelinePlugin } from '../lib/pipeline.ts';
 import { contractSchemas, controlSchema } from '../lib/schemas.ts';
 import { connectionsFromEnv, integerVar, parseEnv } from '../lib/settings.ts';
@@ -155,7 +155,7 @@ export function registerPipelineCommands(program: Command): void {
         to: mode as PipelineMode,
         reason: options.reason ?? null,
         updatedBy: process.env.USER ?? 'sluice-cli',
-        logger: createLogger({ pipeline: pipeline.name, component: 'mode' }, 'warn'),
+        logger: createCommandLogger({ pipeline: pipeline.name, component: 'mode' }, 'warn'),
       });
       if (result.from === result.to) {
         process.stdout.write(`${pipeline.name} already runs ${result.to}\n`);

@@ -19,7 +19,7 @@ import { deleteGroups, ensureTopics, openAdmin, readWindow } from '../connectors
 import { openTransactionalProducer } from '../connectors/kafka/tx.ts';
 import { DEAD_LETTER_REASONS, type SourceRecord, topicName } from '../lib/contracts.ts';
 import { SluiceError } from '../lib/errors.ts';
-import { createLogger, type Logger } from '../lib/log.ts';
+import { createCommandLogger, type Logger } from '../lib/log.ts';
 import { connectionsFromEnv, integerVar, parseEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { z } from 'zod';
@@ -173,7 +173,7 @@ export function registerRedriveCommand(dlq: Command): void {
       }
       const settings = parseEnv(settingsSchema);
       const connections = connectionsFromEnv();
-      const logger = createLogger({ pipeline: pipeline.name, component: 'redrive' }, 'warn');
+      const logger = createCommandLogger({ pipeline: pipeline.name, component: 'redrive' }, 'warn');
       const now = Date.now();
       const replicationFactor = pipelineTopics(pipeline.name)[0]!.replicationFactor;
       await ensureTopics(connections.kafkaBrokers, [{ topic: ledgerTopic(pipeline.name), partitions: 1, replicationFactor, config: { 'cleanup.policy': 'compact' } }]);

@@ -8,7 +8,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { SluiceError } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createCommandLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { executeReplay, planReplay, type ReplayContext } from '../processors/replay/engine.ts';
@@ -54,7 +54,7 @@ export function registerReplayCommand(program: Command): void {
         pipeline,
         connections: connectionsFromEnv(),
         env: process.env,
-        logger: createLogger({ pipeline: pipeline.name, component: 'replay' }, process.env.LOG_LEVEL === undefined ? 'warn' : (process.env.LOG_LEVEL as 'warn')),
+        logger: createCommandLogger({ pipeline: pipeline.name, component: 'replay' }, process.env.LOG_LEVEL === undefined ? 'warn' : (process.env.LOG_LEVEL as 'warn')),
         by: process.env.SLUICE_ACTOR ?? process.env.USER ?? 'sluice-cli',
         now: Date.now,
       };

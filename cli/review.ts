@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { ensureTopics, openProducer } from '../connectors/kafka/admin.ts';
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { SluiceError } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createCommandLogger } from '../lib/log.ts';
 import { AccountBook, type AccountRecord, encodeJson, hashPassword, newPassword, ROLES, type Role, USERNAME_FORMAT } from '../review/accounts.ts';
 import { type ReviewConfig, reviewConfigFromEnv } from '../review/config.ts';
 import { serveReview } from '../review/server.ts';
@@ -20,7 +20,7 @@ async function readAccounts(config: ReviewConfig): Promise<AccountBook> {
     brokers: config.connections.kafkaBrokers,
     topic: config.reviewersTopic,
     clientId: 'sluice-review-cli',
-    logger: createLogger({ component: 'review-cli' }, 'error'),
+    logger: createCommandLogger({ component: 'review-cli' }, 'error'),
     onMessage: (m) => m.key !== null && book.apply(m.key, m.value),
   });
   try {

@@ -9,8 +9,9 @@
  *   last one a caught-up transactional reader always trails by);
  * - records per second: records written to the stage's output topic over the
  *   last minute (from the offsets at a timestamp; commit markers included);
- * - the newest decision's age and the last hour's dead letters by reason, from
- *   ClickHouse (what the sink has loaded; said so when it cannot be reached);
+ * - the newest decision's age, the last hour's dead letters by reason and the
+ *   monitor's open alerts, from ClickHouse (what the sink and the monitor have
+ *   written; said so when it cannot be reached);
  * - the mode, the kill switch, the champion and challenger, the owners.
  */
 import type { Command } from 'commander';
@@ -20,13 +21,14 @@ import { type AdminSession, openAdmin } from '../connectors/kafka/admin.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { type TopicSuffix, topicName } from '../lib/contracts.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { createLogger, type Logger } from '../lib/log.ts';
+import { createCommandLogger, type Logger } from '../lib/log.ts';
 import type { PipelineInstance } from '../lib/pipeline.ts';
 import { type Connections, connectionsFromEnv } from '../lib/settings.ts';
 import { listPipelines, pipelineByName } from '../pipelines/registry.ts';
 import { aliasSetting, type ControlState, readControl } from '../processors/runtime/control.ts';
 import { currentMode, groupIdOf, type PipelineMode } from '../processors/runtime/modes.ts';
 import type { ProcessName } from '../processors/runtime/stage.ts';
+import { listAlerts } from '../monitor/alerts.ts';
 import { withClickHouse } from './clickhouse.ts';
 
 const RATE_WINDOW_MS = 60_000;
@@ -63,6 +65,8 @@ export interface PipelineStatus {
   /** From ClickHouse; null with `clickhouse_error` set when it could not be asked. */
   newest_decision_age_s: number | null;
   dead_letters_last_hour: Record<string, number> | null;
+  /** The monitor's alerts still firing (`sluice monitor`), newest first. */
+  open_alerts: Array<{ kind: string; subject: string; severity: string; since: string; runbook: string }> | null;
   clickhouse_error: string | null;
 }
 
@@ -103,23 +107,25 @@ async function stageStatus(admin: AdminSession, pipeline: string, process: { nam
   };
 }
 
-async function fromClickHouse(pipeline: string, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'clickhouse_error'>> {
+async function fromClickHouse(pipeline: string, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'open_alerts' | 'clickhouse_error'>> {
   try {
     return await withClickHouse((client) => analyticsOf(client, pipeline, now));
   } catch (error) {
-    return { newest_decision_age_s: null, dead_letters_last_hour: null, clickhouse_error: errorMessage(error).split('\n')[0]!.slice(0, 200) };
+    return { newest_decision_age_s: null, dead_letters_last_hour: null, open_alerts: null, clickhouse_error: errorMessage(error).split('\n')[0]!.slice(0, 200) };
   }
 }
 
-async function analyticsOf(client: ClickHouseClient, pipeline: string, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'clickhouse_error'>> {
+async function analyticsOf(client: ClickHouseClient, pipeline: string, now: number): Promise<Pick<PipelineStatus, 'newest_decision_age_s' | 'dead_letters_last_hour' | 'open_alerts' | 'clickhouse_error'>> {
   const [newest] = await queryRows<{ newest: string }>(client, `SELECT max(decided_at_ms) AS newest FROM ${TABLES.decisions} WHERE pipeline = ${quote(pipeline)}`);
   const hourAgo = now - 3_600_000;
   const letters = await queryRows<{ reason: string; letters: string }>(
     client,
     `SELECT reason, count() AS letters FROM ${TABLES.deadLetters} FINAL WHERE pipeline = ${quote(pipeline)} AND failed_at_ms >= ${hourAgo} GROUP BY reason ORDER BY letters DESC, reason`,
   );
+  const firing = await listAlerts(client, pipeline, 'firing');
   const newestMs = Number(newest?.newest ?? 0);
   return {
+    open_alerts: firing.map((a) => ({ kind: a.kind, subject: a.subject, severity: a.severity, since: new Date(a.started_at).toISOString(), runbook: a.runbook })),
     newest_decision_age_s: newestMs > 0 ? Math.max(0, Math.round((now - newestMs) / 100) / 10) : null,
     dead_letters_last_hour: Object.fromEntries(letters.map((row) => [row.reason, Number(row.letters)])),
     clickhouse_error: null,
@@ -165,6 +171,8 @@ function render(status: PipelineStatus): string {
     lines.push(`  newest decision in ClickHouse: ${status.newest_decision_age_s === null ? 'none' : `${status.newest_decision_age_s} s ago`}`);
     const letters = Object.entries(status.dead_letters_last_hour ?? {});
     lines.push(`  dead letters, last hour: ${letters.length === 0 ? 'none' : letters.map(([reason, n]) => `${reason} ${n}`).join(', ')}`);
+    const alerts = status.open_alerts ?? [];
+    lines.push(`  open alerts: ${alerts.length === 0 ? 'none' : alerts.map((a) => `${a.severity} ${a.kind} on ${a.subject} since ${a.since} (${a.runbook})`).join('; ')}`);
   }
   return lines.join('\n');
 }
@@ -183,12 +191,12 @@ export async function collectStatus(names: readonly string[], connections: Conne
 export function registerStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('per pipeline and stage: instances, lag, throughput, mode, kill switch, models, dead letters, owners')
+    .description('per pipeline and stage: instances, lag, throughput, mode, kill switch, models, dead letters, open alerts, owners')
     .option('--pipeline <name>', 'one pipeline (default: every registered one)')
     .option('--json', 'one JSON object per pipeline, in an array')
     .action(async (options: { pipeline?: string; json?: boolean }) => {
       const names = options.pipeline ? [options.pipeline] : listPipelines().map((plugin) => plugin.kind);
-      const statuses = await collectStatus(names, connectionsFromEnv(), createLogger({ component: 'status' }, 'warn'));
+      const statuses = await collectStatus(names, connectionsFromEnv(), createCommandLogger({ component: 'status' }, 'warn'));
       process.stdout.write(options.json ? `${JSON.stringify(statuses, null, 2)}\n` : `${statuses.map(render).join('\n\n')}\n`);
     });
 }

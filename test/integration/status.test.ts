@@ -2,7 +2,7 @@
  * `sluice status`: what it reports for a running pipeline instance is what is
  * true of it: one instance per stage, no lag once idle, output written in the
  * last minute, the dead letters of the last hour by reason (from ClickHouse,
- * loaded by the sink), the kill switch, the owners; and a stopped stage shows
+ * loaded by the sink), the monitor's open alerts, the kill switch, the owners; and a stopped stage shows
  * as no instance with its backlog as lag. `sluice dlq inspect` groups the same
  * dead letters by fingerprint, with masked previews.
  */
@@ -14,6 +14,7 @@ import type { DeadLetterGroup } from '../../cli/dlq.ts';
 import type { PipelineStatus } from '../../cli/status.ts';
 import { createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
 import { TABLES } from '../../connectors/clickhouse/schema.ts';
+import { type Alert, runbookOf, writeAlerts } from '../../monitor/alerts.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
 import { pipelineByName } from '../../pipelines/registry.ts';
 import { connections, sluiceSync, uniqueName, waitFor } from '../helpers.ts';
@@ -58,7 +59,30 @@ it('reports instances, lag, throughput, dead letters by reason and fingerprint, 
     { timeoutMs: 60_000, intervalMs: 500 },
   );
 
+  // A firing alert, as the monitor writes it; a resolved one, which is not open.
+  const alert = (kind: 'stall' | 'volume_drop', state: 'firing' | 'resolved'): Alert => ({
+    alert_id: `${instance!.name}/${kind}`,
+    pipeline: instance!.name,
+    kind,
+    subject: kind === 'stall' ? 'decide' : 'events',
+    severity: 'critical',
+    status: state,
+    value: 0,
+    threshold: 1,
+    window_start: Date.now() - 120_000,
+    started_at: Date.now() - 60_000,
+    resolved_at: state === 'resolved' ? Date.now() : null,
+    owners: { team: owners.team, oncall: owners.oncall },
+    runbook: runbookOf(kind),
+  });
+  await writeAlerts(clickhouse, [alert('stall', 'firing'), alert('volume_drop', 'firing')]);
+  await writeAlerts(clickhouse, [alert('volume_drop', 'resolved')]);
+
   const running = status(instance.name);
+  assert.deepEqual(
+    running.open_alerts?.map((a) => [a.kind, a.subject, a.runbook]),
+    [['stall', 'decide', runbookOf('stall')]],
+  );
   assert.equal(running.mode, 'independent');
   assert.equal(running.kill_switch, 'off');
   assert.deepEqual(running.owners, owners);
