@@ -1,6 +1,7 @@
 /** Shared helpers for tests against the real local stack. */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { NODE_FLAGS, SLUICE_BIN } from '../cli/processes.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 
@@ -64,4 +65,16 @@ export function sluiceAsync(args: string[], env: Record<string, string> = {}): S
     child.once('close', (code, signal) => resolve({ status: code ?? signal ?? 'unknown', stdout, stderr, ms: Date.now() - started })),
   );
   return { exited, kill: (signal = 'SIGKILL') => child.kill(signal) };
+}
+
+/** A TCP port nobody listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -20,8 +20,8 @@ import { ingestConfigFromEnv } from '../../ingest/config.ts';
 import { serveIngest } from '../../ingest/server.ts';
 import { pipelineTopicNames, topicName } from '../../lib/contracts.ts';
 import { createLogger } from '../../lib/log.ts';
-import { freePort, signupEvent } from '../fixtures/ingest/gateway.ts';
-import { connections, uniqueName, waitFor } from '../helpers.ts';
+import { signupEvent } from '../fixtures/ingest/gateway.ts';
+import { connections, freePort, uniqueName, waitFor } from '../helpers.ts';
 
 const run = promisify(execFile);
 

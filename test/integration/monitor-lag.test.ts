@@ -6,29 +6,17 @@
  * and opens an alert for it.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createClickHouse, quote } from '../../connectors/clickhouse/client.ts';
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
 import { TABLES } from '../../connectors/clickhouse/schema.ts';
 import { deleteTopics, ensureTopics, openProducer } from '../../connectors/kafka/admin.ts';
 import type { Alert } from '../../monitor/alerts.ts';
-import { connections, type SluiceRun, sluiceAsync, sluiceSync, uniqueName, waitFor } from '../helpers.ts';
+import { connections, freePort, type SluiceRun, sluiceAsync, sluiceSync, uniqueName, waitFor } from '../helpers.ts';
 
 const name = uniqueName('signup-risk-monlag');
 const topics = ['raw', 'validated', 'scored'].map((suffix) => `${name}.${suffix}`);
 const client = createClickHouse({ url: connections.clickhouseUrl });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('sluice monitor: lag_growth', { timeout: 120_000 }, () => {
   let run: SluiceRun | undefined;

@@ -7,29 +7,17 @@
  * arrives after it, so the first windows the monitor judges are a volume drop.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createClickHouse, queryRows, quote } from '../../connectors/clickhouse/client.ts';
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
 import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
 import { type StageEventRow, TABLES } from '../../connectors/clickhouse/schema.ts';
 import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
-import { connections, type SluiceRun, sluiceAsync, uniqueName, waitFor } from '../helpers.ts';
+import { connections, freePort, type SluiceRun, sluiceAsync, uniqueName, waitFor } from '../helpers.ts';
 
 const WINDOW_MS = 4_000;
 const name = uniqueName('signup-risk-monrun');
 const client = createClickHouse({ url: connections.clickhouseUrl });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function history(currentStart: number): StageEventRow[] {
   const rows: StageEventRow[] = [];
