@@ -7,7 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type AwsCredentials, signRequest, uriEncode } from '../connectors/models/sigv4.ts';
+import type { S3StoreOptions } from '../connectors/models/s3.ts';
+import { signRequest, uriEncode } from '../connectors/models/sigv4.ts';
 import { IngestError } from './errors.ts';
 
 export const DOCUMENT_TYPES = ['application/pdf', 'text/plain', 'text/markdown'] as const;
@@ -145,16 +146,8 @@ export function localDocumentStore(root: string): DocumentStore {
   };
 }
 
-export interface S3DocumentStoreOptions {
-  /** e.g. `https://s3.eu-west-1.amazonaws.com` or `http://minio:9000` (path-style URLs). */
-  endpoint: string;
-  bucket: string;
-  /** Key prefix, e.g. `documents/` (may be empty). */
-  prefix: string;
-  region: string;
-  credentials: AwsCredentials;
-  timeoutMs?: number;
-}
+/** As the model store's S3 backend takes them: endpoint (path-style URLs), bucket, key prefix (`documents/`, say), region, credentials. */
+export type S3DocumentStoreOptions = Omit<S3StoreOptions, 'now'>;
 
 /**
  * S3-compatible object storage (AWS S3, MinIO, Ceph, R2): `<prefix>sha256/<aa>/<sha256>`,
