@@ -91,9 +91,8 @@ export async function runStage<P extends StagePipeline>(args: {
   handleSignals?: boolean;
 }): Promise<RunningStage> {
   const { name, pipeline, connections, config, parts } = args;
-  const stage = name;
-  const logger = args.logger ?? createLogger({ pipeline: pipeline.name, stage }, config.logLevel);
-  const metrics = createStageMetrics({ pipeline: pipeline.name, stage, team: pipeline.owners.team });
+  const logger = args.logger ?? createLogger({ pipeline: pipeline.name, stage: name }, config.logLevel);
+  const metrics = createStageMetrics({ pipeline: pipeline.name, stage: name, team: pipeline.owners.team });
   metrics.info.set({ version: process.env.npm_package_version ?? 'dev' }, 1);
   const catalog = new SchemaCatalog(connections.schemaRegistryUrl);
   const resources = new Resources(logger);
@@ -124,7 +123,7 @@ export async function runStage<P extends StagePipeline>(args: {
     }
     await catalog.latest(CONTROL_SUBJECT);
 
-    const { state: control, follower } = await followControl({ brokers: connections.kafkaBrokers, catalog, clientId: `${pipeline.name}.${stage}.control`, logger });
+    const { state: control, follower } = await followControl({ brokers: connections.kafkaBrokers, catalog, clientId: `${pipeline.name}.${name}.control`, logger });
     resources.add(() => follower.stop());
     checkMode(control, pipeline.name, name);
     metrics.killSwitch.set(control.killSwitchOn(pipeline.name) ? 1 : 0);
@@ -152,11 +151,11 @@ export async function runStage<P extends StagePipeline>(args: {
     });
     const running = await startExactlyOnce<StageNote>({
       brokers: connections.kafkaBrokers,
-      clientId: `sluice.${pipeline.name}.${stage}`,
+      clientId: `sluice.${pipeline.name}.${name}`,
       groupId: groupIdOf(pipeline.name, name),
       topic: topicName(pipeline.name, input),
       outputTopics: [...outputs, 'dlq' as const].map((suffix) => topicName(pipeline.name, suffix)),
-      transactionalIdPrefix: `sluice.${pipeline.name}.${stage}`,
+      transactionalIdPrefix: `sluice.${pipeline.name}.${name}`,
       maxBatchRecords: config.maxBatchRecords,
       maxBatchBytes: config.maxBatchBytes,
       transactionTimeoutMs: config.transactionTimeoutMs,
