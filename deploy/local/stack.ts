@@ -278,9 +278,13 @@ function registryService(registryUrl: string): Service {
           // Quarkus's management interface defaults to 0.0.0.0:9000, ClickHouse's native port.
           '-Dquarkus.management.host=127.0.0.1',
           '-Dquarkus.management.port=9081',
-          // In-memory storage: schemas live as long as the process, like the stack's data.
+          // Schemas on disk beside Kafka's data, which outlives a restart: every id
+          // framed into a record on a topic must still resolve after `stack down`
+          // and `stack up` (in memory, ids would be handed out again from 1 and an
+          // old record would decode with another schema).
           '-Dapicurio.storage.kind=sql',
           '-Dapicurio.storage.sql.kind=h2',
+          `-Dapicurio.datasource.url=jdbc:h2:file:${join(paths.data, 'registry', 'registry')}`,
           '-Dquarkus.log.level=WARN',
           '-Dquarkus.log.category."io.apicurio".level=INFO',
           '-jar',
