@@ -13,6 +13,7 @@ import { connectionsFromEnv, parseEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
 import { runClickHouseSink } from '../processors/sink/runner.ts';
+import { registerWebhookSinkCommand } from './webhook.ts';
 
 const analystSchema = z.object({
   SLUICE_ANALYST_USER: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'letters, digits and underscores').default(ANALYST_DEFAULTS.user),
@@ -101,9 +102,8 @@ export function registerClickHouseCommands(program: Command): void {
       else process.stdout.write(formatRows(rows));
     });
 
-  program
-    .command('sink')
-    .description('sinks that copy a pipeline\'s topics out of Kafka')
+  const sink = program.command('sink').description('sinks that copy a pipeline\'s topics out of Kafka');
+  sink
     .command('clickhouse')
     .description('write the pipeline\'s validated, scored, decided and dead-letter records to ClickHouse, until SIGTERM or SIGINT')
     .requiredOption('--pipeline <name>', 'pipeline name')
@@ -111,4 +111,5 @@ export function registerClickHouseCommands(program: Command): void {
       const running = await runClickHouseSink({ pipeline: pipelineByName(options.pipeline), connections: connectionsFromEnv() });
       await running.done;
     });
+  registerWebhookSinkCommand(sink);
 }

@@ -38,6 +38,8 @@ export interface RedrivePlan {
   done: number;
   /** Dead letters of records a re-drive sent back, which failed again: never re-driven. */
   failedAgain: number;
+  /** Decisions the webhook sink could not deliver (`dlq.stage` webhook): re-producing them to `<p>.decided` would decide them again, so they are skipped. */
+  webhook: number;
   byReason: Record<string, number>;
   bySourceTopic: Record<string, number>;
 }
@@ -76,7 +78,7 @@ export async function planRedrive(options: { brokers: string[]; pipeline: string
   const { brokers, pipeline, logger } = options;
   const [letters, ledger] = await Promise.all([readAll(brokers, topicName(pipeline, 'dlq'), logger), readAll(brokers, ledgerTopic(pipeline), logger)]);
   const redriven = new Set(ledger.map((entry) => entry.key?.toString('utf8')));
-  const plan: RedrivePlan = { selected: [], done: 0, failedAgain: 0, byReason: {}, bySourceTopic: {} };
+  const plan: RedrivePlan = { selected: [], done: 0, failedAgain: 0, webhook: 0, byReason: {}, bySourceTopic: {} };
   for (const letter of letters) {
     const reason = letter.headers['dlq.reason'];
     const failedAt = Number(letter.headers['dlq.failed_at']);
@@ -84,6 +86,10 @@ export async function planRedrive(options: { brokers: string[]; pipeline: string
     if (!(failedAt >= options.sinceMs && failedAt < options.untilMs)) continue;
     if (letter.headers['dlq.redrive.id'] !== undefined) {
       plan.failedAgain++;
+      continue;
+    }
+    if (letter.headers['dlq.stage'] === 'webhook') {
+      plan.webhook++;
       continue;
     }
     if (redriven.has(ledgerKey(letter))) {
@@ -185,12 +191,13 @@ export function registerRedriveCommand(dlq: Command): void {
         untilMs: options.until === undefined ? now + 1 : sinceMs(options.until, now),
         logger,
       });
-      const summary = { selected: plan.selected.length, by_reason: plan.byReason, by_source_topic: plan.bySourceTopic, already_redriven: plan.done, failed_after_redrive: plan.failedAgain };
+      const summary = { selected: plan.selected.length, by_reason: plan.byReason, by_source_topic: plan.bySourceTopic, already_redriven: plan.done, failed_after_redrive: plan.failedAgain, webhook_skipped: plan.webhook };
       if (!options.execute) {
         if (options.json) return void process.stdout.write(`${JSON.stringify({ plan: summary }, null, 2)}\n`);
         process.stdout.write(
           `would re-drive ${plan.selected.length} dead letter(s) of ${pipeline.name}\n  by reason: ${counts(plan.byReason)}\n  to: ${counts(plan.bySourceTopic)}\n` +
-            `  skipped: ${plan.done} already re-driven, ${plan.failedAgain} that failed again after a re-drive\nrun again with --execute to send them\n`,
+            `  skipped: ${plan.done} already re-driven, ${plan.failedAgain} that failed again after a re-drive, ` +
+            `${plan.webhook} webhook delivery failure(s) (not re-driven: they would be decided again; see docs/webhook.md)\nrun again with --execute to send them\n`,
         );
         return;
       }
@@ -205,6 +212,7 @@ export function registerRedriveCommand(dlq: Command): void {
       });
       if (plan.selected.length > 0) process.stderr.write('\n');
       const result = { redrive_id: redriveId, redriven, ...summary };
-      process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${redriveId}: re-drove ${redriven} dead letter(s) (${counts(plan.byReason)}) to ${counts(plan.bySourceTopic)}\n`);
+      const webhookNote = plan.webhook > 0 ? `; skipped ${plan.webhook} webhook delivery failure(s) (never re-driven; see docs/webhook.md)` : '';
+      process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${redriveId}: re-drove ${redriven} dead letter(s) (${counts(plan.byReason)}) to ${counts(plan.bySourceTopic)}${webhookNote}\n`);
     });
 }
