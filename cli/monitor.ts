@@ -11,7 +11,7 @@ import { ensureTopics, openProducer } from '../connectors/kafka/admin.ts';
 import { modelStoreFromEnv } from '../connectors/models/config.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { SluiceError } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createCommandLogger, createLogger } from '../lib/log.ts';
 import { startMetricsServer } from '../lib/metrics.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { ALERTS_TOPIC, type AlertStatus, listAlerts } from '../monitor/alerts.ts';
@@ -86,7 +86,8 @@ export function registerMonitorCommand(program: Command): void {
       const connections = connectionsFromEnv();
       const { user, password } = clickhouseCredentialsFromEnv();
       const clickhouse = createClickHouse({ url: connections.clickhouseUrl, username: user, password });
-      const logger = createLogger({ component: 'monitor', pipeline: pipeline.name }, options.once ? 'warn' : undefined);
+      // --once prints its results on stdout (--json for scripts): its log goes to stderr.
+      const logger = options.once ? createCommandLogger({ component: 'monitor', pipeline: pipeline.name }, 'warn') : createLogger({ component: 'monitor', pipeline: pipeline.name });
       await ensureTopics(connections.kafkaBrokers, [{ topic: ALERTS_TOPIC, partitions: 1, replicationFactor: 1, config: {} }]);
       const producer = await openProducer(connections.kafkaBrokers, `${pipeline.name}.monitor`);
       const { state, follower } = await followControl({

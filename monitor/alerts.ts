@@ -53,7 +53,12 @@ const SEVERITY: Record<CheckKind, Alert['severity']> = {
   lag_growth: 'critical',
 };
 
-export const runbookOf = (kind: CheckKind): string => `docs/monitoring.md#runbook-${kind.replaceAll('_', '-')}`;
+/**
+ * The runbook of an alert kind under the pipeline's runbook base (docs/runbooks/
+ * or a URL ending in `/`): what to check and what to do. Every kind has its
+ * page in docs/runbooks/ (test/unit/monitor-alerts.test.ts checks each exists).
+ */
+export const runbookOf = (kind: CheckKind, base = 'docs/runbooks/'): string => `${base}${kind}.md`;
 
 const keyOf = (kind: string, subject: string) => `${kind}\u0000${subject}`;
 
@@ -89,7 +94,7 @@ export function alertTransitions(args: {
         started_at: windowEnd,
         resolved_at: null,
         owners: { team: args.owners.team, oncall: args.owners.oncall },
-        runbook: runbookOf(r.check),
+        runbook: runbookOf(r.check, args.owners.runbookBase),
       });
     } else if (r.status === 'ok' && firing !== undefined && args.previousStatus(r.check, r.subject) === 'ok') {
       changes.push({ ...firing, status: 'resolved', value: r.value, threshold: r.threshold, window_start: args.window.startMs, resolved_at: windowEnd });

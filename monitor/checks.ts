@@ -6,7 +6,7 @@
  */
 import type { ModelCard, ReferenceDistribution } from '../connectors/onnx/card.ts';
 import type { MonitoringSettings } from '../lib/pipeline.ts';
-import { binnedKs, moments, psi } from './stats.ts';
+import { binnedKs, chiSquared, moments, psi } from './stats.ts';
 
 export const CHECKS = ['feature_drift', 'score_drift', 'data_quality', 'output_collapse', 'volume_drop', 'dead_letter_spike', 'stall', 'lag_growth'] as const;
 export type CheckKind = (typeof CHECKS)[number];
@@ -35,6 +35,12 @@ export const MONITOR_DEFAULTS = {
   deadLetterFactor: 5,
   /** dead_letter_spike: no verdict on a window with fewer inputs. */
   minInputs: 20,
+  /**
+   * lag_growth: the lag must also have grown by at least this many records over
+   * the run. A healthy stage's lag is a handful of records in flight between two
+   * commits, and four such samples rise in a row by chance about once in 24.
+   */
+  lagGrowthMinRecords: 100,
 } as const;
 
 /** One subject's values in one window, binned by its reference's edges. */
@@ -73,11 +79,28 @@ export interface CheckResult {
 const count = (h: Histogram | undefined) => (h ? h.counts.reduce((a, b) => a + b, 0) : 0);
 const round = (x: number) => Number(x.toFixed(6));
 
+/**
+ * A categorical reference: an indicator (values 0 and 1, one edge between
+ * them), as the card describes one-hot categories (channel_web, plan_free…)
+ * and flags (ip_country_mismatch). Its bins are categories, not an order.
+ */
+export function isCategorical(reference: ReferenceDistribution): boolean {
+  return reference.min === 0 && reference.max === 1 && reference.edges.length === 1 && reference.edges[0]! > 0 && reference.edges[0]! < 1;
+}
+
 function drift(check: 'feature_drift' | 'score_drift', subject: string, reference: ReferenceDistribution, h: Histogram | undefined, threshold: number, minSamples: number): CheckResult {
   const n = count(h);
   const counts = h?.counts ?? reference.counts.map(() => 0);
   const value = n > 0 ? psi(reference.proportions, counts) : 0;
-  const ks = binnedKs(reference.counts, counts);
+  // The two-sample test beside PSI: chi² for a categorical subject (its bins are categories), KS for a numeric one.
+  let test: string;
+  if (isCategorical(reference)) {
+    const chi = chiSquared(reference.counts, counts);
+    test = `chi2=${chi.chi2.toFixed(2)} df=${chi.df} chi2_p=${chi.p.toPrecision(3)}`;
+  } else {
+    const ks = binnedKs(reference.counts, counts);
+    test = `ks_d=${ks.d.toFixed(4)} ks_p=${ks.p.toPrecision(3)}`;
+  }
   return {
     check,
     subject,
@@ -85,7 +108,7 @@ function drift(check: 'feature_drift' | 'score_drift', subject: string, referenc
     threshold,
     status: n < minSamples ? 'insufficient' : value >= threshold ? 'breach' : 'ok',
     sampleSize: n,
-    detail: `psi over ${counts.length} reference bins; ks_d=${ks.d.toFixed(4)} ks_p=${ks.p.toPrecision(3)}`,
+    detail: `psi over ${counts.length} reference bins; ${test}`,
   };
 }
 
@@ -256,14 +279,15 @@ export const LAG_GROWTH_WINDOWS = 3;
 /**
  * lag_growth per stage: the lag measured now against the lags recorded for the
  * LAG_GROWTH_WINDOWS windows before (oldest first; undefined where none was
- * measured). A breach when it grew at every one of them; the threshold
- * recorded is the lag at the start of that run.
+ * measured). A breach when it grew at every one of them, by at least
+ * lagGrowthMinRecords in all; the threshold recorded is the lag at the start
+ * of that run.
  */
 export function evaluateLag(current: ReadonlyMap<string, number>, previous: ReadonlyArray<ReadonlyMap<string, number> | undefined>): CheckResult[] {
   return [...current].map(([stage, lag]) => {
     const series = [...previous.map((p) => p?.get(stage)), lag];
     const complete = series.length === LAG_GROWTH_WINDOWS + 1 && series.every((v) => v !== undefined);
-    const growing = complete && series.every((v, i) => i === 0 || v! > series[i - 1]!);
+    const growing = complete && series.every((v, i) => i === 0 || v! > series[i - 1]!) && lag - series[0]! >= MONITOR_DEFAULTS.lagGrowthMinRecords;
     return {
       check: 'lag_growth' as const,
       subject: stage,
@@ -271,7 +295,7 @@ export function evaluateLag(current: ReadonlyMap<string, number>, previous: Read
       threshold: complete ? series[0]! : 0,
       status: !complete ? ('insufficient' as const) : growing ? ('breach' as const) : ('ok' as const),
       sampleSize: series.filter((v) => v !== undefined).length,
-      detail: `consumer-group lag in records over the last ${LAG_GROWTH_WINDOWS + 1} windows: ${series.map((v) => v ?? '?').join(' → ')}`,
+      detail: `consumer-group lag in records over the last ${LAG_GROWTH_WINDOWS + 1} windows: ${series.map((v) => v ?? '?').join(' → ')} (growth of at least ${MONITOR_DEFAULTS.lagGrowthMinRecords} needed)`,
     };
   });
 }

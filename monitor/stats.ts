@@ -106,3 +106,78 @@ export function binOf(edges: readonly number[], value: number): number {
   for (const edge of edges) if (edge < value) bin++;
   return bin;
 }
+
+/**
+ * Two-sample chi-squared test of homogeneity over the same bins (a 2 × k
+ * table: the reference's counts against the window's): the test reported
+ * beside PSI for a categorical subject (an indicator, a category), where the
+ * ordering that Kolmogorov–Smirnov relies on means nothing. Bins empty on both
+ * sides carry no degree of freedom and drop out; df = bins left − 1.
+ */
+export function chiSquared(referenceCounts: readonly number[], observedCounts: readonly number[]): { chi2: number; df: number; p: number } {
+  if (referenceCounts.length !== observedCounts.length) throw new RangeError('chiSquared: bins differ');
+  const n = referenceCounts.reduce((a, b) => a + b, 0);
+  const m = observedCounts.reduce((a, b) => a + b, 0);
+  if (n === 0 || m === 0) return { chi2: 0, df: 0, p: 1 };
+  let chi2 = 0;
+  let bins = 0;
+  for (let i = 0; i < referenceCounts.length; i++) {
+    const total = referenceCounts[i]! + observedCounts[i]!;
+    if (total === 0) continue;
+    bins++;
+    const expectedReference = (total * n) / (n + m);
+    const expectedObserved = (total * m) / (n + m);
+    chi2 += (referenceCounts[i]! - expectedReference) ** 2 / expectedReference + (observedCounts[i]! - expectedObserved) ** 2 / expectedObserved;
+  }
+  const df = bins - 1;
+  return df <= 0 ? { chi2: 0, df: 0, p: 1 } : { chi2, df, p: chiSquaredSurvival(chi2, df) };
+}
+
+/** P(X > x) for X ~ χ²(df): the regularized upper incomplete gamma Q(df/2, x/2). */
+export function chiSquaredSurvival(x: number, df: number): number {
+  if (x <= 0) return 1;
+  return Math.min(1, Math.max(0, upperGammaQ(df / 2, x / 2)));
+}
+
+/** ln Γ(z) for z > 0 (Lanczos, g = 7, 9 terms: about 15 significant digits). */
+function logGamma(z: number): number {
+  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  if (z < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * z)) - logGamma(1 - z);
+  const zz = z - 1;
+  let sum = c[0]!;
+  for (let i = 1; i < 9; i++) sum += c[i]! / (zz + i);
+  const t = zz + 7.5;
+  return 0.5 * Math.log(2 * Math.PI) + (zz + 0.5) * Math.log(t) - t + Math.log(sum);
+}
+
+/** Q(a, x) = Γ(a, x) / Γ(a): by its series below a + 1, by Lentz's continued fraction above (Numerical Recipes §6.2). */
+function upperGammaQ(a: number, x: number): number {
+  const front = Math.exp(-x + a * Math.log(x) - logGamma(a));
+  if (x < a + 1) {
+    let term = 1 / a;
+    let sum = term;
+    for (let n = 1; n < 1_000 && Math.abs(term) > Math.abs(sum) * 1e-15; n++) {
+      term *= x / (a + n);
+      sum += term;
+    }
+    return 1 - sum * front;
+  }
+  const tiny = 1e-300;
+  let b = x + 1 - a;
+  let c = 1 / tiny;
+  let d = 1 / b;
+  let h = d;
+  for (let i = 1; i < 1_000; i++) {
+    const an = -i * (i - a);
+    b += 2;
+    d = an * d + b;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = b + an / c;
+    if (Math.abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    const delta = d * c;
+    h *= delta;
+    if (Math.abs(delta - 1) < 1e-15) break;
+  }
+  return front * h;
+}

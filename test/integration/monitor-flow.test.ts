@@ -139,7 +139,7 @@ describe('sluice monitor alerts', { timeout: 180_000 }, () => {
     const owners = pipelineByName(name).owners;
     for (const alert of alerts) {
       assert.deepEqual(alert.owners, { team: owners.team, oncall: owners.oncall });
-      assert.match(alert.runbook, /^docs\/monitoring\.md#runbook-/);
+      assert.equal(alert.runbook, `docs/runbooks/${alert.kind}.md`);
       assert.ok(['critical', 'warning'].includes(alert.severity));
     }
     const firing = JSON.parse(sluiceSync(['alerts', 'list', '--pipeline', name, '--status', 'firing', '--json']).stdout) as Alert[];

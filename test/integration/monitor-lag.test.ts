@@ -42,7 +42,8 @@ describe('sluice monitor: lag_growth', { timeout: 120_000 }, () => {
     const decideStatus = /sluice_monitor_status\{[^}]*check="lag_growth",subject="decide"[^}]*\} (-?\d+)/;
     let lastWindowEnd = 0;
     let sent = 0;
-    // After each judged window, five more records arrive for the decide stage that nobody runs.
+    // After each judged window, fifty more records arrive for the decide stage that nobody runs
+    // (three windows of it exceed the growth of 100 records lag_growth asks for).
     await waitFor(
       'lag_growth on decide',
       async () => {
@@ -51,8 +52,8 @@ describe('sluice monitor: lag_growth', { timeout: 120_000 }, () => {
         const end = Number(/sluice_monitor_window_end_timestamp_seconds\{[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
         if (end > lastWindowEnd) {
           lastWindowEnd = end;
-          await producer.send(`${name}.scored`, Array.from({ length: 5 }, (_, i) => ({ key: `k${sent + i}`, value: `{"n":${sent + i}}` })));
-          sent += 5;
+          await producer.send(`${name}.scored`, Array.from({ length: 50 }, (_, i) => ({ key: `k${sent + i}`, value: `{"n":${sent + i}}` })));
+          sent += 50;
         }
         return decideStatus.exec(text)?.[1] === '1' && text;
       },
@@ -61,7 +62,7 @@ describe('sluice monitor: lag_growth', { timeout: 120_000 }, () => {
       for (const stage of ['validate', 'score']) {
         assert.match(text, new RegExp(`sluice_monitor_status\\{[^}]*check="lag_growth",subject="${stage}"[^}]*\\} 0`), `${stage}: its input is empty, its lag has not grown`);
       }
-      assert.match(text, new RegExp(`sluice_monitor_value\\{[^}]*check="lag_growth",subject="decide"[^}]*\\} ${sent - 5}`), 'the value is the lag: every record sent before the window was judged');
+      assert.match(text, new RegExp(`sluice_monitor_value\\{[^}]*check="lag_growth",subject="decide"[^}]*\\} ${sent - 50}`), 'the value is the lag: every record sent before the window was judged');
     });
 
     const alerts = await waitFor('the lag_growth alert', () => {

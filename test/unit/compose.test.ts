@@ -36,8 +36,8 @@ const PIPELINES = [
   { pipeline: 'signup-risk', prefix: '' },
   { pipeline: 'ticket-triage', prefix: 'ticket-triage-' },
 ] as const;
-/** Every long-running sluice process: the stages and the ClickHouse sink of each pipeline. */
-const PROCESSES = PIPELINES.flatMap(({ prefix }) => [...PROCESSORS, 'sink'].map((name) => `${prefix}${name}`));
+/** Every long-running sluice process: the stages, the ClickHouse sink and the monitor of each pipeline. */
+const PROCESSES = PIPELINES.flatMap(({ prefix }) => [...PROCESSORS, 'sink', 'monitor'].map((name) => `${prefix}${name}`));
 
 function service(name: string): Service {
   const found = services[name];
@@ -217,6 +217,7 @@ describe('docker-compose.yml', () => {
         assert.deepEqual(argv(`${prefix}${stage}`), ['node', 'bin/sluice.ts', 'run', stage, '--pipeline', pipeline]);
       }
       assert.deepEqual(argv(`${prefix}sink`), ['node', 'bin/sluice.ts', 'sink', 'clickhouse', '--pipeline', pipeline]);
+      assert.deepEqual(argv(`${prefix}monitor`), ['node', 'bin/sluice.ts', 'monitor', '--pipeline', pipeline]);
     }
   });
 
@@ -331,6 +332,35 @@ describe('Prometheus and Grafana provisioning', () => {
       mounts('grafana').some((mount) => /^\.\/deploy\/grafana\/provisioning:\/etc\/grafana\/provisioning(:ro)?$/.test(mount)),
       'grafana must mount deploy/grafana/provisioning at /etc/grafana/provisioning',
     );
+  });
+
+  it('loads the alert rules into Prometheus from the mounted folder', () => {
+    const config = parse(read('deploy/prometheus/prometheus.yml')) as { rule_files?: string[] };
+    assert.deepEqual(config.rule_files, ['alerts.yml'], 'prometheus.yml must load alerts.yml');
+    // Relative to /etc/prometheus/prometheus.yml, i.e. deploy/prometheus/alerts.yml on the host.
+    const rules = parse(read('deploy/prometheus/alerts.yml')) as { groups?: Array<{ rules?: Array<{ alert?: string }> }> };
+    assert.ok((rules.groups ?? []).flatMap((g) => g.rules ?? []).filter((r) => r.alert).length >= 10, 'alerts.yml holds the alert rules');
+  });
+
+  it('provisions the pipeline overview, drift and model dashboards in Grafana', () => {
+    const provider = parse(read('deploy/grafana/provisioning/dashboards/sluice.yml')) as { providers?: Array<{ type?: string; options?: { path?: string } }> };
+    const file = (provider.providers ?? []).find((p) => p.type === 'file');
+    assert.ok(file, 'no file provider for dashboards');
+    // Grafana sees deploy/grafana/provisioning at /etc/grafana/provisioning.
+    const hostPath = (file.options?.path ?? '').replace(/^\/etc\/grafana\/provisioning\//, 'deploy/grafana/provisioning/');
+    assert.equal(hostPath, 'deploy/grafana/provisioning/dashboards');
+    for (const name of ['pipeline-overview.json', 'drift.json', 'model.json']) {
+      const dashboard = JSON.parse(read(`${hostPath}/${name}`)) as { uid?: string; panels?: Array<{ datasource?: { uid?: string } }> };
+      assert.ok(dashboard.uid && (dashboard.panels ?? []).length > 0, `${name}: a dashboard with panels`);
+      for (const panel of dashboard.panels ?? []) assert.equal(panel.datasource?.uid, 'prometheus', `${name}: panels use the provisioned Prometheus datasource`);
+    }
+  });
+
+  it('runs one monitor per pipeline, scraped by Prometheus', () => {
+    for (const { pipeline, prefix } of PIPELINES) {
+      assert.deepEqual(argv(`${prefix}monitor`).slice(2), ['monitor', '--pipeline', pipeline]);
+      assert.ok(scrapedTargets().includes(`${prefix}monitor:9464`), `${prefix}monitor is scraped`);
+    }
   });
 
   it('provisions Grafana with the Prometheus service as its default datasource', () => {

@@ -73,6 +73,21 @@ describe('monitor checks', () => {
     assert.match(drift.detail, /ks_d=0\.92\d+ ks_p=0\.00/);
   });
 
+  it('a shifted indicator is judged by PSI with the chi-squared test beside it (its bins are categories)', () => {
+    const results = judge(
+      window(2000, (s) => {
+        // Every signup's IP country differs from its declared one.
+        s.features.get('ip_country_mismatch')!.counts = [0, 2000];
+      }),
+    );
+    const drift = results.find((r) => r.subject === 'ip_country_mismatch' && r.check === 'feature_drift')!;
+    assert.equal(drift.status, 'breach');
+    assert.match(drift.detail, /chi2=\d+\.\d\d df=1 chi2_p=0/);
+    assert.doesNotMatch(drift.detail, /ks_/);
+    const stationary = judge(window(2000)).find((r) => r.subject === 'plan_free' && r.check === 'feature_drift')!;
+    assert.match(stationary.detail, /df=1 chi2_p=(0\.[1-9]|1)/, `the reference's own shape is no evidence of a shift: ${stationary.detail}`);
+  });
+
   it('a per-feature threshold in the manifest overrides the default', () => {
     const shifted = window(2000, (s) => {
       // Every signup on the free plan.
@@ -215,17 +230,24 @@ describe('monitor checks on the pipeline\'s own history', () => {
 describe('lag_growth', () => {
   const lags = (decide: number) => new Map([['validate', 0], ['score', 0], ['decide', decide]]);
   it('a lag that grew at each of the last three windows is lag_growth of that stage', () => {
-    const results = evaluateLag(lags(40), [lags(10), lags(20), lags(30)]);
+    const results = evaluateLag(lags(400), [lags(100), lags(200), lags(300)]);
     assert.deepEqual(flowBreaches(results), ['lag_growth:decide']);
     const decide = results.find((r) => r.subject === 'decide')!;
-    assert.equal(decide.value, 40);
-    assert.equal(decide.threshold, 10);
-    assert.match(decide.detail, /10 → 20 → 30 → 40/);
+    assert.equal(decide.value, 400);
+    assert.equal(decide.threshold, 100);
+    assert.match(decide.detail, /100 → 200 → 300 → 400/);
     assert.deepEqual(results.map((r) => r.status), ['ok', 'ok', 'breach'], 'a lag that stays at 0 has not grown');
   });
 
+  it('a few records in flight that happen to rise in a row are no growth', () => {
+    const results = evaluateLag(lags(12), [lags(1), lags(4), lags(9)]);
+    assert.deepEqual(flowBreaches(results), []);
+    assert.equal(results.find((r) => r.subject === 'decide')!.status, 'ok');
+    assert.deepEqual(flowBreaches(evaluateLag(lags(1 + MONITOR_DEFAULTS.lagGrowthMinRecords), [lags(1), lags(4), lags(9)])), ['lag_growth:decide']);
+  });
+
   it('a lag that held still once, or a missing measurement, is no growth', () => {
-    assert.deepEqual(flowBreaches(evaluateLag(lags(40), [lags(10), lags(30), lags(30)])), []);
+    assert.deepEqual(flowBreaches(evaluateLag(lags(400), [lags(100), lags(300), lags(300)])), []);
     const gap = evaluateLag(lags(40), [undefined, lags(20), lags(30)]);
     assert.ok(gap.every((r) => r.status === 'insufficient'));
   });

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { binnedKs, binOf, categoricalPsi, kolmogorovSurvival, moments, PSI_EPSILON, psi, UNSEEN } from '../../monitor/stats.ts';
+import { binnedKs, binOf, categoricalPsi, chiSquared, chiSquaredSurvival, kolmogorovSurvival, moments, PSI_EPSILON, psi, UNSEEN } from '../../monitor/stats.ts';
 import { closedWindows, latestClosedWindow, parseDuration } from '../../monitor/windows.ts';
 import { isSluiceError } from '../../lib/errors.ts';
 
@@ -23,6 +23,29 @@ describe('monitor statistics', () => {
     // q = (0.5, 0.5), p = (1, 0 → 1e-4): (0.5-1)·ln(0.5) + (0.5-0.0001)·ln(0.5/0.0001) = 0.3465736 + 4.2577449
     close(psi([1, 0], [50, 50]), 4.6043185, 'psi with an empty reference bin');
     assert.throws(() => psi([0.5, 0.5], [1, 2, 3]), RangeError);
+  });
+
+  it('chi-squared survival matches its closed forms and the textbook critical values', () => {
+    // df = 2: P(X > x) = e^(-x/2); df = 1: erfc(sqrt(x/2)).
+    close(chiSquaredSurvival(2, 2), Math.exp(-1), 'chi2 df=2 at 2');
+    close(chiSquaredSurvival(10, 2), Math.exp(-5), 'chi2 df=2 at 10');
+    close(chiSquaredSurvival(3.841458820694124, 1), 0.05, 'the 5% critical value of df=1');
+    close(chiSquaredSurvival(18.307038053275146, 10), 0.05, 'the 5% critical value of df=10');
+    close(chiSquaredSurvival(0.5, 3), 0.9188914, 'df=3 at 0.5 (below a + 1: the series)');
+    assert.equal(chiSquaredSurvival(0, 1), 1);
+  });
+
+  it('the two-sample chi-squared test compares category counts, ignoring bins empty on both sides', () => {
+    // Reference (50, 50), window (30, 70): expected 40/40 and 60/60; chi2 = 2·10²/40 + 2·10²/60 = 8.333333, df 1,
+    // p = erfc(sqrt(8.333333 / 2)) = 0.003892417.
+    const shifted = chiSquared([50, 50], [30, 70]);
+    close(shifted.chi2, 8.3333333, 'chi2');
+    assert.equal(shifted.df, 1);
+    close(shifted.p, 0.003892417, 'p');
+    const same = chiSquared([500, 500, 0], [50, 50, 0]);
+    assert.deepEqual([same.chi2, same.df, same.p], [0, 1, 1], 'the same shape: nothing to see; the empty bin drops out');
+    assert.deepEqual(chiSquared([10, 10], [0, 0]), { chi2: 0, df: 0, p: 1 }, 'an empty window has no verdict');
+    assert.throws(() => chiSquared([1, 2], [1, 2, 3]), RangeError);
   });
 
   it('categorical PSI counts unknown categories in an unseen bucket', () => {
