@@ -5,7 +5,7 @@
  * queue (p50, p99), and how many resolutions per second one instance sustains
  * (each one fenced, synced and transactional: decision, label, state).
  *
- *   node review/bench.ts [--items 400] [--resolutions 200] [--concurrency 8] [--json]
+ *   npm run bench:review -- [--items 400] [--resolutions 200] [--concurrency 8] [--json]
  */
 import { parseArgs } from 'node:util';
 import { pipelineTopics, registerPipelineSchemas } from '../cli/pipeline.ts';

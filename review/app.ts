@@ -233,11 +233,17 @@ export async function buildReviewApp(deps: ReviewAppDeps): Promise<FastifyInstan
       decisions: desk.rules.decisions,
       fields: desk.rules.fields.map((f) => ({ name: f.name, values: f.values ?? null })),
       counts: desk.queue.counts(),
+      settings: {
+        sla_seconds: desk.settings.slaMs / 1_000,
+        lease_seconds: desk.settings.leaseMs / 1_000,
+        fallback_decision: desk.settings.fallbackDecision,
+        audit_rate: desk.settings.auditRate,
+      },
     })),
   }));
   app.get('/api/pipelines/:pipeline/items', { ...signedIn, schema: schemas.listItems }, async (request) => {
     const { pipeline } = request.params as { pipeline: string };
-    const { status = 'open' } = request.query as { status?: 'open' | 'resolved' | 'expired' | 'all' };
+    const { status = 'open' } = request.query as { status?: 'open' | 'resolved' | 'expired' | 'superseded' | 'all' };
     return { items: store.desk(pipeline).queue.list(status, store.now()) };
   });
   app.get('/api/pipelines/:pipeline/items/:item_id', { ...signedIn, schema: schemas.getItem }, async (request) => {

@@ -5,9 +5,9 @@ import { type Connections, connectionSchema, connectionsOf, integerVar, parseEnv
 
 export const REVIEW_DEFAULTS = {
   port: 8090,
-  /** A claim holds an item for this long unless renewed. */
+  /** A claim holds an item for this long unless renewed (unless the pipeline's manifest says otherwise). */
   leaseSeconds: 600, // ten minutes
-  /** An item not resolved by created_at + this expires to the pipeline's fallback decision. */
+  /** An item not resolved by created_at + this expires to the pipeline's fallback decision (unless its manifest says otherwise). */
   slaSeconds: 4 * 3_600, // four hours
   sessionSeconds: 12 * 3_600,
   /** How often each instance looks for expired items. */
@@ -21,7 +21,7 @@ const schema = z.object({
   SLUICE_REVIEW_HOST: z.string().trim().min(1).default('127.0.0.1'),
   /** Comma-separated pipeline instances to serve; default: every registered pipeline. */
   SLUICE_REVIEW_PIPELINES: z.string().trim().optional(),
-  SLUICE_REVIEW_LEASE_SECONDS: integerVar(1, 86_400).default(REVIEW_DEFAULTS.leaseSeconds),
+  SLUICE_REVIEW_LEASE_SECONDS: integerVar(1, 86_400).optional(),
   SLUICE_REVIEW_SLA_SECONDS: integerVar(1, 30 * 86_400).optional(),
   SLUICE_REVIEW_SESSION_SECONDS: integerVar(60, 30 * 86_400).default(REVIEW_DEFAULTS.sessionSeconds),
   SLUICE_REVIEW_REVIEWERS_TOPIC: z.string().trim().min(1).default(REVIEW_DEFAULTS.reviewersTopic),
@@ -38,8 +38,9 @@ export interface ReviewConfig {
   host: string;
   /** undefined: every registered pipeline. */
   pipelines: string[] | undefined;
-  leaseMs: number;
-  /** Overrides every pipeline's SLA when set (tests: a few seconds). */
+  /** Overrides every pipeline's lease (manifest `review.leaseSeconds`) when set. */
+  leaseMs: number | undefined;
+  /** Overrides every pipeline's SLA (manifest `review.slaSeconds`) when set (tests: a few seconds). */
   slaMs: number | undefined;
   sessionMs: number;
   reviewersTopic: string;
@@ -58,7 +59,7 @@ export function reviewConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overri
     port: overrides.port ?? r.SLUICE_REVIEW_PORT,
     host: r.SLUICE_REVIEW_HOST,
     pipelines: r.SLUICE_REVIEW_PIPELINES ? r.SLUICE_REVIEW_PIPELINES.split(',').map((p) => p.trim()).filter(Boolean) : undefined,
-    leaseMs: r.SLUICE_REVIEW_LEASE_SECONDS * 1_000,
+    leaseMs: r.SLUICE_REVIEW_LEASE_SECONDS === undefined ? undefined : r.SLUICE_REVIEW_LEASE_SECONDS * 1_000,
     slaMs: r.SLUICE_REVIEW_SLA_SECONDS === undefined ? undefined : r.SLUICE_REVIEW_SLA_SECONDS * 1_000,
     sessionMs: r.SLUICE_REVIEW_SESSION_SECONDS * 1_000,
     reviewersTopic: r.SLUICE_REVIEW_REVIEWERS_TOPIC,

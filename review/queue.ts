@@ -4,7 +4,9 @@
  * - `<p>.review`: what the decide stage sent to review (the decision, its
  *   score, reasons, versions and payload); one item per event id, so a replay
  *   that sends the same event to review again refreshes its open item and never
- *   reopens one that a human (or the SLA) already closed;
+ *   reopens one that a human (or the SLA) already closed; a replay that decides
+ *   an event with an open item otherwise writes it `superseded`, which closes
+ *   the item (so no human decision can carry a version the replay used);
  * - `<p>.review-state`: every action taken on items, in one partition, so the
  *   log's order is the one order every instance applies them in. A claim is
  *   a request: it wins only if, when applied in log order, the item is open and
@@ -23,7 +25,8 @@ import { z } from 'zod';
 import { DECISION_COMMON_FIELDS, type ReviewRecord } from '../lib/contracts.ts';
 
 export type ItemKind = 'review' | 'audit';
-export type ItemStatus = 'open' | 'resolved' | 'expired';
+/** `superseded`: a replay re-decided the event and its decision stands; the item closed without a human decision. */
+export type ItemStatus = 'open' | 'resolved' | 'expired' | 'superseded';
 
 /** The id of an event's item: stable across instances and restarts, safe in a URL. */
 export const itemIdOf = (pipeline: string, eventId: string): string =>
@@ -71,6 +74,8 @@ export type StateRecord = z.infer<typeof stateRecordSchema>;
 interface ItemState {
   claim?: { by: string; until: number };
   resolution?: Resolution;
+  /** Closed by a replay's re-decision (not a resolution: no human or fallback decision is written). */
+  superseded?: { replayId: string | null; decision: string; decisionVersion: number };
 }
 
 /** What a reviewer sees of an item (the API's item object). */
@@ -96,6 +101,8 @@ export interface ItemView {
   claimed_by: string | null;
   claim_expires_at: number | null;
   resolution: Resolution | null;
+  /** Set when a replay's re-decision closed the item. */
+  superseded_by: { replay_id: string | null; decision: string; decision_version: number } | null;
 }
 
 /** The outcome of applying one state record: for the writer waiting on its `rid`. */
@@ -105,7 +112,8 @@ export type Applied =
   | { rid: string; type: 'release' | 'resolved'; won: boolean }
   | { type: 'sync'; token: string };
 
-const COMMON_REVIEW_FIELDS = new Set<string>([...DECISION_COMMON_FIELDS, 'payload']);
+/** Not the pipeline's own fields: the common ones, the payload, and the item's kind (review.avsc). */
+const COMMON_REVIEW_FIELDS = new Set<string>([...DECISION_COMMON_FIELDS, 'payload', 'kind']);
 
 export class ReviewQueue {
   readonly pipeline: string;
@@ -116,6 +124,18 @@ export class ReviewQueue {
   constructor(pipeline: string, options: { slaMs: number }) {
     this.pipeline = pipeline;
     this.slaMs = options.slaMs;
+  }
+
+  /** Applies a replay's `superseded` record: closes the event's open item, if it has one; returns its id. */
+  applySuperseded(record: ReviewRecord & Record<string, unknown>): string {
+    const id = itemIdOf(this.pipeline, record.event_id);
+    const known = this.sources.get(id);
+    const state = this.states.get(id) ?? {};
+    if (known === undefined || state.resolution || state.superseded || record.decision_version < known.record.decision_version) return id;
+    state.superseded = { replayId: typeof record['replay_id'] === 'string' ? record['replay_id'] : null, decision: record.decision, decisionVersion: record.decision_version };
+    delete state.claim;
+    this.states.set(id, state);
+    return id;
   }
 
   /** Applies one record of `<p>.review`; returns the item id. */
@@ -136,7 +156,7 @@ export class ReviewQueue {
     this.states.set(record.item_id, state);
     switch (record.type) {
       case 'claim': {
-        if (state.resolution) return { rid: record.rid, type: 'claim', won: false, heldBy: null, status: statusOf(state) };
+        if (state.resolution || state.superseded) return { rid: record.rid, type: 'claim', won: false, heldBy: null, status: statusOf(state) };
         const holder = state.claim && state.claim.until > record.at ? state.claim.by : null;
         if (holder !== null && holder !== record.by) return { rid: record.rid, type: 'claim', won: false, heldBy: holder, status: 'open' };
         state.claim = { by: record.by, until: record.at + record.lease_ms };
@@ -148,6 +168,7 @@ export class ReviewQueue {
         return { rid: record.rid, type: 'release', won: true };
       }
       case 'resolved': {
+        // A resolution the service wrote before it read the supersession still stands: it carries a higher version.
         if (state.resolution) return { rid: record.rid, type: 'resolved', won: false };
         const { outcome, by, at, decision, reason, fields, decision_version } = record;
         state.resolution = { outcome, by, at, decision, reason, fields, decision_version };
@@ -180,13 +201,13 @@ export class ReviewQueue {
   overdue(now: number): string[] {
     const out: string[] = [];
     for (const [id, source] of this.sources) {
-      if (!this.states.get(id)?.resolution && this.dueAt(source) <= now) out.push(id);
+      if (statusOf(this.states.get(id)) === 'open' && this.dueAt(source) <= now) out.push(id);
     }
     return out;
   }
 
   counts(): Record<ItemStatus, number> {
-    const counts: Record<ItemStatus, number> = { open: 0, resolved: 0, expired: 0 };
+    const counts: Record<ItemStatus, number> = { open: 0, resolved: 0, expired: 0, superseded: 0 };
     for (const id of this.sources.keys()) counts[statusOf(this.states.get(id))]++;
     return counts;
   }
@@ -198,7 +219,7 @@ export class ReviewQueue {
   private view(id: string, source: ReviewSource, now: number): ItemView {
     const state = this.states.get(id);
     const r = source.record;
-    const claim = state?.claim && !state.resolution && state.claim.until > now ? state.claim : undefined;
+    const claim = state?.claim && statusOf(state) === 'open' && state.claim.until > now ? state.claim : undefined;
     const fields: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(r)) if (!COMMON_REVIEW_FIELDS.has(name)) fields[name] = value;
     return {
@@ -222,11 +243,13 @@ export class ReviewQueue {
       claimed_by: claim?.by ?? null,
       claim_expires_at: claim?.until ?? null,
       resolution: state?.resolution ?? null,
+      superseded_by: state?.superseded ? { replay_id: state.superseded.replayId, decision: state.superseded.decision, decision_version: state.superseded.decisionVersion } : null,
     };
   }
 }
 
 function statusOf(state: ItemState | undefined): ItemStatus {
+  if (state?.superseded && !state.resolution) return 'superseded';
   if (!state?.resolution) return 'open';
   return state.resolution.outcome === 'expired' ? 'expired' : 'resolved';
 }

@@ -72,8 +72,20 @@ export function changesDecision(source: ReviewSource, answer: ResolveAnswer): bo
   return answer.decision !== source.record.decision || Object.entries(answer.fields).some(([name, value]) => source.record[name] !== value);
 }
 
+/**
+ * The decided contract's review fields (schemas/<kind>/decided.avsc, optional
+ * with null defaults): who decided, why, and the version of the decision this
+ * one corrects, so a consumer of `<p>.decided` and the decisions table link a
+ * correction to what it corrects without parsing reasons.
+ */
+export interface ReviewLink {
+  reviewed_by: string | null;
+  review_reason: string;
+  corrects_decision_version: number;
+}
+
 /** The decision that corrects the one under review: decided_by human, one version above it. */
-export function humanDecision(source: ReviewSource, answer: ResolveAnswer, reviewer: string, now: number): DecisionRecord & Record<string, unknown> {
+export function humanDecision(source: ReviewSource, answer: ResolveAnswer, reviewer: string, now: number): DecisionRecord & ReviewLink & Record<string, unknown> {
   const r = source.record;
   return {
     event_id: r.event_id,
@@ -88,11 +100,14 @@ export function humanDecision(source: ReviewSource, answer: ResolveAnswer, revie
     occurred_at: r.occurred_at,
     decided_at: now,
     ...answer.fields,
+    reviewed_by: reviewer,
+    review_reason: answer.reason,
+    corrects_decision_version: r.decision_version,
   };
 }
 
 /** The decision an item gets when nobody resolved it in time: the pipeline's fallback, decided_by fallback. */
-export function expiredDecision(source: ReviewSource, fallbackDecision: string, extraFields: ExtraField[], now: number): DecisionRecord & Record<string, unknown> {
+export function expiredDecision(source: ReviewSource, fallbackDecision: string, extraFields: ExtraField[], now: number): DecisionRecord & ReviewLink & Record<string, unknown> {
   const r = source.record;
   const own = Object.fromEntries(extraFields.map((field) => [field.name, r[field.name]]));
   return {
@@ -108,6 +123,9 @@ export function expiredDecision(source: ReviewSource, fallbackDecision: string, 
     occurred_at: r.occurred_at,
     decided_at: now,
     ...own,
+    reviewed_by: null,
+    review_reason: 'review_expired',
+    corrects_decision_version: r.decision_version,
   };
 }
 

@@ -34,7 +34,7 @@ export const item = {
     pipeline: { type: 'string' },
     event_id: { type: 'string' },
     kind: { type: 'string', enum: ['review', 'audit'] },
-    status: { type: 'string', enum: ['open', 'resolved', 'expired'] },
+    status: { type: 'string', enum: ['open', 'resolved', 'expired', 'superseded'], description: 'superseded: a replay re-decided the event; its decision stands and the item needs no review' },
     decision: { type: 'string', description: 'the decision under review' },
     decided_by: { type: 'string' },
     decision_version: { type: 'integer', description: 'of the decision under review; a resolution writes this + 1' },
@@ -50,6 +50,10 @@ export const item = {
     claimed_by: { type: ['string', 'null'] },
     claim_expires_at: { type: ['integer', 'null'] },
     resolution,
+    superseded_by: {
+      type: ['object', 'null'],
+      properties: { replay_id: { type: ['string', 'null'] }, decision: { type: 'string' }, decision_version: { type: 'integer' } },
+    },
   },
   required: ['item_id', 'event_id', 'kind', 'status', 'decision', 'score', 'reasons', 'payload', 'model_version', 'created_at', 'due_at', 'claimed_by'],
 };
@@ -124,6 +128,16 @@ export const pipelines = {
                 items: { type: 'object', properties: { name: { type: 'string' }, values: { type: ['array', 'null'], items: { type: 'string' } } } },
               },
               counts: { type: 'object', properties: { open: { type: 'integer' }, resolved: { type: 'integer' }, expired: { type: 'integer' } } },
+              settings: {
+                type: 'object',
+                description: "the pipeline's review settings: its manifest's, under SLUICE_REVIEW_SLA_SECONDS and SLUICE_REVIEW_LEASE_SECONDS",
+                properties: {
+                  sla_seconds: { type: 'number' },
+                  lease_seconds: { type: 'number' },
+                  fallback_decision: { type: 'string', description: 'what an expired review item is decided' },
+                  audit_rate: { type: 'number', description: 'the share of automatic decisions the decide stage samples as audit items' },
+                },
+              },
             },
           },
         },
@@ -138,7 +152,7 @@ export const listItems = {
   tags: ['queue'],
   security: sessionAuth,
   params: pipelineParams,
-  querystring: { type: 'object', properties: { status: { type: 'string', enum: ['open', 'resolved', 'expired', 'all'], default: 'open' } }, additionalProperties: false },
+  querystring: { type: 'object', properties: { status: { type: 'string', enum: ['open', 'resolved', 'expired', 'superseded', 'all'], default: 'open' } }, additionalProperties: false },
   response: { 200: { type: 'object', properties: { items: { type: 'array', items: item } } }, 400: error('INVALID_REQUEST'), 401: E401, 404: E404 },
 };
 

@@ -30,6 +30,7 @@ import type { ReviewConfig } from './config.ts';
 import { ReviewError } from './errors.ts';
 import { type Applied, type ItemView, ReviewQueue, type StateRecord, stateRecordSchema } from './queue.ts';
 import { changesDecision, checkAnswer, expiredDecision, feedbackRecord, humanDecision, type ResolutionRules, type ResolveAnswer, resolutionRules } from './resolution.ts';
+import { type PipelineReviewSettings, reviewSettingsOf } from './settings.ts';
 import { compactedTopicSpec, stateTopicOf, stateTopicSpec } from './topics.ts';
 
 /** How long a writer waits to read its own record back before answering 503. */
@@ -38,15 +39,13 @@ const READ_BACK_TIMEOUT_MS = 15_000;
 const REVIEWS_READ_TIMEOUT_MS = 15_000;
 /** Items the SLA sweep expires per pipeline per pass, so one pass stays short. */
 const EXPIRE_PER_SWEEP = 20;
-/** The header that marks a record of `<p>.review` as an audit sample (value `audit`). */
-export const AUDIT_HEADER = 'sluice.review.kind';
-/** The default SLA when neither the environment nor the pipeline says otherwise. */
-export const DEFAULT_SLA_MS = 4 * 3_600_000;
 
 export interface Desk {
   pipeline: PipelineInstance;
   queue: ReviewQueue;
   rules: ResolutionRules;
+  /** SLA, fallback decision, lease and audit rate: the manifest's, under the environment's overrides. */
+  settings: PipelineReviewSettings;
   encodeDecided(value: unknown): Buffer;
   encodeFeedback(value: unknown): Buffer;
   /** The state log has been read up to a sync record of this instance. */
@@ -114,6 +113,8 @@ export class ReviewStore {
   private async start(pipelines: PipelineInstance[]): Promise<void> {
     const { config } = this;
     const brokers = config.connections.kafkaBrokers;
+    // Every pipeline's settings are checked before any I/O: a bad manifest fails the start, naming itself.
+    const settings = new Map(pipelines.map((p) => [p.name, reviewSettingsOf(p.plugin, { slaMs: config.slaMs, leaseMs: config.leaseMs })]));
     const needed = pipelines.flatMap((p) => [topicName(p.name, 'review'), topicName(p.name, 'decided'), topicName(p.name, 'feedback')]);
     await checkTopics(brokers, needed, { deadlineMs: 30_000, fix: 'npx sluice topics create --pipeline <pipeline>' });
     await ensureTopics(brokers, [
@@ -127,8 +128,9 @@ export class ReviewStore {
       await catalog.register(`${pipeline.name}.feedback-value`, readAvsc(join(pipeline.plugin.schemasDir, 'feedback.avsc')));
       this.desks.set(pipeline.name, {
         pipeline,
-        queue: new ReviewQueue(pipeline.name, { slaMs: config.slaMs ?? DEFAULT_SLA_MS }),
+        queue: new ReviewQueue(pipeline.name, { slaMs: settings.get(pipeline.name)!.slaMs }),
         rules: resolutionRules(pipeline.plugin),
+        settings: settings.get(pipeline.name)!,
         encodeDecided: await catalog.encoderFor(`${pipeline.name}.decided-value`),
         encodeFeedback: await catalog.encoderFor(`${pipeline.name}.feedback-value`),
         synced: false,
@@ -238,9 +240,10 @@ export class ReviewStore {
               const decoded = catalog.decodeSync(m.value);
               if (decoded.kind === 'decoded') {
                 const record = decoded.value as ReviewRecord & Record<string, unknown>;
-                // An audit item: an automatic decision sampled for review (the decide stage marks it; see docs/review.md).
-                const kind = m.headers[AUDIT_HEADER] === 'audit' || record['kind'] === 'audit' ? 'audit' : 'review';
-                const itemId = desk.queue.applyReview({ key: m.key, record, kind });
+                // An audit item: an automatic decision the decide stage sampled (kind audit; see docs/review.md).
+                const kind = record['kind'] === 'audit' ? 'audit' : 'review';
+                // A replay's re-decision of an event under review (processors/replay/plan.ts reviewRecordKind).
+                const itemId = record['kind'] === 'superseded' ? desk.queue.applySuperseded(record) : desk.queue.applyReview({ key: m.key, record, kind });
                 this.onReviewApplied?.(name, itemId);
               } else {
                 this.logger.error({ pipeline: name, offset: m.offset, partition: m.partition, decoded: decoded.kind }, 'review record not decodable; skipped');
@@ -334,7 +337,7 @@ export class ReviewStore {
     const item = this.item(pipeline, itemId);
     if (item.status !== 'open') throw closed(item);
     const rid = randomUUID();
-    const record: StateRecord = { type: 'claim', item_id: itemId, rid, by: reviewer, at: this.now(), lease_ms: this.config.leaseMs };
+    const record: StateRecord = { type: 'claim', item_id: itemId, rid, by: reviewer, at: this.now(), lease_ms: desk.settings.leaseMs };
     const applied = await this.writeAndReadBack(desk, itemId, rid, record);
     if (applied.type === 'claim' && !applied.won) {
       if (applied.status !== 'open') throw closed(this.item(pipeline, itemId));
@@ -427,7 +430,7 @@ export class ReviewStore {
         }
         if (reviewer === null && item.due_at > now) throw new ReviewError('RESOLUTION_IN_PROGRESS', 'Not overdue.');
         const source = desk.queue.source(itemId)!;
-        const decided = answer && reviewer ? humanDecision(source, answer, reviewer, now) : expiredDecision(source, desk.pipeline.plugin.reviewDecision, desk.rules.fields, now);
+        const decided = answer && reviewer ? humanDecision(source, answer, reviewer, now) : expiredDecision(source, desk.settings.fallbackDecision, desk.rules.fields, now);
         // An audit sample's automatic decision stands unless the reviewer changes it; an expired audit writes nothing.
         const writesDecision = source.kind === 'review' || (answer !== null && changesDecision(source, answer));
         const state: StateRecord = {
@@ -546,6 +549,9 @@ export class ReviewStore {
 }
 
 function closed(item: ItemView): ReviewError {
+  if (item.status === 'superseded') {
+    return new ReviewError('ALREADY_RESOLVED', `This item was closed by replay ${item.superseded_by?.replay_id ?? ''}, whose decision (${item.superseded_by?.decision}) now stands; it needs no review.`);
+  }
   const by = item.resolution?.outcome === 'expired' ? 'expired (its review time ran out)' : `resolved by ${item.resolution?.by}`;
   return new ReviewError('ALREADY_RESOLVED', `This item was already ${by}; its decision stands.`);
 }

@@ -9,6 +9,13 @@ Rows are split by time: the oldest 80 % for training, the newest 20 % held out.
 Candidates are compared on a validation slice (the newest 20 % of the training
 part); the winner is refitted on the whole training part and evaluated once on
 the held-out rows. Writes models/<pipeline>/<version>/{model.onnx,card.json}.
+
+--with-labels adds reviewers' labels (training/labels.py: sluice.labels joined
+to the features the score stage computed, read from ClickHouse) to the training
+part only, each weighted --label-weight times a generated row: they are real
+decisions checked by people, where generated labels are draws from a known
+risk. The held-out rows stay generated, so metrics compare across versions; the
+card records how many labels were used (data.labels).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sklearn.metrics import brier_score_loss, log_loss, precision_score, recall_
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from labels import SIGNUP_RISK_CLASSES, fetch, label_sql, labeled_rows
 from common import (
     BINNING,
     ONNX_INPUT,
@@ -62,7 +70,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--random-state", default=7, type=int)
     parser.add_argument("--holdout-fraction", default=0.2, type=float)
     parser.add_argument("--activate", action="store_true", help="also point models/<pipeline>/ACTIVE at the new version")
+    parser.add_argument("--with-labels", action="store_true", help="add reviewers' labels from ClickHouse (sluice.labels) to the training rows")
+    parser.add_argument("--labels-pipeline", help="the pipeline instance whose labels to read (default: --pipeline)")
+    parser.add_argument("--labels-days", default=90, type=int, help="labels of the last N days (default 90)")
+    parser.add_argument("--label-weight", default=5.0, type=float, help="weight of a reviewed label against a generated row (default 5)")
+    parser.add_argument("--clickhouse-url", help="ClickHouse HTTP URL (default: SLUICE_CLICKHOUSE_URL or http://127.0.0.1:8123)")
     return parser.parse_args()
+
+
+def fit_weighted(model, x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> None:
+    """Fits with per-row weights: directly, or on a pipeline's last step; without labels exactly as before (same bytes)."""
+    if np.all(weights == 1.0):
+        model.fit(x, y)
+    elif hasattr(model, "steps"):
+        model.fit(x, y, **{f"{model.steps[-1][0]}__sample_weight": weights})
+    else:
+        model.fit(x, y, sample_weight=weights)
+
+
+def with_labels(x: np.ndarray, y: np.ndarray, labeled: tuple[np.ndarray, np.ndarray], weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Generated rows (weight 1) followed by the labeled ones (weight `weight`)."""
+    lx, ly = labeled
+    weights = np.concatenate([np.ones(len(y)), np.full(len(ly), weight)])
+    return np.vstack([x, lx]), np.concatenate([y, ly]), weights
 
 
 def load(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -130,10 +160,24 @@ def main() -> None:
     fit, holdout = slice(0, n_fit), slice(n_fit, n)
     print(f"{n} rows: {n_fit} training ({n_select} fit + {n_fit - n_select} validation for selection), {n - n_fit} held out", file=sys.stderr)
 
+    labels_card = None
+    labeled = (np.zeros((0, len(features)), dtype=np.float32), np.zeros(0, dtype=np.int64))
+    if args.with_labels:
+        if args.label_weight <= 0:
+            sys.exit(f"--label-weight must be above 0, got {args.label_weight}")
+        source = args.labels_pipeline or args.pipeline
+        rows = fetch(label_sql(source, args.labels_days), args.clickhouse_url)
+        lx, ly, stats = labeled_rows(rows, features, SIGNUP_RISK_CLASSES)
+        labeled = (np.array(lx, dtype=np.float32).reshape(-1, len(features)), np.array(ly, dtype=np.int64))
+        labels_card = {"source": f"ClickHouse sluice.labels of {source}, last {args.labels_days} days, joined to sluice.model_outputs features", "weight": args.label_weight, **stats}
+        print(f"labels of {source}: {stats['used']} used ({stats['positives']} block) of {stats['labels']}; skipped {stats['skipped']}", file=sys.stderr)
+        if stats["used"] == 0:
+            print("no usable label: the model trains on generated rows only (the card says so)", file=sys.stderr)
+
     selection = []
     for name, (model, _) in candidates(args.random_state).items():
         started = time.perf_counter()
-        model.fit(x[:n_select], y[:n_select])
+        fit_weighted(model, *with_labels(x[:n_select], y[:n_select], labeled, args.label_weight))
         fit_seconds = time.perf_counter() - started
         sess = session(to_onnx_model(model, len(features)).SerializeToString())
         validation_auc = float(roc_auc_score(y[n_select:n_fit], onnx_scores(sess, x[n_select:n_fit])))
@@ -144,7 +188,7 @@ def main() -> None:
     chosen = max(eligible, key=lambda entry: entry["validation_auc"])["algorithm"]
 
     model, hyperparameters = candidates(args.random_state)[chosen]
-    model.fit(x[fit], y[fit])
+    fit_weighted(model, *with_labels(x[fit], y[fit], labeled, args.label_weight))
     onnx_model = to_onnx_model(model, len(features))
     model_bytes = onnx_model.SerializeToString()
     sess = session(model_bytes)
@@ -184,6 +228,8 @@ def main() -> None:
             "split": "by occurred_at: oldest rows train, newest held out",
             "training": {"rows": n_fit, "positives": int(y[fit].sum()), "window": {"from": iso(occurred[0]), "to": iso(occurred[n_fit - 1])}},
             "holdout": {"rows": n - n_fit, "positives": int(y[holdout].sum()), "window": {"from": iso(occurred[n_fit]), "to": iso(occurred[-1])}},
+            # Reviewers' labels added to the training part (--with-labels); null when trained without them.
+            "labels": labels_card,
         },
         "selection": {"rule": f"highest validation AUC among candidates with ONNX batch-64 median < {LATENCY_BUDGET_MS} ms", "candidates": selection},
         "metrics": {"holdout": holdout_metrics, "training": train_metrics},

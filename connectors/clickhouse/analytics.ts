@@ -335,12 +335,132 @@ FROM
 GROUP BY hour, champion_version, challenger_version
 ORDER BY hour, champion_version, challenger_version`,
   },
+  // Review and labels (the review service's labels table, migration 6).
+  {
+    name: 'realized-performance',
+    title: 'Realized performance per model version, against reviewers\' labels',
+    question:
+      "How good are the automatic decisions where a human checked them? Per model version and decision: of the events decided so and then audited (`predicted_events`), how many a reviewer confirmed unchanged (precision); of the events reviewers labeled so, audits and review items alike (`labeled_events`), how many the automatic decision had right (recall). A reviewer confirms only by leaving decision and fields as they were (a label at the automatic decision's own version), so a ticket routed to the wrong queue counts as wrong. Audits are a random sample, so precision is unbiased; recall also counts review items, where the model abstained (the review decision's row: precision 0 by construction).",
+    sql: `SELECT
+    model,
+    class,
+    countIf(predicted = class) AS predicted_events,
+    countIf(predicted = class AND agreed = 1) AS confirmed,
+    round(if(predicted_events = 0, 0, confirmed / predicted_events), 4) AS precision,
+    countIf(actual = class) AS labeled_events,
+    round(if(labeled_events = 0, 0, countIf(actual = class AND agreed = 1) / labeled_events), 4) AS recall
+FROM
+(
+    SELECT
+        event_id,
+        argMax(if(model_version = '', 'none', model_version), labeled_at_ms) AS model,
+        argMax(original_decision, labeled_at_ms) AS predicted,
+        argMax(label, labeled_at_ms) AS actual,
+        argMax(decision_version = original_decision_version, labeled_at_ms) AS agreed
+    FROM sluice.labels
+    WHERE pipeline = {pipeline:String} AND labeled_at >= now() - INTERVAL {days:UInt32} DAY
+    GROUP BY event_id
+)
+ARRAY JOIN arrayFilter(c -> notEmpty(c), [predicted, if(actual = predicted, '', actual)]) AS class
+GROUP BY model, class
+ORDER BY model, class`,
+  },
+  {
+    name: 'review-volume',
+    title: 'Review volume per hour and kind of item',
+    question:
+      'How much do reviewers resolve, and how often do they change what they see? Per hour of resolution and kind (review: the pipeline sent it to review; audit: a sampled automatic decision): labels, reviewers at work, and decisions the reviewer replaced (every review item; for audits, the overrides).',
+    sql: `SELECT
+    toStartOfHour(labeled_time) AS hour,
+    item_kind,
+    count() AS labels,
+    uniqExact(reviewer) AS reviewers,
+    countIf(replaced = 1) AS replaced_decisions,
+    round(replaced_decisions / labels, 4) AS replaced_share
+FROM
+(
+    SELECT
+        event_id,
+        item_id,
+        reviewer,
+        labeled_at_ms,
+        any(kind) AS item_kind,
+        any(labeled_at) AS labeled_time,
+        any(decision_version != original_decision_version) AS replaced
+    FROM sluice.labels
+    WHERE pipeline = {pipeline:String} AND labeled_at >= now() - INTERVAL {days:UInt32} DAY
+    GROUP BY event_id, item_id, reviewer, labeled_at_ms
+)
+GROUP BY hour, item_kind
+ORDER BY hour, item_kind`,
+  },
+  {
+    name: 'review-time',
+    title: 'Time to resolve and SLA breaches per hour',
+    question:
+      "How long do items wait for a reviewer, and how many ran out of time? Per hour and kind: items resolved and the p50, p90 and max time from the decision under review to its label (seconds, to the tenth below); items that expired to the manifest's fallback decision (decided_by fallback, review_reason review_expired: SLA breaches, hour of expiry). An expired audit writes no decision (its automatic decision stands), so breaches count review items.",
+    sql: `SELECT
+    hour,
+    item_kind,
+    countIf(expired = 0) AS resolved_items,
+    countIf(expired = 1) AS sla_breaches,
+    intDiv(quantileExactIf(0.5)(wait_ms, expired = 0), 100) / 10 AS p50_seconds,
+    intDiv(quantileExactIf(0.9)(wait_ms, expired = 0), 100) / 10 AS p90_seconds,
+    intDiv(maxIf(wait_ms, expired = 0), 100) / 10 AS max_seconds
+FROM
+(
+    SELECT
+        toStartOfHour(any(labeled_at)) AS hour,
+        any(kind) AS item_kind,
+        toUInt8(0) AS expired,
+        toUInt64(any(if(labeled_at_ms > created_at_ms, labeled_at_ms - created_at_ms, 0))) AS wait_ms
+    FROM sluice.labels
+    WHERE pipeline = {pipeline:String} AND labeled_at >= now() - INTERVAL {days:UInt32} DAY
+    GROUP BY event_id, item_id, reviewer, labeled_at_ms
+    UNION ALL
+    SELECT
+        toStartOfHour(any(decided_at)) AS hour,
+        'review' AS item_kind,
+        toUInt8(1) AS expired,
+        toUInt64(0) AS wait_ms
+    FROM sluice.decisions
+    WHERE pipeline = {pipeline:String} AND occurred_at >= now() - INTERVAL {days:UInt32} DAY AND decided_by = 'fallback' AND review_reason = 'review_expired'
+    GROUP BY event_id
+)
+GROUP BY hour, item_kind
+ORDER BY hour, item_kind`,
+  },
+  {
+    name: 'reviewer-agreement',
+    title: 'Reviewer agreement on events labeled twice',
+    question:
+      'Where two reviewers labeled the same event, did they agree? Per kind of item: events labeled by at least two reviewers, how many got one and the same answer (decision and fields) from all of them, and the share. The review service resolves an item once, so an event has two labels only where it was reviewed twice on purpose (a second-opinion round, written to the labels table like any label); without such rounds this query returns no rows.',
+    sql: `SELECT
+    item_kind,
+    count() AS labeled_twice,
+    countIf(answers = 1) AS agreeing,
+    round(agreeing / labeled_twice, 4) AS agreement
+FROM
+(
+    SELECT
+        event_id,
+        any(kind) AS item_kind,
+        uniqExact(reviewer) AS reviewers_count,
+        uniqExact(arrayStringConcat(arrayConcat([label], label_field_values), ',')) AS answers
+    FROM sluice.labels
+    WHERE pipeline = {pipeline:String} AND labeled_at >= now() - INTERVAL {days:UInt32} DAY
+    GROUP BY event_id
+    HAVING reviewers_count >= 2
+)
+GROUP BY item_kind
+ORDER BY item_kind`,
+  },
 ];
 
 export function documentedQuery(name: string): DocumentedQuery {
-  const query = DOCUMENTED_QUERIES.find((q) => q.name === name);
+  const query = [...DOCUMENTED_QUERIES, ...MONITOR_QUERIES].find((q) => q.name === name);
   if (!query) {
-    throw new SluiceError('QUERY_UNKNOWN', `No documented query "${name}". Known: ${DOCUMENTED_QUERIES.map((q) => q.name).join(', ')}.`);
+    throw new SluiceError('QUERY_UNKNOWN', `No documented query "${name}". Known: ${[...DOCUMENTED_QUERIES, ...MONITOR_QUERIES].map((q) => q.name).join(', ')}.`);
   }
   return query;
 }
@@ -403,3 +523,99 @@ export function formatRows(rows: QueryRow[]): string {
   const widths = columns.map((column, i) => Math.max(column.length, ...cells.map((r) => r[i]!.length)));
   return `${[columns, ...cells].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
 }
+
+/** One row per monitor window, check and subject: the latest evaluation stands (a re-judged window is counted once). */
+const LATEST_MONITOR_WINDOWS = `    SELECT
+        window_start_ms,
+        window_ms,
+        check AS check_kind,
+        subject,
+        any(window_start) AS window_time,
+        argMax(value, evaluated_at_ms) AS latest_value,
+        argMax(threshold, evaluated_at_ms) AS latest_threshold,
+        argMax(status, evaluated_at_ms) AS latest_status,
+        argMax(detail, evaluated_at_ms) AS latest_detail
+    FROM sluice.monitor_windows`;
+
+/**
+ * The monitor's queries (docs/analytics.md, "Monitoring: drift, data quality
+ * and alerts"), over what `sluice monitor` writes: sluice.monitor_windows and
+ * sluice.alerts. `sluice clickhouse query <name>` runs them like the others.
+ * They are kept apart from DOCUMENTED_QUERIES because they name the monitor's
+ * check kinds and statuses (the same for every pipeline, but not values the
+ * sink's tables hold) and read tables only a running monitor fills;
+ * test/unit/monitor-analytics.test.ts and
+ * test/integration/monitor-analytics.test.ts hold them to the same rules.
+ */
+export const MONITOR_QUERIES: readonly DocumentedQuery[] = [
+  {
+    name: 'drift-over-time',
+    title: 'Drift per feature and hour',
+    question:
+      'Which features (and the score) moved away from the champion\'s reference, when, and how far? Per hour, check (feature_drift, score_drift) and subject: windows judged, the worst and mean population stability index, its threshold, windows in breach and windows with too few events for a verdict.',
+    sql: `SELECT
+    toStartOfHour(window_time) AS hour,
+    check_kind,
+    subject,
+    count() AS windows,
+    round(max(latest_value), 4) AS worst_psi,
+    round(avg(latest_value), 4) AS mean_psi,
+    max(latest_threshold) AS psi_threshold,
+    countIf(latest_status = 'breach') AS breached_windows,
+    countIf(latest_status = 'insufficient') AS windows_without_verdict
+FROM
+(
+${LATEST_MONITOR_WINDOWS}
+    WHERE pipeline = {pipeline:String} AND check IN ('feature_drift', 'score_drift') AND window_start >= now() - INTERVAL {days:UInt32} DAY
+    GROUP BY window_start_ms, window_ms, check, subject
+)
+GROUP BY hour, check_kind, subject
+ORDER BY hour, check_kind, worst_psi DESC, subject`,
+  },
+  {
+    name: 'data-quality',
+    title: 'Data quality per field and hour',
+    question:
+      'Which fields went missing, or which features out of their reference range, and how much? Per hour and subject: the measure (null_rate for a payload field, out_of_range for a feature), windows judged, the mean and worst rate, its threshold and windows in breach.',
+    sql: `SELECT
+    toStartOfHour(window_time) AS hour,
+    subject,
+    if(position(latest_detail, 'null rate') = 1, 'null_rate', 'out_of_range') AS measure,
+    count() AS windows,
+    round(avg(latest_value), 4) AS mean_rate,
+    round(max(latest_value), 4) AS worst_rate,
+    max(latest_threshold) AS rate_threshold,
+    countIf(latest_status = 'breach') AS breached_windows
+FROM
+(
+${LATEST_MONITOR_WINDOWS}
+    WHERE pipeline = {pipeline:String} AND check = 'data_quality' AND window_start >= now() - INTERVAL {days:UInt32} DAY
+    GROUP BY window_start_ms, window_ms, check, subject
+)
+GROUP BY hour, subject, measure
+ORDER BY hour, breached_windows DESC, subject`,
+  },
+  {
+    name: 'alert-history',
+    title: 'Alert history',
+    question:
+      'What fired, for how long, and who was told? Every alert the monitor raised, newest first, in its latest state: kind, subject, severity, firing or resolved, when it started, how many minutes it was open (0 while it fires), the value and threshold of the window that last changed it, the on-call and the runbook.',
+    sql: `SELECT
+    alert_id,
+    argMax(kind, updated_at_ms) AS alert_kind,
+    argMax(subject, updated_at_ms) AS alert_subject,
+    argMax(severity, updated_at_ms) AS alert_severity,
+    argMax(status, updated_at_ms) AS latest_status,
+    toDateTime(intDiv(max(started_at_ms), 1000)) AS started,
+    max(resolved_at_ms) AS resolved_ms,
+    round(if(resolved_ms = 0, 0, resolved_ms - max(started_at_ms)) / 60000, 1) AS minutes_open,
+    argMax(value, updated_at_ms) AS latest_value,
+    argMax(threshold, updated_at_ms) AS latest_threshold,
+    argMax(owners_oncall, updated_at_ms) AS oncall,
+    argMax(runbook, updated_at_ms) AS runbook_page
+FROM sluice.alerts
+WHERE pipeline = {pipeline:String} AND started_at >= now() - INTERVAL {days:UInt32} DAY
+GROUP BY alert_id
+ORDER BY started DESC, alert_id`,
+  },
+];

@@ -44,6 +44,7 @@ import { createStageMetrics } from '../../lib/metrics.ts';
 import type { PipelineInstance, Policy } from '../../lib/pipeline.ts';
 import { type Connections, integerVar, parseEnvSchemas } from '../../lib/settings.ts';
 import { z } from 'zod';
+import { auditPosition, auditRateOf } from '../decide/audit.ts';
 import { decideStage } from '../decide/runner.ts';
 import { decide } from '../decide/transform.ts';
 import { type ControlState, followControl, readControl, writeControl } from '../runtime/control.ts';
@@ -54,6 +55,7 @@ import { validateStage } from '../validate/runner.ts';
 import {
   DecisionIndex,
   emptySummary,
+  humanDecidedIn,
   inputOf,
   parseReplayState,
   type ReplayPlan,
@@ -64,6 +66,7 @@ import {
   replayGroupId,
   replayId,
   replaySetting,
+  reviewRecordKind,
   runName,
 } from './plan.ts';
 
@@ -146,6 +149,48 @@ async function scanWindow(ctx: ReplayContext, topic: string, ranges: ReadonlyArr
   }
 }
 
+/**
+ * Every decision on `<p>.decided` from `fromMs` (less the clock-skew margin)
+ * to its end: the versions a re-decision must exceed, what stands, and which
+ * events a human decided.
+ */
+async function readDecisionIndex(ctx: ReplayContext, catalog: SchemaCatalog, fromMs: number, clientId: string): Promise<DecisionIndex> {
+  const brokers = ctx.connections.kafkaBrokers;
+  const index = new DecisionIndex();
+  const decided = topicName(ctx.pipeline.name, 'decided');
+  const admin = await openAdmin(brokers, clientId);
+  const marks = await admin.partitionWatermarks(decided).finally(() => admin.close());
+  const from = await offsetsForTimestamp(brokers, decided, fromMs - CLOCK_SKEW_MARGIN_MS);
+  const ranges = from.map(({ partition, offset }) => ({ partition, start: offset, end: marks.find((m) => m.partition === partition)?.high ?? offset }));
+  await scanWindow(ctx, decided, ranges, async (batch) => {
+    await catalog.prefetch(batch.records.map((r) => r.value));
+    for (const record of batch.records) {
+      if (record.value === null) continue;
+      const decoded = catalog.decodeSync(record.value);
+      if (decoded.kind === 'decoded') index.observe(decoded.value as Parameters<DecisionIndex['observe']>[0]);
+    }
+  });
+  return index;
+}
+
+/** The event id of a window's input record: a registry-framed record (validated, or Avro on raw) or a JSON envelope; null when unreadable. */
+function eventIdOf(value: Buffer | null, catalog: SchemaCatalog): string | null {
+  if (value === null || value.length === 0) return null;
+  let object: unknown;
+  if (value[0] === 0 && value.length >= 5) {
+    const decoded = catalog.decodeSync(value);
+    object = decoded.kind === 'decoded' ? decoded.value : undefined;
+  } else {
+    try {
+      object = JSON.parse(value.toString('utf8'));
+    } catch {
+      return null;
+    }
+  }
+  const id = object !== null && typeof object === 'object' ? (object as { event_id?: unknown }).event_id : undefined;
+  return typeof id === 'string' && id.length > 0 ? id : null;
+}
+
 const at0 = (positions: ReadonlyMap<number, bigint>, partition: number) => positions.get(partition) ?? -1n;
 
 /** The replay's current record on the control topic, if any. */
@@ -196,9 +241,17 @@ export async function planReplay(ctx: ReplayContext, request: ReplayRequest, opt
     ranges = await resolveRanges(ctx, topic, request.fromMs, toMs);
   }
   const events = new Map<number, number>();
-  await scanWindow(ctx, topic, ranges, (batch) => {
+  const windowIds = new Set<string>();
+  await scanWindow(ctx, topic, ranges, async (batch) => {
     events.set(batch.partition, (events.get(batch.partition) ?? 0) + batch.records.length);
+    await catalog.prefetch(batch.records.map((r) => r.value));
+    for (const record of batch.records) {
+      const id = eventIdOf(record.value, catalog);
+      if (id !== null) windowIds.add(id);
+    }
   });
+  // What a run would skip: events of the window a reviewer decided (a replay never overrides them).
+  const humanDecided = windowIds.size === 0 ? 0 : humanDecidedIn(await readDecisionIndex(ctx, catalog, request.fromMs, `${ctx.pipeline.name}.replay-plan`), windowIds);
   return {
     replay: name,
     action,
@@ -213,6 +266,7 @@ export async function planReplay(ctx: ReplayContext, request: ReplayRequest, opt
     challengerVersion: control.modelAlias(ctx.pipeline.name, 'challenger'),
     killSwitchOn: control.killSwitchOn(ctx.pipeline.name),
     policyVersion: policy.version,
+    humanDecided,
   };
 }
 
@@ -301,21 +355,9 @@ export async function executeReplay(ctx: ReplayContext, request: ReplayRequest, 
     const progress = () => options.onProgress?.({ covered: [...covered.values()].reduce((n, c) => n + c, 0n), total, replayed: summary.replayed });
 
     // Every decision of the window's events so far: the versions to exceed, and who decided.
-    const index = new DecisionIndex();
+    let index = new DecisionIndex();
     if (finished.size < state.ranges.length) {
-      const decided = topicName(pipeline.name, 'decided');
-      const admin = await openAdmin(brokers, `${groupId}.index`);
-      const marks = await admin.partitionWatermarks(decided).finally(() => admin.close());
-      const from = await offsetsForTimestamp(brokers, decided, state.from_ms - CLOCK_SKEW_MARGIN_MS);
-      const ranges = from.map(({ partition, offset }) => ({ partition, start: offset, end: marks.find((m) => m.partition === partition)?.high ?? offset }));
-      await scanWindow(ctx, decided, ranges, async (batch) => {
-        await catalog.prefetch(batch.records.map((r) => r.value));
-        for (const record of batch.records) {
-          if (record.value === null) continue;
-          const decoded = catalog.decodeSync(record.value);
-          if (decoded.kind === 'decoded') index.observe(decoded.value as Parameters<DecisionIndex['observe']>[0]);
-        }
-      });
+      index = await readDecisionIndex(ctx, catalog, state.from_ms, `${groupId}.index`);
       step('decisions of the window read', { events: index.size });
     }
 
@@ -327,6 +369,7 @@ export async function executeReplay(ctx: ReplayContext, request: ReplayRequest, 
     const encodeDecided = await catalog.encoderFor(`${topicName(pipeline.name, 'decided')}-value`);
     const encodeReview = await catalog.encoderFor(`${topicName(pipeline.name, 'review')}-value`);
     const reviewDecision = pipeline.plugin.reviewDecision;
+    const auditRate = auditRateOf(pipeline.plugin);
     step('stages built', { models: control.modelAlias(pipeline.name, 'champion') });
     let firstBatch = true;
 
@@ -376,8 +419,9 @@ export async function executeReplay(ctx: ReplayContext, request: ReplayRequest, 
         if (known === undefined) summary.new++;
         else if (known.decision !== decision.decision) summary.changed[`${known.decision}→${decision.decision}`] = (summary.changed[`${known.decision}→${decision.decision}`] ?? 0) + 1;
         else summary.unchanged++;
-        // A reviewer sees an event again only when the replay newly sends it to review.
-        if (decision.decision === reviewDecision && known?.decision !== reviewDecision) review.push({ key: source.key, value: encodeReview({ ...decision, payload: value.payload }) });
+        // The review queue follows the re-decision (plan.ts reviewRecordKind): a review item, or the open one closed as superseded.
+        const kind = reviewRecordKind({ known, decision: decision.decision, reviewDecision, audited: auditRate > 0 && auditPosition(decision.event_id) < auditRate });
+        if (kind !== null) review.push({ key: source.key, value: encodeReview({ ...decision, payload: value.payload, kind }) });
         // At once, not after the commit: an event twice in the window gets two distinct versions.
         index.observe({ event_id: decision.event_id, decision_version: version, decision: decision.decision, decided_by: decision.decided_by });
       });

@@ -137,6 +137,29 @@ export class DecisionIndex {
   }
 }
 
+/**
+ * What a re-decision writes to `<p>.review`, if anything, so the review queue
+ * follows it: an open item must correct the decision that stands now, or its
+ * human decision would carry a version a replay already used.
+ * - the re-decision is the review decision: a review item (refreshing an open
+ *   one to the new version; a closed one stays closed);
+ * - the event may have an open item (its standing decision was the review
+ *   decision, or it was sampled for audit) and the re-decision is not a
+ *   review: `superseded`, which closes that item (the replay's decision stands).
+ */
+export function reviewRecordKind(args: { known: KnownDecisions | undefined; decision: string; reviewDecision: string; audited: boolean }): 'review' | 'superseded' | null {
+  if (args.decision === args.reviewDecision) return 'review';
+  if (args.known === undefined || args.known.human) return null;
+  return args.known.decision === args.reviewDecision || args.audited ? 'superseded' : null;
+}
+
+/** How many of the window's events a human decided: a run skips them (the plan's `humanDecided`). */
+export function humanDecidedIn(index: Pick<DecisionIndex, 'get'>, eventIds: Iterable<string>): number {
+  let count = 0;
+  for (const id of eventIds) if (index.get(id)?.human) count++;
+  return count;
+}
+
 /** What a run did, for stdout and the control record. */
 export interface ReplaySummary {
   replay: string;
@@ -198,6 +221,8 @@ export interface ReplayPlan {
   challengerVersion: string | null;
   killSwitchOn: boolean;
   policyVersion: string;
+  /** Events of the window whose decision a reviewer made (decided_by human at some version): a run keeps them and skips them. */
+  humanDecided: number;
 }
 
 export function formatPlan(plan: ReplayPlan): string {
@@ -213,6 +238,7 @@ export function formatPlan(plan: ReplayPlan): string {
     '  PARTITION  START  END  EVENTS',
     ...plan.ranges.map((r) => `  ${String(r.partition).padEnd(9)}  ${r.start}  ${r.end}  ${r.events}${r.done ? `  (${r.done})` : ''}`),
     `  total events ${plan.ranges.reduce((n, r) => n + r.events, 0)}`,
+    `  human decisions ${plan.humanDecided} (kept: a replay never overrides a reviewer; these events are skipped)`,
     `  ${action}`,
   ];
   return `${lines.join('\n')}\n`;

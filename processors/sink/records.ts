@@ -37,10 +37,11 @@ export interface CommonDecision extends Omit<DecisionRecord, 'decided_by'> {
 
 /**
  * Optional fields every pipeline's decided contract carries after its own
- * (replays and shadow scoring); the sink keeps them in columns of their own,
+ * (replays, shadow scoring, and a human decision's reviewer, reason and the
+ * version it corrects); the sink keeps them in columns of their own,
  * not among the pipeline's fields. Absent from records written before them.
  */
-export const DECISION_TRAILING_FIELDS = ['replay_id', 'shadow_model_version', 'shadow_score', 'shadow_decision'] as const;
+export const DECISION_TRAILING_FIELDS = ['replay_id', 'shadow_model_version', 'shadow_score', 'shadow_decision', 'reviewed_by', 'review_reason', 'corrects_decision_version'] as const;
 
 const COMMON_DECISION_FIELDS: ReadonlySet<string> = new Set([...DECISION_COMMON_FIELDS, ...DECISION_TRAILING_FIELDS]);
 

@@ -1,21 +1,28 @@
 /**
  * The ClickHouse sink's pure logic: Kafka records of a pipeline's validated,
- * scored, decided and dead-letter topics in, table rows out. No Kafka or
- * ClickHouse client here; decoding is given through the context. Any
- * pipeline: only the fields common to every contract are read (records.ts).
+ * scored, decided, dead-letter and feedback (labels) topics in, table rows
+ * out. No Kafka or ClickHouse client here; decoding is given through the
+ * context. Any pipeline: only the fields common to every contract are read
+ * (records.ts, labels.ts).
  *
  * Every row carries the Kafka coordinates of the record it came from (or the
  * event id and version), which is what makes a row written twice collapse in
  * ClickHouse: mapping the same record always yields the same rows.
  */
-import type { DeadLetterRow, StageEventRow, TableRows } from '../../connectors/clickhouse/schema.ts';
+import type { DeadLetterRow, DecisionRow, StageEventRow, TableRows } from '../../connectors/clickhouse/schema.ts';
 import type { FramedDecode } from '../../connectors/registry/registry.ts';
 import { type SourceRecord, type TopicSuffix, topicName } from '../runtime/types.ts';
+import { type FeedbackValue, type LabelRow, labelRow } from './labels.ts';
+import { duplicateStageEvent } from '../validate/changelog.ts';
 import { maskMessage, previewOf } from './mask.ts';
 import { type CommonDecision, type CommonScored, type CommonValidated, extraFields, hasEventId, parallelArrays } from './records.ts';
 
-/** The topics the sink reads, by suffix. The raw topic is not read: validate's output and dead letters cover every input. */
-export const SINK_TOPIC_SUFFIXES = ['validated', 'scored', 'decided', 'dlq'] as const satisfies readonly TopicSuffix[];
+/**
+ * The topics the sink reads, by suffix. The raw topic is not read: validate's
+ * output and dead letters cover every input. `feedback` carries reviewers'
+ * labels (the labels table).
+ */
+export const SINK_TOPIC_SUFFIXES = ['validated', 'scored', 'decided', 'dlq', 'feedback', 'validate-dedup'] as const satisfies readonly TopicSuffix[];
 export type SinkTopicSuffix = (typeof SINK_TOPIC_SUFFIXES)[number];
 
 export interface SinkContext {
@@ -35,6 +42,8 @@ export interface SkippedRecord {
 
 export interface MappedBatch {
   rows: TableRows;
+  /** Reviewers' labels, from `<p>.feedback` (sluice.labels; not a data table, so apart from rows). */
+  labels: LabelRow[];
   skipped: SkippedRecord[];
 }
 
@@ -54,11 +63,14 @@ const coordinates = (source: SourceRecord) => ({
 });
 
 export function validatedRows(pipeline: string, value: CommonValidated, source: SourceRecord): StageEventRow {
+  // Migration 7: `late` or `early` (validated.avsc's optional timeliness); left out when unset, so the column reads ''.
+  const timeliness = text((value as { timeliness?: unknown }).timeliness);
   return {
     pipeline,
     stage: 'validate',
     outcome: 'passed',
     detail: '',
+    ...(timeliness !== '' && { timeliness }),
     event_id: value.event_id,
     decision_version: 0,
     occurred_at_ms: ms(value.occurred_at),
@@ -118,6 +130,13 @@ export function scoredRows(pipeline: string, value: CommonScored, source: Source
 /** A nullable text as ClickHouse keeps it: '' for none. */
 const text = (value: unknown): string => (typeof value === 'string' ? value : '');
 
+/** Migration 6's decision columns: who reviewed a human decision, why, and the version it corrects; '' and 0 otherwise. */
+export interface ReviewColumns {
+  reviewed_by: string;
+  review_reason: string;
+  corrects_decision_version: number;
+}
+
 export function decidedRows(pipeline: string, value: CommonDecision, source: SourceRecord, rows: TableRows): void {
   const extra = extraFields(value);
   rows.stageEvents.push({
@@ -131,7 +150,7 @@ export function decidedRows(pipeline: string, value: CommonDecision, source: Sou
     stage_at_ms: ms(value.decided_at),
     ...coordinates(source),
   });
-  rows.decisions.push({
+  const row: DecisionRow & ReviewColumns = {
     pipeline,
     event_id: value.event_id,
     decision: value.decision,
@@ -149,9 +168,13 @@ export function decidedRows(pipeline: string, value: CommonDecision, source: Sou
     shadow_model_version: text(value.shadow_model_version),
     shadow_score: typeof value.shadow_score === 'number' && Number.isFinite(value.shadow_score) ? value.shadow_score : 0,
     shadow_decision: text(value.shadow_decision),
+    reviewed_by: text(value.reviewed_by),
+    review_reason: text(value.review_reason),
+    corrects_decision_version: ms(value.corrects_decision_version),
     kafka_partition: source.partition,
     kafka_offset: Number(source.offset),
-  });
+  };
+  rows.decisions.push(row);
 }
 
 const EVENT_ID_MAX = 128;
@@ -228,6 +251,7 @@ export function deadLetterRows(pipeline: string, source: SourceRecord, ctx: Sink
 /** Maps a batch of records from any of the sink's topics to rows, in one pass. */
 export function mapRecords(records: readonly SourceRecord[], ctx: SinkContext): MappedBatch {
   const rows = emptyRows();
+  const labels: LabelRow[] = [];
   const skipped: SkippedRecord[] = [];
   const suffixOf = new Map<string, SinkTopicSuffix>(SINK_TOPIC_SUFFIXES.map((suffix) => [topicName(ctx.pipeline, suffix), suffix]));
   for (const source of records) {
@@ -240,6 +264,12 @@ export function mapRecords(records: readonly SourceRecord[], ctx: SinkContext): 
     }
     if (suffix === 'dlq') {
       deadLetterRows(ctx.pipeline, source, ctx, rows);
+      continue;
+    }
+    if (suffix === 'validate-dedup') {
+      // validate's changelog: a row only for a dropped duplicate (validated events have theirs from <p>.validated).
+      const row = duplicateStageEvent(ctx.pipeline, source, ctx.decode);
+      if (row !== null) rows.stageEvents.push(row);
       continue;
     }
     if (source.value === null || source.value.length === 0) {
@@ -261,9 +291,14 @@ export function mapRecords(records: readonly SourceRecord[], ctx: SinkContext): 
     }
     if (suffix === 'validated') rows.stageEvents.push(validatedRows(ctx.pipeline, decoded.value as CommonValidated, source));
     else if (suffix === 'scored') scoredRows(ctx.pipeline, decoded.value as CommonScored, source, rows);
-    else decidedRows(ctx.pipeline, decoded.value as CommonDecision, source, rows);
+    else if (suffix === 'decided') decidedRows(ctx.pipeline, decoded.value as CommonDecision, source, rows);
+    else {
+      const label = labelRow(ctx.pipeline, decoded.value as FeedbackValue, source);
+      if ('missing' in label) skip('missing-fields', label.missing);
+      else labels.push(label);
+    }
   }
-  return { rows, skipped };
+  return { rows, labels, skipped };
 }
 
 export const rowCount = (rows: TableRows): number =>

@@ -1,7 +1,8 @@
 /**
  * The ClickHouse sink of a pipeline: its own consumer group
  * (`sluice.<pipeline>.sink.clickhouse`) reads `<p>.validated`, `<p>.scored`,
- * `<p>.decided` and `<p>.dlq`, and writes each batch to the four tables.
+ * `<p>.decided` and `<p>.dlq`, and writes each batch to the four tables, and
+ * `<p>.feedback` (reviewers' labels) to the labels table.
  *
  * At-least-once from Kafka (offsets committed only after the insert), made
  * idempotent in ClickHouse (a row written twice collapses). ClickHouse or the
@@ -25,6 +26,7 @@ import type { SourceRecord } from '../runtime/types.ts';
 import { topicName } from '../runtime/types.ts';
 import { type SinkConfig, sinkConfigFromEnv } from './config.ts';
 import { createSinkMetrics, type SinkMetrics } from './metrics.ts';
+import { insertLabels } from './labels.ts';
 import { mapRecords, rowCount, SINK_TOPIC_SUFFIXES } from './rows.ts';
 
 /** What the sink needs to know of a pipeline: its instance name (topics, group) and its owners (metric labels). */
@@ -56,8 +58,9 @@ export function batchWriter(args: {
   return async (records) => {
     // A registry outage throws here (retriable): the batch waits, nothing is skipped.
     await catalog.prefetch(records.map((r) => r.value));
-    const { rows, skipped } = mapRecords(records, { pipeline, decode: (value) => catalog.decodeSync(value) });
-    const reports = await insertTableRows(client, rows);
+    const { rows, labels, skipped } = mapRecords(records, { pipeline, decode: (value) => catalog.decodeSync(value) });
+    const [reports, labelReport] = await Promise.all([insertTableRows(client, rows), insertLabels(client, labels)]);
+    if (labelReport) reports.push(labelReport);
     for (const report of reports) {
       metrics.rowsWritten.inc({ table: report.table }, report.rows);
       metrics.insertDuration.observe({ table: report.table }, report.durationMs / 1000);
@@ -69,7 +72,7 @@ export function batchWriter(args: {
     const byTopic = new Map<string, number>();
     for (const record of records) byTopic.set(record.topic, (byTopic.get(record.topic) ?? 0) + 1);
     for (const [topic, count] of byTopic) metrics.recordsIn.inc({ topic }, count);
-    logger.debug({ records: records.length, rows: rowCount(rows) }, 'batch written');
+    logger.debug({ records: records.length, rows: rowCount(rows) + labels.length }, 'batch written');
   };
 }
 

@@ -107,7 +107,11 @@ async function loadQueue() {
 }
 
 function renderQueue() {
-  $('queue-count').textContent = `${state.items.length} item${state.items.length === 1 ? '' : 's'}`;
+  const settings = pipelineInfo()?.settings;
+  const policy = settings
+    ? ` · SLA ${settings.sla_seconds >= 3600 ? `${+(settings.sla_seconds / 3600).toFixed(1)} h` : `${settings.sla_seconds} s`}, then ${settings.fallback_decision} · ${+(settings.audit_rate * 100).toFixed(2)}% of automatic decisions audited`
+    : '';
+  $('queue-count').textContent = `${state.items.length} item${state.items.length === 1 ? '' : 's'}${policy}`;
   $('items').replaceChildren(
     ...state.items.map((item, index) => {
       const row = document.createElement('tr');
@@ -154,6 +158,12 @@ function renderItem() {
   $('item-status').textContent = item.status === 'open' ? (item.claimed_by ? `claimed by ${item.claimed_by}` : 'open') : item.status;
   const facts = [
     ['pipeline', item.pipeline],
+    [
+      'kind',
+      item.kind === 'audit'
+        ? 'audit: an automatic decision sampled for checking; it stands unless you change it'
+        : 'review: the pipeline could not decide this one',
+    ],
     ['decision under review', `${item.decision} (by ${item.decided_by}, version ${item.decision_version})`],
     ...Object.entries(item.fields).map(([name, value]) => [`proposed ${name}`, String(value)]),
     ['score', item.score === null ? '— (no model consulted)' : item.score.toFixed(4)],
@@ -181,6 +191,8 @@ function renderItem() {
   $('release').hidden = !open || !mine;
   $('resolve-form').hidden = !open || (item.claimed_by !== null && !mine);
   $('decision').replaceChildren(...info.decisions.map((d) => new Option(d, d)));
+  // An audit opens on the automatic decision: confirming it is the frequent answer, and writes no new decision.
+  if (item.kind === 'audit' && info.decisions.includes(item.decision)) $('decision').value = item.decision;
   $('extra-fields').replaceChildren(
     ...info.fields.map((field) => {
       const label = document.createElement('label');

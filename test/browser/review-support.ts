@@ -3,13 +3,20 @@
  * instance of its own (unique accounts and sessions topics, only the test's
  * pipelines), an API client that keeps the session cookie and CSRF token, and
  * ways to put review requests on `<p>.review` and to read `<p>.decided` to a
- * known point.
+ * known point, and the pipeline's ClickHouse sink (labels and decisions).
  */
 import { randomUUID } from 'node:crypto';
+import { type ClickHouseClient, queryRows, quote } from '../../connectors/clickhouse/client.ts';
+import { migrate } from '../../connectors/clickhouse/migrate.ts';
+import { deletePipelineRows } from '../../connectors/clickhouse/retention.ts';
+import { TABLES } from '../../connectors/clickhouse/schema.ts';
 import { deleteTopics, openProducer } from '../../connectors/kafka/admin.ts';
 import { openTransactionalProducer } from '../../connectors/kafka/tx.ts';
 import { createLogger } from '../../lib/log.ts';
 import { addReviewer } from '../../cli/review.ts';
+import { sinkConfigFromEnv } from '../../processors/sink/config.ts';
+import type { LabelRow } from '../../processors/sink/labels.ts';
+import { type RunningSink, runClickHouseSink } from '../../processors/sink/runner.ts';
 import { type ReviewConfig, reviewConfigFromEnv } from '../../review/config.ts';
 import { type RunningReview, serveReview } from '../../review/server.ts';
 import { stateTopicOf } from '../../review/topics.ts';
@@ -89,14 +96,14 @@ export class ApiClient {
   }
 }
 
-/** Review requests as the decide stage writes them (`headers`: e.g. the audit mark), for tests that need no model. */
-export async function produceReviews(instance: PipelineInstance, records: Array<Record<string, unknown>>, headers?: Record<string, string>): Promise<void> {
+/** Review requests as the decide stage writes them (an audit sample carries `kind: 'audit'`), for tests that need no model. */
+export async function produceReviews(instance: PipelineInstance, records: Array<Record<string, unknown>>): Promise<void> {
   const encode = await instance.catalog.encoderFor(`${instance.name}.review-value`);
   const producer = await openProducer(connections.kafkaBrokers, 'sluice-review-test');
   try {
     await producer.send(
       instance.topic('review'),
-      records.map((record) => ({ key: `key-${String(record['event_id'])}`, value: encode(record), ...(headers && { headers }) })),
+      records.map((record) => ({ key: `key-${String(record['event_id'])}`, value: encode(record) })),
     );
   } finally {
     await producer.close();
@@ -120,6 +127,49 @@ export async function readDecidedUpTo(instance: PipelineInstance, collector: Col
     await producer.close();
   }
   await collector.until(`barrier ${eventId} on ${instance.topic('decided')}`, (messages) => messages.some((m) => m.value['event_id'] === eventId));
+}
+
+/** The pipeline's ClickHouse sink, in this process, on a schema migrated first (labels and decisions land where analysts read them). */
+export async function startSink(client: ClickHouseClient, pipeline: string): Promise<RunningSink> {
+  await migrate(client, { url: connections.clickhouseUrl });
+  return runClickHouseSink({
+    pipeline: { name: pipeline, owners: { team: 'test' } },
+    connections,
+    config: { ...sinkConfigFromEnv({}), maxBatchWaitMs: 200, sessionTimeoutMs: 6_000, metricsPort: 0 },
+    logger: createLogger({ component: 'review-test-sink' }, 'error'),
+    handleSignals: false,
+  });
+}
+
+/** Stops the sink and deletes the pipeline's rows, its labels included (retention never touches labels). */
+export async function dropSinkRows(client: ClickHouseClient, pipeline: string, sink: RunningSink | undefined): Promise<void> {
+  if (sink) {
+    await sink.stop();
+    await sink.done;
+  }
+  await deletePipelineRows(client, pipeline).catch(() => {});
+  await client.command({ query: `ALTER TABLE ${TABLES.labels} DELETE WHERE pipeline = ${quote(pipeline)}` }).catch(() => {});
+}
+
+/** The labels ClickHouse holds for an event, one per label (deduplicated as the documented queries do). */
+export async function labelsInClickHouse(client: ClickHouseClient, pipeline: string, eventId: string): Promise<LabelRow[]> {
+  return queryRows<LabelRow>(
+    client,
+    `SELECT DISTINCT pipeline, event_id, item_id, kind, label, label_field_names, label_field_values, reviewer, reason, original_decision, original_decided_by,
+       original_decision_version, decision_version, score, model_version, policy_version, occurred_at_ms, created_at_ms, labeled_at_ms
+     FROM ${TABLES.labels} WHERE pipeline = ${quote(pipeline)} AND event_id = ${quote(eventId)}`,
+  );
+}
+
+/** The decision that stands in ClickHouse for an event, with the review columns (migration 6). */
+export async function standingDecision(client: ClickHouseClient, pipeline: string, eventId: string): Promise<Record<string, unknown> | undefined> {
+  const [row] = await queryRows<Record<string, unknown>>(
+    client,
+    `SELECT argMax(decision, decision_version) AS standing, argMax(decided_by, decision_version) AS by, max(decision_version) AS version,
+       argMax(reviewed_by, decision_version) AS reviewer, argMax(review_reason, decision_version) AS reason, argMax(corrects_decision_version, decision_version) AS corrects
+     FROM ${TABLES.decisions} WHERE pipeline = ${quote(pipeline)} AND event_id = ${quote(eventId)} GROUP BY event_id`,
+  );
+  return row;
 }
 
 export { waitFor };

@@ -189,7 +189,7 @@ describe('ClickHouse schema, analyst user and retention', () => {
     );
     assert.deepEqual(
       engines.map((t) => [t.name, t.engine]),
-      [...DATA_TABLES, TABLES.monitorWindows, TABLES.alerts].map((t) => t.slice('sluice.'.length)).sort().map((name) => [name, 'ReplacingMergeTree']),
+      [...DATA_TABLES, TABLES.monitorWindows, TABLES.alerts, TABLES.labels].map((t) => t.slice('sluice.'.length)).sort().map((name) => [name, 'ReplacingMergeTree']),
     );
   });
 

@@ -18,11 +18,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { DOCUMENTED_QUERIES, type QueryRow, runDocumentedQuery, scopedSql } from '../../connectors/clickhouse/analytics.ts';
-import { createClickHouse } from '../../connectors/clickhouse/client.ts';
+import { createClickHouse, quote } from '../../connectors/clickhouse/client.ts';
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
 import { deletePipelineRows, dropPartitionSql, PARTITIONS_SQL } from '../../connectors/clickhouse/retention.ts';
-import { BOOTSTRAP_STATEMENTS, MIGRATIONS, TABLE_OF, type TableRows } from '../../connectors/clickhouse/schema.ts';
+import { BOOTSTRAP_STATEMENTS, type DecisionRow, MIGRATIONS, TABLE_OF, TABLES, type TableRows } from '../../connectors/clickhouse/schema.ts';
 import { insertTableRows } from '../../connectors/clickhouse/writer.ts';
+import { insertLabels, type LabelRow } from '../../processors/sink/labels.ts';
 import { emptyRows } from '../../processors/sink/rows.ts';
 import { connections, uniqueName } from '../helpers.ts';
 
@@ -181,6 +182,73 @@ function multiclassRows(pipeline: string, now: number): TableRows {
   return rows;
 }
 
+/**
+ * Reviewers' labels over a run's events (the labels table, migration 6): audits
+ * confirmed and overridden, review items resolved, one event labeled by two
+ * reviewers who disagree and one by two who agree; and review items that
+ * expired (fallback decisions with review_reason review_expired).
+ */
+function sampleLabels(pipeline: string, now: number, multiclass: boolean): { labels: LabelRow[]; expired: DecisionRow[] } {
+  const labels: LabelRow[] = [];
+  for (let i = 0; i < 24; i++) {
+    const audit = i % 3 !== 0;
+    const original = audit ? (i % 4 === 0 ? 'block' : multiclass ? 'route' : 'approve') : 'review';
+    const changed = !audit || i % 5 === 0;
+    const label = multiclass ? 'route' : changed ? (original === 'approve' ? 'block' : 'approve') : original;
+    const created = now - 50_000 + i * 1_000;
+    const row: LabelRow = {
+      pipeline,
+      event_id: `e-${i}`,
+      item_id: `item-${i}`,
+      kind: audit ? 'audit' : 'review',
+      label,
+      label_field_names: multiclass ? ['priority', 'queue'] : [],
+      label_field_values: multiclass ? [`P${1 + (i % 4)}`, changed ? 'security' : 'bug'] : [],
+      reviewer: `reviewer-${i % 3}`,
+      reason: `reason ${i}`,
+      original_decision: original,
+      original_decided_by: 'model',
+      original_decision_version: 1,
+      decision_version: changed ? 2 : 1,
+      score: i % 7 === 0 ? null : (i * 13) % 100 / 100,
+      model_version: i < 12 ? 'm1' : 'm2',
+      policy_version: 'p1',
+      occurred_at_ms: created - 500,
+      created_at_ms: created,
+      labeled_at_ms: created + 2_000 + i * 750,
+      kafka_partition: i % 3,
+      kafka_offset: i,
+    };
+    labels.push(row);
+    // Events 0 and 3 are labeled again by a second reviewer: agreeing on e-0, not on e-3.
+    if (i === 0 || i === 3) labels.push({ ...row, reviewer: 'second-opinion', label: i === 0 ? row.label : 'block', labeled_at_ms: row.labeled_at_ms + 60_000, kafka_offset: 100 + i });
+  }
+  // e-5 and e-7 went to review and no reviewer corrected them (sampleRows): they expire.
+  const expired = [5, 7].map((n) => {
+    const decision: DecisionRow & { review_reason: string; corrects_decision_version: number } = {
+      pipeline,
+      event_id: `e-${n}`,
+      decision: 'review',
+      decided_by: 'fallback',
+      reasons: ['review_expired'],
+      score: 0.6,
+      model_version: 'm2',
+      policy_version: 'p1',
+      decision_version: 2,
+      occurred_at_ms: now - 40_000,
+      decided_at_ms: now - 1_000,
+      extra_names: [],
+      extra_values: [],
+      review_reason: 'review_expired',
+      corrects_decision_version: 1,
+      kafka_partition: 0,
+      kafka_offset: 2_000 + n,
+    };
+    return decision;
+  });
+  return { labels, expired };
+}
+
 /** 64-bit integers are strings from 18.16 and numbers from current ClickHouse; floats may differ in their last bits. */
 const normalize = (rows: QueryRow[]) =>
   rows.map((row) =>
@@ -202,6 +270,8 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
     const multiclass = uniqueName('it-versions-multiclass');
     const rows = [sampleRows(binary, now), multiclassRows(multiclass, now)];
     const pipelines = [binary, multiclass];
+    const reviewed = [sampleLabels(binary, now, false), sampleLabels(multiclass, now, true)];
+    for (const [i, { expired }] of reviewed.entries()) rows[i]!.decisions.push(...expired);
     const client = createClickHouse({ url: connections.clickhouseUrl });
     const local: Record<string, QueryRow[]> = {};
     try {
@@ -210,11 +280,13 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
         await insertTableRows(client, batch);
         await insertTableRows(client, batch); // the at-least-once repeat
       }
+      for (const { labels } of reviewed) for (const _ of [1, 2]) await insertLabels(client, labels);
       for (const pipeline of pipelines) {
         for (const query of DOCUMENTED_QUERIES) local[`${pipeline} ${query.name}`] = await runDocumentedQuery(client, query.name, { pipeline });
       }
     } finally {
       for (const pipeline of pipelines) await deletePipelineRows(client, pipeline).catch(() => {});
+      for (const pipeline of pipelines) await client.command({ query: `ALTER TABLE ${TABLES.labels} DELETE WHERE pipeline = ${quote(pipeline)}` }).catch(() => {});
       await client.close();
     }
 
@@ -227,7 +299,10 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
     }
     const job = {
       statements: [...BOOTSTRAP_STATEMENTS, ...MIGRATIONS.flatMap((m) => m.statements)],
-      inserts: rows.flatMap((batch) => [1, 2].flatMap(() => (Object.keys(TABLE_OF) as Array<keyof TableRows>).map((key) => ({ table: TABLE_OF[key], rows: batch[key] })))),
+      inserts: [
+        ...rows.flatMap((batch) => [1, 2].flatMap(() => (Object.keys(TABLE_OF) as Array<keyof TableRows>).map((key) => ({ table: TABLE_OF[key], rows: batch[key] })))),
+        ...reviewed.flatMap(({ labels }) => [1, 2].map(() => ({ table: TABLES.labels, rows: labels }))),
+      ],
       queries,
       after: [dropPartitionSql(TABLE_OF.deadLetters, new Date().toISOString().slice(0, 10).replaceAll('-', ''))],
       partitions: PARTITIONS_SQL,
@@ -244,6 +319,22 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
         assert.deepEqual(normalize(current[name]!), normalize(local[name]!), `${name}: same result on both versions`);
         assert.deepEqual(normalize(current[`${name} (query parameters)`]!), normalize(local[name]!), `${name}: same result with ClickHouse's own query parameters`);
       }
+    }
+    // The review queries count what the labels say (sampleLabels), written twice or not.
+    for (const [i, pipeline] of pipelines.entries()) {
+      const { labels } = reviewed[i]!;
+      const latest = new Map(labels.map((l) => [l.event_id, l])); // the later label of an event comes last
+      const m1 = [...latest.values()].filter((l) => l.model_version === 'm1');
+      const row = normalize(local[`${pipeline} realized-performance`]!).find((r) => r['model'] === 'm1' && r['class'] === m1[0]!.original_decision)!;
+      const predicted = m1.filter((l) => l.original_decision === row['class']);
+      const confirmed = predicted.filter((l) => l.decision_version === l.original_decision_version);
+      assert.deepEqual([row['predicted_events'], row['confirmed']], [predicted.length, confirmed.length], `${pipeline} realized-performance`);
+      const agreement = normalize(local[`${pipeline} reviewer-agreement`]!);
+      assert.deepEqual(agreement, [{ item_kind: 'review', labeled_twice: 2, agreeing: 1, agreement: 0.5 }], `${pipeline} reviewer-agreement`);
+      const time = normalize(local[`${pipeline} review-time`]!);
+      assert.deepEqual(time.map((r) => [r['item_kind'], r['resolved_items'], r['sla_breaches']]), [['audit', 16, 0], ['review', 10, 2]], `${pipeline} review-time`);
+      const volume = normalize(local[`${pipeline} review-volume`]!);
+      assert.deepEqual(volume.map((r) => [r['item_kind'], r['labels'], r['reviewers']]), [['audit', 16, 2], ['review', 10, 2]], `${pipeline} review-volume`);
     }
     for (const name of ['class-distribution', 'decision-fields']) {
       assert.deepEqual(local[`${binary} ${name}`], [], `${name}: nothing for a binary pipeline without fields of its own`);

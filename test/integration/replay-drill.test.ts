@@ -138,8 +138,9 @@ describe('the drill: promote a bad model, roll back, replay the window', () => {
   it('prints the plan without --execute and changes nothing', async () => {
     const plan = await sluice([...replayArgs(), '--json'], env).exited;
     assert.equal(plan.status, 0, plan.stderr);
-    const parsed = JSON.parse(plan.stdout) as { replay: string; action: string; topic: string; modelVersion: string; ranges: Array<{ partition: number; start: string; end: string; events: number }> };
+    const parsed = JSON.parse(plan.stdout) as { replay: string; action: string; topic: string; modelVersion: string; humanDecided: number; ranges: Array<{ partition: number; start: string; end: string; events: number }> };
     assert.equal(parsed.action, 'start');
+    assert.equal(parsed.humanDecided, 1, 'the plan counts the human decision a run will keep');
     assert.equal(parsed.topic, subject.topic('validated'));
     assert.equal(parsed.modelVersion, champion, 'it would decide with the champion now serving');
     assert.equal(parsed.ranges.length, 3);

@@ -3,17 +3,23 @@
  * instance with its three stages running, whose decide stage sends edge cases
  * to `<p>.review`; the service (in this process) serves them. Sessions and
  * CSRF, claims and their conflicts, the answers it refuses, exactly one human
- * decision per item, and a queue that survives a restart.
+ * decision per item, a queue that survives a restart, and the audit items the
+ * decide stage samples from its automatic decisions; the pipeline's sink puts
+ * the labels in ClickHouse, where the documented review queries count them.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DecisionRecord, ReviewRecord } from '../../lib/contracts.ts';
+import { runDocumentedQuery } from '../../connectors/clickhouse/analytics.ts';
+import { createClickHouse } from '../../connectors/clickhouse/client.ts';
 import { pipelineByName } from '../../pipelines/registry.ts';
+import { auditPosition, auditRateOf, auditSampled } from '../../processors/decide/audit.ts';
 import type { ReviewConfig } from '../../review/config.ts';
 import type { ItemView } from '../../review/queue.ts';
+import type { RunningSink } from '../../processors/sink/runner.ts';
 import type { RunningReview } from '../../review/server.ts';
-import { ApiClient, dropReviewTopics, readDecidedUpTo, reviewConfig, reviewer, startReview, waitFor } from '../browser/review-support.ts';
-import { uniqueName } from '../helpers.ts';
+import { ApiClient, dropReviewTopics, dropSinkRows, readDecidedUpTo, reviewConfig, reviewer, startReview, startSink, waitFor } from '../browser/review-support.ts';
+import { connections, uniqueName } from '../helpers.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 
 type Decided = DecisionRecord & Record<string, unknown>;
@@ -25,9 +31,12 @@ describe('review service API', () => {
   let decided: Collector<Decided>;
   let feedback: Collector<Record<string, unknown>>;
   let review: Collector<ReviewRecord>;
+  let sink: RunningSink | undefined;
+  const clickhouse = createClickHouse({ url: connections.clickhouseUrl });
   let alice: ApiClient;
   let bob: ApiClient;
   let admin: ApiClient;
+  /** The open review items (kind review) at the start; audit items are tested on their own. */
   let items: ItemView[];
   const base = () => `/api/pipelines/${instance.name}`;
 
@@ -37,8 +46,12 @@ describe('review service API', () => {
     config = reviewConfig([instance.name]);
     service = await startReview(config);
     feedback = await instance.collect<Record<string, unknown>>('feedback');
+    sink = await startSink(clickhouse, instance.name);
     await instance.start();
-    const events = [...pipelineByName(instance.name).plugin.generator.events({ seed: 7, count: 300, startMs: Date.now(), spacingMs: 10, idPrefix: uniqueName('rv') })];
+    const plugin = pipelineByName(instance.name).plugin;
+    const generated = [...plugin.generator.events({ seed: 7, count: 3_000, startMs: Date.now(), spacingMs: 10, idPrefix: uniqueName('rv') })];
+    // 300 events, and five more whose ids fall in the audit sample, so the run has audit items whatever its ids.
+    const events = [...generated.slice(0, 300), ...generated.slice(300).filter((e) => auditPosition(e.eventId) < auditRateOf(plugin)).slice(0, 5)];
     await instance.produce(events.map((event) => ({ key: event.key, value: event.value })));
     await review.until('at least five review requests', (messages) => messages.length >= 5, 120_000);
     const accounts = await Promise.all([reviewer(config, 'alice'), reviewer(config, 'bob'), reviewer(config, 'root', 'admin')]);
@@ -48,12 +61,14 @@ describe('review service API', () => {
     for (const [client, account] of [[alice, accounts[0]], [bob, accounts[1]], [admin, accounts[2]]] as const) await client.activate(account.username, account.password);
     items = await waitFor('the review requests in the queue', async () => {
       const answer = await alice.request<{ items: ItemView[] }>('GET', `${base()}/items?status=open`);
-      return answer.status === 200 && answer.body.items.length >= review.messages.length ? answer.body.items : undefined;
+      return answer.status === 200 && answer.body.items.length >= review.messages.length ? answer.body.items.filter((i) => i.kind === 'review') : undefined;
     });
   });
 
   after(async () => {
     await service?.stop();
+    if (instance) await dropSinkRows(clickhouse, instance.name, sink);
+    await clickhouse.close();
     await instance?.stop();
     if (config) await dropReviewTopics(config);
   });
@@ -109,7 +124,7 @@ describe('review service API', () => {
   });
 
   it('lists open items with what a reviewer needs, soonest due first', () => {
-    const reviewed = new Set(review.messages.map((m) => m.value.event_id));
+    const reviewed = new Set(review.messages.filter((m) => (m.value as { kind?: string }).kind !== 'audit').map((m) => m.value.event_id));
     assert.equal(items.length, reviewed.size);
     for (const item of items) {
       assert.ok(reviewed.has(item.event_id));
@@ -296,6 +311,45 @@ describe('review service API', () => {
     assert.deepEqual([again.status, (again.body['error'] as { code: string }).code], [409, 'ALREADY_RESOLVED']);
     const taken = await alice.request('POST', `${base()}/items/${claimedId}/claim`);
     assert.deepEqual([taken.status, (taken.body['error'] as { code: string }).code], [409, 'CLAIMED_BY_OTHER']);
+  });
+
+  it('the decide stage samples automatic decisions for audit by event id: exactly those are audit items; confirming one writes a label and no decision', async () => {
+    await instance.waitForIdle();
+    const rate = auditRateOf(pipelineByName(instance.name).plugin);
+    const automatic = decided.messages.filter((m) => m.value.decision_version === 1 && m.value.decision !== 'review');
+    const expected = automatic.filter((m) => auditSampled(m.value, 'review', rate)).map((m) => m.value.event_id).sort();
+    assert.ok(expected.length > 0, 'the run has automatic decisions in the audit sample');
+    const audits = await waitFor('the audit items', async () => {
+      const answer = await alice.request<{ items: ItemView[] }>('GET', `${base()}/items?status=all`);
+      const found = answer.body.items.filter((i) => i.kind === 'audit');
+      return found.length >= expected.length ? found : undefined;
+    });
+    assert.deepEqual(audits.map((i) => i.event_id).sort(), expected);
+    for (const audit of audits) {
+      assert.ok(['approve', 'block'].includes(audit.decision) && ['model', 'rule'].includes(audit.decided_by), `${audit.event_id}: an automatic decision`);
+      assert.equal(typeof (audit.payload as { user_id: string }).user_id, 'string', 'with the payload the reviewer checks');
+    }
+    const audit = audits[0]!;
+    const confirmed = await alice.request<{ item: ItemView }>('POST', `${base()}/items/${audit.item_id}/resolve`, { decision: audit.decision, reason: 'right call' });
+    assert.equal(confirmed.status, 200, JSON.stringify(confirmed.body));
+    assert.equal(confirmed.body.item.resolution?.decision_version, 1, 'the automatic decision stands');
+    const labels = await feedback.until('the audit label', (messages) => messages.some((m) => m.value['event_id'] === audit.event_id));
+    const label = labels.find((m) => m.value['event_id'] === audit.event_id)!.value;
+    assert.deepEqual([label['kind'], label['label'], label['original_decision'], label['decision_version']], ['audit', audit.decision, audit.decision, 1]);
+    const model = decided.messages.find((m) => m.value.event_id === audit.event_id)!;
+    await readDecidedUpTo(instance, decided, model.key!, model.value);
+    assert.equal(decided.messages.filter((m) => m.value.event_id === audit.event_id).length, 1, 'no second decision for a confirmed audit');
+
+    // In ClickHouse, through the sink: every label once, and the documented review queries count them.
+    const labeled = new Set(feedback.messages.map((m) => String(m.value['event_id'])));
+    const volume = await waitFor('every label in ClickHouse', async () => {
+      const rows = await runDocumentedQuery(clickhouse, 'review-volume', { pipeline: instance.name });
+      return rows.reduce((n, r) => n + Number(r['labels']), 0) === labeled.size ? rows : undefined;
+    });
+    assert.ok(volume.some((r) => r['item_kind'] === 'audit' && Number(r['labels']) >= 1));
+    const performance = await runDocumentedQuery(clickhouse, 'realized-performance', { pipeline: instance.name });
+    const row = performance.find((r) => r['model'] === audit.model_version && r['class'] === audit.decision);
+    assert.ok(row && Number(row['predicted_events']) >= 1 && Number(row['confirmed']) >= 1, `the confirmed audit counts toward ${audit.decision}'s precision: ${JSON.stringify(performance)}`);
   });
 
   it('describes its API at /openapi.json', async () => {

@@ -3,7 +3,8 @@
  * playwright-core; SLUICE_CHROMIUM names another binary), against the real
  * local stack: sign in, see the queue, open an item, claim it, correct the
  * decision with a reason; the decided topic then holds the human decision one
- * version above the model's. Keyboard shortcuts, and what the page says when
+ * version above the model's, and ClickHouse (through the pipeline's sink) the
+ * label and the decision with its reviewer. Keyboard shortcuts, and what the page says when
  * someone else holds an item. Leaves a screenshot of the item page in
  * .sluice/logs/tests/review-item.png.
  */
@@ -12,13 +13,27 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { createClickHouse } from '../../connectors/clickhouse/client.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
 import type { DecisionRecord } from '../../lib/contracts.ts';
 import type { ReviewConfig } from '../../review/config.ts';
 import { itemIdOf } from '../../review/queue.ts';
+import type { RunningSink } from '../../processors/sink/runner.ts';
 import type { RunningReview } from '../../review/server.ts';
-import { ApiClient, dropReviewTopics, produceReviews, reviewConfig, reviewer, startReview, waitFor } from '../browser/review-support.ts';
-import { uniqueName } from '../helpers.ts';
+import {
+  ApiClient,
+  dropReviewTopics,
+  dropSinkRows,
+  labelsInClickHouse,
+  produceReviews,
+  reviewConfig,
+  reviewer,
+  standingDecision,
+  startReview,
+  startSink,
+  waitFor,
+} from '../browser/review-support.ts';
+import { connections, uniqueName } from '../helpers.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 
 type Decided = DecisionRecord & Record<string, unknown>;
@@ -48,6 +63,8 @@ describe('review web UI in Chromium', () => {
   let config: ReviewConfig;
   let service: RunningReview;
   let decided: Collector<Decided>;
+  let sink: RunningSink | undefined;
+  const clickhouse = createClickHouse({ url: connections.clickhouseUrl });
   let browser: Browser;
   let page: Page;
   let password: string;
@@ -59,6 +76,7 @@ describe('review web UI in Chromium', () => {
     assert.ok(existsSync(CHROMIUM), `No Chromium at ${CHROMIUM}: install it (apt-get install -y chromium) or set SLUICE_CHROMIUM.`);
     instance = await PipelineInstance.create('rv-ui', {}, 'ticket-triage');
     decided = await instance.collect<Decided>('decided');
+    sink = await startSink(clickhouse, instance.name);
     config = reviewConfig([instance.name]);
     service = await startReview(config);
     const now = Date.now();
@@ -78,6 +96,8 @@ describe('review web UI in Chromium', () => {
   after(async () => {
     await browser?.close();
     await service?.stop();
+    if (instance) await dropSinkRows(clickhouse, instance.name, sink);
+    await clickhouse.close();
     await instance?.stop();
     if (config) await dropReviewTopics(config);
   });
@@ -106,6 +126,8 @@ describe('review web UI in Chromium', () => {
     await waitFor('two rows', async () => (await rows.count()) === 2);
     assert.equal(await rows.nth(0).locator('td').nth(1).textContent(), firstId);
     assert.equal(await rows.nth(1).locator('td').nth(6).textContent(), 'bob');
+    // The pipeline's review settings, from its manifest (ticket-triage: 2 h, then routed; 2% audited).
+    assert.match((await page.textContent('#queue-count')) ?? '', /^2 items · SLA 2 h, then route · 2% of automatic decisions audited$/);
   });
 
   it('says clearly when someone else holds an item (keyboard: j, Enter, c)', async () => {
@@ -146,5 +168,22 @@ describe('review web UI in Chromium', () => {
       ['route', 'human', 2, 'bug', 'P2'],
     );
     assert.ok(human[0]!.value.reasons.includes('reviewed_by:frank'));
+    assert.deepEqual([human[0]!.value['reviewed_by'], human[0]!.value['review_reason'], human[0]!.value['corrects_decision_version']], ['frank', 'An export defect, not a billing question', 1]);
+
+    // ClickHouse holds the label (the sink reads <p>.feedback) and the human decision as the one that stands.
+    const [label, ...more] = await waitFor('the label in ClickHouse', async () => {
+      const rows = await labelsInClickHouse(clickhouse, instance.name, firstId);
+      return rows.length > 0 ? rows : undefined;
+    });
+    assert.equal(more.length, 0, 'one label');
+    assert.deepEqual(
+      [label!.kind, label!.label, label!.label_field_names, label!.label_field_values, label!.reviewer, label!.reason, label!.original_decision, Number(label!.decision_version), label!.model_version],
+      ['review', 'route', ['priority', 'queue'], ['P2', 'bug'], 'frank', 'An export defect, not a billing question', 'review', 2, 'ticket-triage-test'],
+    );
+    const standing = await waitFor('the human decision in ClickHouse', async () => {
+      const row = await standingDecision(clickhouse, instance.name, firstId);
+      return row && Number(row['version']) === 2 ? row : undefined;
+    });
+    assert.deepEqual([standing['standing'], standing['by'], standing['reviewer'], standing['reason'], Number(standing['corrects'])], ['route', 'human', 'frank', 'An export defect, not a billing question', 1]);
   });
 });

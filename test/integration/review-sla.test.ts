@@ -2,17 +2,31 @@
  * ticket-triage items against the real local stack, with review requests put
  * on `<p>.review` as the decide stage writes them: the pipeline's own fields
  * (queue, priority) in the human decision, and the SLA expiring an item to the
- * fallback decision (SLUICE_REVIEW_SLA_SECONDS).
+ * fallback decision its manifest names (ticket-triage: route, to the proposed
+ * queue), with the SLA shortened by SLUICE_REVIEW_SLA_SECONDS.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createClickHouse } from '../../connectors/clickhouse/client.ts';
 import type { DecisionRecord } from '../../lib/contracts.ts';
 import type { ReviewConfig } from '../../review/config.ts';
 import { itemIdOf, type ItemView } from '../../review/queue.ts';
+import type { RunningSink } from '../../processors/sink/runner.ts';
 import type { RunningReview } from '../../review/server.ts';
-import { AUDIT_HEADER } from '../../review/store.ts';
-import { ApiClient, dropReviewTopics, produceReviews, readDecidedUpTo, reviewConfig, reviewer, startReview, waitFor } from '../browser/review-support.ts';
-import { uniqueName } from '../helpers.ts';
+import {
+  ApiClient,
+  dropReviewTopics,
+  dropSinkRows,
+  labelsInClickHouse,
+  produceReviews,
+  readDecidedUpTo,
+  reviewConfig,
+  reviewer,
+  startReview,
+  startSink,
+  waitFor,
+} from '../browser/review-support.ts';
+import { connections, uniqueName } from '../helpers.ts';
 import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 
 type Decided = DecisionRecord & Record<string, unknown>;
@@ -46,18 +60,21 @@ describe('review service: ticket-triage fields and the SLA', () => {
   let decided: Collector<Decided>;
   let feedback: Collector<Record<string, unknown>>;
   let client: ApiClient;
+  let sink: RunningSink | undefined;
+  const clickhouse = createClickHouse({ url: connections.clickhouseUrl });
   const prefix = uniqueName('sla');
   const overdueId = `${prefix}-overdue`;
   const laterId = `${prefix}-later`;
   const auditConfirmId = `${prefix}-audit-confirm`;
   const auditOverrideId = `${prefix}-audit-override`;
   const auditExpiredId = `${prefix}-audit-expired`;
-  /** An automatic decision sampled for audit: routed by the model, marked with the audit header. */
-  const audit = (eventId: string, decidedAt: number) => ({ ...triageReview(eventId, decidedAt), pipeline: instance.name, decision: 'route', reasons: ['model_confident'], score: 0.91, queue: 'bug', priority: 'P3' });
+  /** An automatic decision sampled for audit, as the decide stage writes it: routed by the model, kind audit. */
+  const audit = (eventId: string, decidedAt: number) => ({ ...triageReview(eventId, decidedAt), pipeline: instance.name, decision: 'route', reasons: ['model_confident'], score: 0.91, queue: 'bug', priority: 'P3', kind: 'audit' });
 
   before(async () => {
     instance = await PipelineInstance.create('rv-sla', {}, 'ticket-triage');
     decided = await instance.collect<Decided>('decided');
+    sink = await startSink(clickhouse, instance.name);
     config = reviewConfig([instance.name], { SLUICE_REVIEW_SLA_SECONDS: '3' });
     service = await startReview(config);
     feedback = await instance.collect<Record<string, unknown>>('feedback');
@@ -67,7 +84,7 @@ describe('review service: ticket-triage fields and the SLA', () => {
       { ...triageReview(overdueId, now - 10_000), pipeline: instance.name },
       { ...triageReview(laterId, now + 600_000), pipeline: instance.name },
     ]);
-    await produceReviews(instance, [audit(auditConfirmId, now + 600_000), audit(auditOverrideId, now + 600_000), audit(auditExpiredId, now - 10_000)], { [AUDIT_HEADER]: 'audit' });
+    await produceReviews(instance, [audit(auditConfirmId, now + 600_000), audit(auditOverrideId, now + 600_000), audit(auditExpiredId, now - 10_000)]);
     const account = await reviewer(config, 'erin');
     await waitFor('erin visible', () => service.store.accounts.get('erin'));
     client = new ApiClient(service.url);
@@ -76,17 +93,21 @@ describe('review service: ticket-triage fields and the SLA', () => {
 
   after(async () => {
     await service?.stop();
+    if (instance) await dropSinkRows(clickhouse, instance.name, sink);
+    await clickhouse.close();
     await instance?.stop();
     if (config) await dropReviewTopics(config);
   });
 
-  it('an item past its due time expires to the fallback decision, decided_by fallback, once', async () => {
+  it("an item past its due time expires to the manifest's fallback decision, decided_by fallback, once", async () => {
     await decided.until('the fallback decision', (messages) => messages.some((m) => m.value.event_id === overdueId));
     const decisions = decided.messages.filter((m) => m.value.event_id === overdueId);
     assert.equal(decisions.length, 1);
     const decision = decisions[0]!.value;
-    assert.deepEqual([decision.decision, decision.decided_by, decision.decision_version, decision['queue'], decision['priority']], ['review', 'fallback', 2, 'billing', 'P3']);
+    // ticket-triage's manifest: an expired ticket is routed to the queue the model proposed, not left unrouted.
+    assert.deepEqual([decision.decision, decision.decided_by, decision.decision_version, decision['queue'], decision['priority']], ['route', 'fallback', 2, 'billing', 'P3']);
     assert.ok(decision.reasons.includes('review_expired'));
+    assert.deepEqual([decision['reviewed_by'], decision['review_reason'], decision['corrects_decision_version']], [null, 'review_expired', 1]);
     const item = await waitFor('the item shown as expired', async () => {
       const answer = await client.request<{ item: ItemView }>('GET', `/api/pipelines/${instance.name}/items/${itemIdOf(instance.name, overdueId)}`);
       return answer.body.item.status === 'expired' ? answer.body.item : undefined;
@@ -117,6 +138,8 @@ describe('review service: ticket-triage fields and the SLA', () => {
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     const [human] = (await decided.until('the human decision', (messages) => messages.some((m) => m.value.event_id === laterId))).filter((m) => m.value.event_id === laterId);
     assert.deepEqual([human!.value.decision, human!.value.decided_by, human!.value.decision_version, human!.value['queue'], human!.value['priority']], ['route', 'human', 2, 'bug', 'P2']);
+    // The decision names its reviewer and reason and links to the decision it corrects.
+    assert.deepEqual([human!.value['reviewed_by'], human!.value['review_reason'], human!.value['corrects_decision_version']], ['erin', 'a bug, not billing', 1]);
     const labels = await feedback.until('the label', (messages) => messages.some((m) => m.value['event_id'] === laterId));
     const label = labels.find((m) => m.value['event_id'] === laterId)!.value;
     assert.deepEqual([label['label'], label['label_fields'], label['reviewer']], ['route', { queue: 'bug', priority: 'P2' }, 'erin']);
@@ -154,5 +177,17 @@ describe('review service: ticket-triage fields and the SLA', () => {
       await readDecidedUpTo(instance, decided, `key-${eventId}`, override[0]!.value);
       assert.equal(decided.messages.filter((m) => m.value.event_id === eventId).length, 0, `no decision for ${eventId}`);
     }
+    // ClickHouse holds both audit labels, as audits: the confirmation at the automatic decision's version, the correction one above.
+    const inClickHouse = await waitFor('the audit labels in ClickHouse', async () => {
+      const rows = await Promise.all([auditConfirmId, auditOverrideId].map((id) => labelsInClickHouse(clickhouse, instance.name, id)));
+      return rows.every((r) => r.length === 1) ? rows.map((r) => r[0]!) : undefined;
+    });
+    assert.deepEqual(
+      inClickHouse.map((row) => [row.kind, row.label, row.label_field_values, row.original_decision, Number(row.original_decision_version), Number(row.decision_version), row.reviewer]),
+      [
+        ['audit', 'route', ['P3', 'bug'], 'route', 1, 1, 'erin'],
+        ['audit', 'route', ['P1', 'security'], 'route', 1, 2, 'erin'],
+      ],
+    );
   });
 });

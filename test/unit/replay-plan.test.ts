@@ -16,11 +16,13 @@ import {
   DecisionIndex,
   emptySummary,
   formatPlan,
+  humanDecidedIn,
   formatSummary,
   parseDatetime,
   parseReplayState,
   replayGroupId,
   replayId,
+  reviewRecordKind,
   runName,
 } from '../../processors/replay/plan.ts';
 import type { ValidatedRecord } from '../../processors/runtime/types.ts';
@@ -117,6 +119,19 @@ describe('replay: decision versions', () => {
     assert.equal(index.get('h')?.human, true);
   });
 
+  it("counts, for the plan, the window's events a reviewer decided: the ones a run will skip", () => {
+    const index = new DecisionIndex();
+    index.observe({ event_id: 'h1', decision_version: 1, decision: 'review', decided_by: 'model' });
+    index.observe({ event_id: 'h1', decision_version: 2, decision: 'block', decided_by: 'human' });
+    index.observe({ event_id: 'h2', decision_version: 2, decision: 'approve', decided_by: 'human' });
+    index.observe({ event_id: 'm', decision_version: 1, decision: 'approve', decided_by: 'model' });
+    index.observe({ event_id: 'f', decision_version: 2, decision: 'review', decided_by: 'fallback' });
+    // h2 is outside the window; 'new' has no decision yet; an expired review (fallback) is not a human's and is replayed.
+    assert.equal(humanDecidedIn(index, ['h1', 'm', 'f', 'new']), 1);
+    assert.equal(humanDecidedIn(index, ['h1', 'h2']), 2);
+    assert.equal(humanDecidedIn(index, []), 0);
+  });
+
   it('writes the re-decision with the version and the name of the replay; a live decision names none', () => {
     const scored = { ...validated, score: 0.2, label: null, class_names: [], class_scores: [], model_version: 'champ', feature_names: [], feature_values: [], scored_at: NOW_MS };
     const live = decisionOf(decide(scored, { pipeline: 'p', policy, reviewDecision: 'review', killSwitchOn: false, now: () => NOW_MS }));
@@ -152,11 +167,13 @@ describe('replay: what it prints', () => {
       challengerVersion: null,
       killSwitchOn: false,
       policyVersion: 'policy-1',
+      humanDecided: 3,
     });
     assert.match(plan, /p\.validated from 2026-12-01T03:00:00\.000Z to 2026-12-01T04:00:00\.000Z/);
     assert.match(plan, /model champ, policy policy-1/);
     assert.match(plan, /\n {2}0 +10 +25 +12\n/);
     assert.match(plan, /total events 12\n/);
+    assert.match(plan, /human decisions 3 \(kept: a replay never overrides a reviewer; these events are skipped\)\n/);
     assert.match(plan, /run again with --execute/);
   });
 });
@@ -196,5 +213,27 @@ describe('shadow scoring reaches the records', () => {
       assert.deepEqual([decision.decision, decision.shadow_decision], ['block', null]);
     }
     assert.equal(failures.length, 1);
+  });
+});
+
+describe('replay: what the review queue is told', () => {
+  const known = (decision: string, human = false) => ({ version: 1, decision, human });
+  const kind = (k: ReturnType<typeof known> | undefined, decision: string, audited = false) => reviewRecordKind({ known: k, decision, reviewDecision: 'review', audited });
+
+  it('sends a re-decided review to review, refreshing an open item to the new version', () => {
+    assert.equal(kind(undefined, 'review'), 'review');
+    assert.equal(kind(known('review'), 'review'), 'review');
+    assert.equal(kind(known('approve'), 'review'), 'review');
+  });
+
+  it('supersedes the item of an event under review or audit that the replay decides automatically', () => {
+    assert.equal(kind(known('review'), 'approve'), 'superseded');
+    assert.equal(kind(known('approve'), 'block', true), 'superseded');
+  });
+
+  it('tells nothing of an event without an item, or one a human decided', () => {
+    assert.equal(kind(known('approve'), 'block'), null);
+    assert.equal(kind(undefined, 'approve', true), null);
+    assert.equal(kind(known('review', true), 'approve'), null);
   });
 });

@@ -50,6 +50,14 @@ describe('review queue', () => {
     assert.match(itemIdOf(P, 'e/1?x=2'), /^[A-Za-z0-9_-]{22}$/);
   });
 
+  it('shows an audit sample as kind audit, its kind not among the pipeline\'s own fields', () => {
+    const queue = new ReviewQueue(P, { slaMs: 240 * MINUTE });
+    const audit = source('e-audit');
+    const id = queue.applyReview({ ...audit, kind: 'audit', record: { ...audit.record, decision: 'approve', kind: 'audit', queue: 'bug' } });
+    const item = queue.item(id, T0)!;
+    assert.deepEqual([item.kind, item.decision, item.fields], ['audit', 'approve', { queue: 'bug' }]);
+  });
+
   it('the first claim in log order wins; a second reviewer loses until the lease runs out', () => {
     const queue = new ReviewQueue(P, { slaMs: 240 * MINUTE });
     const id = queue.applyReview(source('e-1'));
@@ -121,6 +129,31 @@ describe('review queue', () => {
     assert.equal(queue.list('all', T0).length, 3);
     assert.equal(queue.item(early, T0)?.due_at, T0 + 10 * MINUTE);
     assert.deepEqual(queue.overdue(T0 + 10 * MINUTE), [early]);
-    assert.deepEqual(queue.counts(), { open: 2, resolved: 1, expired: 0 });
+    assert.deepEqual(queue.counts(), { open: 2, resolved: 1, expired: 0, superseded: 0 });
+  });
+
+  it("closes an open item when a replay's re-decision supersedes it, and never a resolved or a newer one", () => {
+    const queue = new ReviewQueue(P, { slaMs: 10 * MINUTE });
+    const open = queue.applyReview(source('e-open'));
+    const done = queue.applyReview(source('e-done'));
+    const newer = queue.applyReview(source('e-newer', { version: 3 }));
+    queue.applyState(claim(open, 'ana', T0));
+    queue.applyState(resolved(done, 'ana', T0));
+    const superseding = (eventId: string, version: number) => ({ ...source(eventId).record, decision: 'approve', decision_version: version, replay_id: 'replay-1', kind: 'superseded' });
+    assert.equal(queue.applySuperseded(superseding('e-open', 2)), open);
+    queue.applySuperseded(superseding('e-done', 2));
+    queue.applySuperseded(superseding('e-newer', 2));
+    queue.applySuperseded(superseding('e-unknown', 2));
+
+    const item = queue.item(open, T0)!;
+    assert.deepEqual([item.status, item.claimed_by, item.superseded_by], ['superseded', null, { replay_id: 'replay-1', decision: 'approve', decision_version: 2 }]);
+    assert.equal(queue.item(done, T0)!.status, 'resolved', 'a resolution stands');
+    assert.equal(queue.item(newer, T0)!.status, 'open', 'an older re-decision does not close a newer request');
+    assert.equal(queue.item(itemIdOf(P, 'e-unknown'), T0), undefined, 'no item is made for an event nobody reviews');
+    // Closed: no claim wins, it never expires, and it is counted apart.
+    const refused = queue.applyState(claim(open, 'ben', T0 + MINUTE));
+    assert.deepEqual(refused, { rid: `ben-${T0 + MINUTE}`, type: 'claim', won: false, heldBy: null, status: 'superseded' });
+    assert.deepEqual(queue.overdue(T0 + 60 * MINUTE), [newer]);
+    assert.deepEqual(queue.counts(), { open: 1, resolved: 1, expired: 0, superseded: 1 });
   });
 });

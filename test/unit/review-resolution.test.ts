@@ -83,13 +83,22 @@ describe('resolution rules', () => {
     assert.equal(decided.priority, 'P2');
     assert.equal(decided.decided_at, T0 + 60_000);
     assert.deepEqual(decided.reasons, ['human_review', 'reviewed_by:alice', 'corrects_decision_version:1', 'review_reason:a bug report']);
+    // The contract's own review fields: a consumer links the correction without parsing reasons.
+    assert.deepEqual([decided.reviewed_by, decided.review_reason, decided.corrects_decision_version], ['alice', 'a bug report', 1]);
     assert.ok(contract(triage, 'decided').isValid(decided), 'valid against ticket-triage decided.avsc');
+    const roundTrip = contract(triage, 'decided').fromBuffer(contract(triage, 'decided').toBuffer(decided)) as Record<string, unknown>;
+    assert.deepEqual([roundTrip['reviewed_by'], roundTrip['review_reason'], roundTrip['corrects_decision_version']], ['alice', 'a bug report', 1], 'written to the topic');
   });
 
   it('an expired item gets the fallback decision with the proposed fields, by fallback', () => {
     const decided = expiredDecision(triageSource, triage.reviewDecision, resolutionRules(triage).fields, T0 + 1);
     assert.deepEqual([decided.decision, decided.decided_by, decided.decision_version, decided.queue, decided.priority], ['review', 'fallback', 2, 'billing', 'P3']);
     assert.equal(decided.reasons[0], 'review_expired');
+    assert.deepEqual([decided.reviewed_by, decided.review_reason, decided.corrects_decision_version], [null, 'review_expired', 1]);
+    // The manifest may name another fallback (ticket-triage: route to the proposed queue).
+    const routed = expiredDecision(triageSource, 'route', resolutionRules(triage).fields, T0 + 1);
+    assert.deepEqual([routed.decision, routed.queue, routed.priority], ['route', 'billing', 'P3']);
+    assert.ok(contract(triage, 'decided').isValid(routed));
     assert.ok(contract(triage, 'decided').isValid(decided));
   });
 

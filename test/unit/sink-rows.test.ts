@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { avroType, type FramedDecode, framedEncoder } from '../../connectors/registry/registry.ts';
 import type { SourceRecord } from '../../processors/runtime/types.ts';
 import { REDACTED } from '../../processors/sink/mask.ts';
 import type { CommonDecision, CommonScored, CommonValidated } from '../../processors/sink/records.ts';
 import { envelopeOf, mapRecords, rowCount, type SinkContext } from '../../processors/sink/rows.ts';
+import { SCHEMAS_ROOT, readAvsc } from '../../lib/schemas.ts';
 
 /*
  * Test-local contracts of two kinds of pipeline, so that these tests hold
@@ -112,9 +114,21 @@ const types = new Map([
   [22, avroType(multiclassSchemas.scored)],
   [23, avroType(multiclassSchemas.decided)],
   [31, avroType({ type: 'record', name: 'NotAContract', fields: [{ name: 'id', type: 'string' }] })],
+  // A decision with the review fields every decided contract ends with (a human's correction).
+  [
+    14,
+    avroType({
+      type: 'record',
+      name: 'Decision',
+      namespace: 'test.reviewed',
+      fields: [...decisionFields, { name: 'reviewed_by', ...nullable('string') }, { name: 'review_reason', ...nullable('string') }, { name: 'corrects_decision_version', ...nullable('int') }],
+    }),
+  ],
+  // The label contract as the review service writes it to <p>.feedback.
+  [41, avroType(readAvsc(join(SCHEMAS_ROOT, 'ticket-triage', 'feedback.avsc')))],
 ]);
 const encoder = (id: number) => framedEncoder(id, types.get(id)!);
-const encode = { validated: encoder(11), scored: encoder(12), decided: encoder(13), multiclassScored: encoder(22), multiclassDecided: encoder(23) };
+const encode = { validated: encoder(11), scored: encoder(12), decided: encoder(13), reviewedDecided: encoder(14), multiclassScored: encoder(22), multiclassDecided: encoder(23), feedback: encoder(41) };
 
 const PIPELINE = 'unit-pipeline';
 
@@ -323,10 +337,71 @@ describe('sink: records to table rows', () => {
         shadow_model_version: '',
         shadow_score: 0,
         shadow_decision: '',
+        reviewed_by: '',
+        review_reason: '',
+        corrects_decision_version: 0,
         kafka_partition: 2,
         kafka_offset: 9,
       },
     ]);
+  });
+
+  it("keeps a human decision's reviewer, reason and the version it corrects in columns of their own, not among the pipeline's fields", () => {
+    const human = { ...decidedValue, decision: 'block', decided_by: 'human', decision_version: 2, reviewed_by: 'alice', review_reason: 'a known fraud ring', corrects_decision_version: 1 };
+    const { rows } = mapRecords([record('decided', encode.reviewedDecided(human), 12)], ctx);
+    const row = rows.decisions[0] as unknown as Record<string, unknown>;
+    assert.deepEqual([row['decided_by'], row['reviewed_by'], row['review_reason'], row['corrects_decision_version'], row['extra_names']], ['human', 'alice', 'a known fraud ring', 1, []]);
+  });
+
+  it('maps a label on the feedback topic to a labels row, apart from the data tables', () => {
+    const label = {
+      event_id: 't-1',
+      pipeline: PIPELINE,
+      item_id: 'item-t-1',
+      kind: 'audit',
+      label: 'route',
+      label_fields: { queue: 'security', priority: 'P1' },
+      reviewer: 'erin',
+      reason: 'a security report',
+      original_decision: 'route',
+      original_decided_by: 'model',
+      original_decision_version: 1,
+      decision_version: 2,
+      score: 0.71,
+      model_version: 'tfidf-2',
+      policy_version: 'triage-1',
+      occurred_at: T0,
+      created_at: T0 + 50,
+      resolved_at: T0 + 600_000,
+    };
+    const { rows, labels, skipped } = mapRecords([record('feedback', encode.feedback(label), 3), record('feedback', encode.feedback({ ...label, reviewer: '' }), 4)], ctx);
+    assert.equal(rowCount(rows), 0, 'a label is no stage event, decision or model output');
+    assert.deepEqual(labels, [
+      {
+        pipeline: PIPELINE,
+        event_id: 't-1',
+        item_id: 'item-t-1',
+        kind: 'audit',
+        label: 'route',
+        label_field_names: ['priority', 'queue'],
+        label_field_values: ['P1', 'security'],
+        reviewer: 'erin',
+        reason: 'a security report',
+        original_decision: 'route',
+        original_decided_by: 'model',
+        original_decision_version: 1,
+        decision_version: 2,
+        score: 0.71,
+        model_version: 'tfidf-2',
+        policy_version: 'triage-1',
+        occurred_at_ms: T0,
+        created_at_ms: T0 + 50,
+        labeled_at_ms: T0 + 600_000,
+        kafka_partition: 2,
+        kafka_offset: 3,
+      },
+    ]);
+    assert.deepEqual(skipped.map((s) => [s.offset, s.reason]), [['4', 'missing-fields']], 'a label without a reviewer is skipped, with a reason');
   });
 
   it('keeps the fields a pipeline adds to its decisions as names and texts, in schema order, with personal data masked', () => {
@@ -355,6 +430,9 @@ describe('sink: records to table rows', () => {
       shadow_model_version: '',
       shadow_score: 0,
       shadow_decision: '',
+      reviewed_by: '',
+      review_reason: '',
+      corrects_decision_version: 0,
       kafka_partition: 2,
       kafka_offset: 10,
     });
@@ -455,6 +533,7 @@ describe('sink: records to table rows', () => {
       record('scored', encode.multiclassScored(ticketScored), 2),
       record('decided', encode.multiclassDecided(ticketDecided), 2),
       record('dlq', Buffer.from('{"event_id":"x","email":"a@b.co"}'), 1, dlqHeaders()),
+      record('feedback', encode.feedback({ event_id: 'e-1', pipeline: PIPELINE, item_id: 'i', kind: 'review', label: 'block', reviewer: 'al', reason: 'r', original_decision: 'review', original_decided_by: 'model', original_decision_version: 1, decision_version: 2, policy_version: 'p', occurred_at: T0, created_at: T0, resolved_at: T0 + 1 }), 1),
     ];
     assert.deepEqual(mapRecords(batch, ctx), mapRecords(batch, ctx));
   });
