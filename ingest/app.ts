@@ -228,6 +228,9 @@ export async function buildIngestApp(deps: IngestDeps): Promise<FastifyInstance>
     if (request.method === 'POST' && Number.isFinite(bytes)) metrics.requestBytes.inc({ route, pipeline }, bytes);
   });
 
+  const rateLimited = (ratePerSecond: number, retryAfterSeconds: number) =>
+    new IngestError('RATE_LIMITED', `This key may send ${ratePerSecond} events per second; slow down and retry after the Retry-After seconds.`, { retryAfterSeconds });
+
   /** Waits (bounded) for other requests holding any of these ids, then claims the free ones. */
   const claimIds = async (keys: string[]) => {
     for (let round = 0; ; round++) {
@@ -262,6 +265,10 @@ export async function buildIngestApp(deps: IngestDeps): Promise<FastifyInstance>
       validatorCompiler: () => () => true,
       onRequest: async (request, reply) => {
         await authenticate(request, false);
+        // Over its rate already: refused before the body is read or parsed (the count is checked again after parsing).
+        const { key } = request.ingest!;
+        const waitSeconds = deps.rateLimiter.waitBeforeAny(key.key_id, key.rate_per_second);
+        if (waitSeconds > 0) throw rateLimited(key.rate_per_second, waitSeconds);
         reserve(request, reply, limits.maxRequestBytes, () => new IngestError('REQUEST_TOO_LARGE', `The request body is over ${limits.maxRequestBytes} bytes (5 MiB); send fewer events per request.`));
       },
     },
@@ -287,11 +294,7 @@ export async function buildIngestApp(deps: IngestDeps): Promise<FastifyInstance>
       }
 
       const rate = deps.rateLimiter.take(key.key_id, key.rate_per_second, events.length);
-      if (!rate.ok) {
-        throw new IngestError('RATE_LIMITED', `This key may send ${key.rate_per_second} events per second; slow down and retry after the Retry-After seconds.`, {
-          retryAfterSeconds: rate.retryAfterSeconds,
-        });
-      }
+      if (!rate.ok) throw rateLimited(key.rate_per_second, rate.retryAfterSeconds);
 
       const keying = keyingOf(pipeline.plugin);
       const checks = events.map((event) => checkEvent(event, pipeline, keying, Math.min(limits.maxEventBytes, pipeline.plugin.maxMessageBytes)));
@@ -440,7 +443,7 @@ export async function buildIngestApp(deps: IngestDeps): Promise<FastifyInstance>
         },
       };
       const value = Buffer.from(JSON.stringify(envelope), 'utf8');
-      const messageKey = keyingOf(pipeline.plugin)(DOCUMENT_UPLOADED, envelope.payload, eventId) ?? eventId;
+      const messageKey = keyingOf(pipeline.plugin)(DOCUMENT_UPLOADED, envelope.payload, eventId);
       const [accepted] = await produce(pipeline.name, [
         { topic: topicName(pipeline.name, 'raw'), key: messageKey, value, idempotencyKey: idKey, document: { pages: extracted.pages, textTruncated: extracted.textTruncated } },
       ]);

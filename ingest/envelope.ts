@@ -83,6 +83,6 @@ export function checkEvent(
   if (value.length > maxEventBytes) {
     return { ok: false, eventId, code: 'EVENT_TOO_LARGE', message: `the event is ${value.length} bytes as JSON; the limit is ${maxEventBytes} bytes: send large content as a document` };
   }
-  const key = keying(eventType as string, payload as Record<string, unknown>, eventId) ?? eventId;
+  const key = keying(eventType as string, payload as Record<string, unknown>, eventId);
   return { ok: true, eventId, eventType: eventType as string, key, value };
 }

@@ -72,11 +72,20 @@ export function decodeAcceptedBatch(value: Buffer): Array<{ key: string; accepte
  * SHA-256: two different ids collide with a probability near 2^-128 × n², nil
  * at any n this holds), with the entries' insertion order in a ring: about 60
  * bytes per id instead of the few hundred a Map of strings and objects costs,
- * and nothing for the garbage collector to trace. Capacity: twice
- * `maxEntries` slots (load at most one half, linear probing, backward-shift
- * deletion).
+ * and nothing for the garbage collector to trace. Load at most one half,
+ * linear probing, backward-shift deletion.
+ *
+ * The table and the ring start small and double as ids arrive, up to twice
+ * `maxEntries` slots and `maxEntries` ring entries: memory follows the ids
+ * held, not the bound. Preallocated for the bound (500,000), the table's
+ * pages became resident as soon as a burst had scattered a few thousand ids
+ * over them: about 55 MB of a gateway's RSS after a minute's burst, whatever
+ * it held.
  */
 const FP_WORDS = 4;
+/** Slots and ring entries an index starts with (about 700 KB); each doubles when needed. */
+const INITIAL_SLOTS = 16_384;
+const INITIAL_RING = 8_192;
 /** `pages` column: no document details / a document without a page count. */
 const NO_DOCUMENT = -1;
 const PAGES_NULL = -2;
@@ -85,17 +94,19 @@ export class IdempotencyIndex {
   private readonly windowMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
-  private readonly mask: number;
-  private readonly used: Uint8Array;
-  private readonly fp: Uint32Array;
-  private readonly partition: Int32Array;
-  private readonly offset: Float64Array;
-  private readonly at: Float64Array;
-  private readonly pages: Int32Array;
-  private readonly truncated: Uint8Array;
-  /** Insertion order: fingerprint and time of each recorded entry, oldest at `head`. */
-  private readonly ringFp: Uint32Array;
-  private readonly ringAt: Float64Array;
+  /** The most slots the table grows to: twice maxEntries, a power of two. */
+  private readonly maxSlots: number;
+  private mask = 0;
+  private used = new Uint8Array(0);
+  private fp = new Uint32Array(0);
+  private partition = new Int32Array(0);
+  private offset = new Float64Array(0);
+  private at = new Float64Array(0);
+  private pages = new Int32Array(0);
+  private truncated = new Uint8Array(0);
+  /** Insertion order: fingerprint and time of each recorded entry, oldest at `head`; a circle of ringFp.length / FP_WORDS entries. */
+  private ringFp: Uint32Array;
+  private ringAt: Float64Array;
   private head = 0;
   private ringCount = 0;
   private live = 0;
@@ -109,16 +120,57 @@ export class IdempotencyIndex {
     this.now = options.now ?? Date.now;
     let capacity = 16;
     while (capacity < options.maxEntries * 2) capacity *= 2;
-    this.mask = capacity - 1;
-    this.used = new Uint8Array(capacity);
-    this.fp = new Uint32Array(capacity * FP_WORDS);
-    this.partition = new Int32Array(capacity);
-    this.offset = new Float64Array(capacity);
-    this.at = new Float64Array(capacity);
-    this.pages = new Int32Array(capacity);
-    this.truncated = new Uint8Array(capacity);
-    this.ringFp = new Uint32Array(options.maxEntries * FP_WORDS);
-    this.ringAt = new Float64Array(options.maxEntries);
+    this.maxSlots = capacity;
+    this.allocate(Math.min(capacity, INITIAL_SLOTS));
+    const ring = Math.min(options.maxEntries, INITIAL_RING);
+    this.ringFp = new Uint32Array(ring * FP_WORDS);
+    this.ringAt = new Float64Array(ring);
+  }
+
+  /** Fresh, empty slot arrays of `slots` slots. */
+  private allocate(slots: number): void {
+    this.mask = slots - 1;
+    this.used = new Uint8Array(slots);
+    this.fp = new Uint32Array(slots * FP_WORDS);
+    this.partition = new Int32Array(slots);
+    this.offset = new Float64Array(slots);
+    this.at = new Float64Array(slots);
+    this.pages = new Int32Array(slots);
+    this.truncated = new Uint8Array(slots);
+  }
+
+  /** Doubles the table, placing every entry again. */
+  private grow(): void {
+    const { used, fp, partition, offset, at, pages, truncated } = this;
+    this.allocate(used.length * 2);
+    for (let from = 0; from < used.length; from++) {
+      if (!used[from]) continue;
+      let slot = fp[from * FP_WORDS]! & this.mask;
+      while (this.used[slot]) slot = (slot + 1) & this.mask;
+      this.used[slot] = 1;
+      this.fp.set(fp.subarray(from * FP_WORDS, from * FP_WORDS + FP_WORDS), slot * FP_WORDS);
+      this.partition[slot] = partition[from]!;
+      this.offset[slot] = offset[from]!;
+      this.at[slot] = at[from]!;
+      this.pages[slot] = pages[from]!;
+      this.truncated[slot] = truncated[from]!;
+    }
+  }
+
+  /** Doubles the ring (up to maxEntries), oldest entry first. */
+  private growRing(): void {
+    const size = this.ringAt.length;
+    const next = Math.min(this.maxEntries, size * 2);
+    const ringFp = new Uint32Array(next * FP_WORDS);
+    const ringAt = new Float64Array(next);
+    for (let i = 0; i < this.ringCount; i++) {
+      const from = (this.head + i) % size;
+      ringFp.set(this.ringFp.subarray(from * FP_WORDS, from * FP_WORDS + FP_WORDS), i * FP_WORDS);
+      ringAt[i] = this.ringAt[from]!;
+    }
+    this.ringFp = ringFp;
+    this.ringAt = ringAt;
+    this.head = 0;
   }
 
   get size(): number {
@@ -146,6 +198,7 @@ export class IdempotencyIndex {
     while (this.ringCount > 0 && (this.ringCount >= this.maxEntries || this.ringAt[this.head]! < cutoff)) this.evictOldest(cutoff);
     let slot = this.find(f);
     if (slot < 0) {
+      if ((this.live + 1) * 2 > this.used.length && this.used.length < this.maxSlots) this.grow();
       slot = f[0]! & this.mask;
       while (this.used[slot]) slot = (slot + 1) & this.mask;
       this.used[slot] = 1;
@@ -157,7 +210,8 @@ export class IdempotencyIndex {
     this.at[slot] = accepted.at;
     this.pages[slot] = accepted.document ? (accepted.document.pages ?? PAGES_NULL) : NO_DOCUMENT;
     this.truncated[slot] = accepted.document?.textTruncated ? 1 : 0;
-    const tail = (this.head + this.ringCount) % this.maxEntries;
+    if (this.ringCount === this.ringAt.length) this.growRing();
+    const tail = (this.head + this.ringCount) % this.ringAt.length;
     this.ringFp.set(f, tail * FP_WORDS);
     this.ringAt[tail] = accepted.at;
     this.ringCount++;
@@ -177,7 +231,7 @@ export class IdempotencyIndex {
       if (this.at[slot]! >= cutoff) this.evictedEarly++;
       this.remove(slot);
     }
-    this.head = (this.head + 1) % this.maxEntries;
+    this.head = (this.head + 1) % this.ringAt.length;
     this.ringCount--;
   }
 

@@ -109,6 +109,19 @@ export class RateLimiter {
     return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(missing / ratePerSecond)) };
   }
 
+  /**
+   * Seconds to wait when not even one event of this key would pass now, else 0.
+   * Takes nothing: the events route asks it before reading a body, so a key far
+   * over its rate costs the gateway a header, not a parsed batch (a burst at ten
+   * times a key's rate is mostly such requests).
+   */
+  waitBeforeAny(keyId: string, ratePerSecond: number): number {
+    const bucket = this.buckets.get(keyId);
+    if (bucket === undefined) return 0;
+    const tokens = Math.min(ratePerSecond, bucket.tokens + ((this.now() - bucket.at) / 1_000) * ratePerSecond);
+    return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / ratePerSecond));
+  }
+
   forget(keyId: string): void {
     this.buckets.delete(keyId);
   }

@@ -15,6 +15,7 @@ import { pipelineByName } from '../pipelines/registry.ts';
 import { STAGE_MODULES } from '../cli/pipeline.ts';
 import { parseEnvSchemas } from '../lib/settings.ts';
 import { chainHandlers } from '../processors/runtime/colocated.ts';
+import { changelogSchema } from '../processors/validate/changelog.ts';
 import { ControlState, KILL_SWITCH_MODEL } from '../processors/runtime/control.ts';
 import { createStageHandler, type StageHandler, type StageMessage, STAGE_NAMES } from '../processors/runtime/stage.ts';
 
@@ -32,6 +33,12 @@ export class PipelineDriver {
   readonly codec = new MemoryCodec();
   readonly control = new ControlState();
   private readonly handlers = new Map<TopicSuffix, StageHandler>();
+  /**
+   * pipeColocated's own stage instances, built on first use: `sluice run <stage>` and `sluice run all`
+   * are separate processes, each with its own state (validate's duplicate check).
+   */
+  private readonly colocatedHandlers = new Map<TopicSuffix, StageHandler>();
+  private build: (into: Map<TopicSuffix, StageHandler>) => Promise<void> = async () => {};
   private readonly closers: Array<() => Promise<void>> = [];
   private offset = 0;
   clockMs: number;
@@ -49,23 +56,28 @@ export class PipelineDriver {
     for (const [topic, schema] of Object.entries(contractSchemas(pipeline.plugin.schemasDir))) {
       codec.register(`${topicName(pipeline.name, topic as (typeof CONTRACT_TOPICS)[number])}-value`, schema);
     }
+    // validate also writes its duplicate-check changelog.
+    codec.register(`${topicName(pipeline.name, 'validate-dedup')}-value`, changelogSchema());
     const logger = createLogger({ pipeline: pipeline.name, component: 'driver' }, 'silent');
     const now = () => driver.clockMs;
-    for (const stage of STAGE_NAMES) {
-      const module = STAGE_MODULES[stage];
-      const settings = parseEnvSchemas(module.settings(pipeline.plugin), options.env ?? {});
-      const definition = await module.factory(settings)({
-        pipeline,
-        catalog: codec,
-        control: driver.control,
-        logger,
-        metrics: createStageMetrics({ pipeline: pipeline.name, stage, team: pipeline.owners.team }),
-        now,
-      });
-      if (definition.close) driver.closers.push(definition.close);
-      const encoders = new Map(definition.outputs.map((suffix) => [suffix, codec.encoderForSync(`${topicName(pipeline.name, suffix)}-value`)]));
-      driver.handlers.set(definition.input, createStageHandler({ pipeline: pipeline.name, stage, definition, codec, encoders, logger, now }));
-    }
+    driver.build = async (into) => {
+      for (const stage of STAGE_NAMES) {
+        const module = await STAGE_MODULES[stage]();
+        const settings = parseEnvSchemas(module.settings(pipeline.plugin), options.env ?? {});
+        const definition = await module.factory(settings)({
+          pipeline,
+          catalog: codec,
+          control: driver.control,
+          logger,
+          metrics: createStageMetrics({ pipeline: pipeline.name, stage, team: pipeline.owners.team }),
+          now,
+        });
+        if (definition.close) driver.closers.push(definition.close);
+        const encoders = new Map(definition.outputs.map((suffix) => [suffix, codec.encoderForSync(`${topicName(pipeline.name, suffix)}-value`)]));
+        into.set(definition.input, createStageHandler({ pipeline: pipeline.name, stage, definition, codec, encoders, logger, now }));
+      }
+    };
+    await driver.build(driver.handlers);
     return driver;
   }
 
@@ -103,7 +115,8 @@ export class PipelineDriver {
    * handler for the three stages, as one process runs them in one transaction.
    */
   async pipeColocated(raw: Array<{ key: string | null; value: Buffer | null }>): Promise<Record<TopicSuffix, DrivenMessage[]>> {
-    const links = STAGE_INPUTS.map((input, i) => ({ stage: STAGE_NAMES[i]!, input, handler: this.handlers.get(input)! }));
+    if (this.colocatedHandlers.size === 0) await this.build(this.colocatedHandlers);
+    const links = STAGE_INPUTS.map((input, i) => ({ stage: STAGE_NAMES[i]!, input, handler: this.colocatedHandlers.get(input)! }));
     const chained = chainHandlers(this.pipeline.name, links, () => this.clockMs);
     const written = new Written(this);
     for (const output of await chained(this.rawRecords(raw))) for (const message of output.messages) written.add(message);

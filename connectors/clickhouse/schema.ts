@@ -36,6 +36,8 @@ export const TABLES = {
   monitorWindows: `${DATABASE}.monitor_windows`,
   /** The monitor's alerts, one row per state (firing, then resolved) of each (migration 5); kept apart from DATA_TABLES too. */
   alerts: `${DATABASE}.alerts`,
+  /** Reviewers' labels from <p>.feedback, one row per resolved review or audit item (migration 6); kept apart from DATA_TABLES too. */
+  labels: `${DATABASE}.labels`,
 } as const;
 
 /** The tables the sink writes and retention trims (all partitioned by day). */
@@ -226,6 +228,52 @@ PARTITION BY toYYYYMM(started_at)
 ORDER BY (pipeline, kind, subject, alert_id)`,
     ],
   },
+  {
+    version: 6,
+    name: 'review labels; reviewer, reason and corrected version in decisions',
+    statements: [
+      // One row per label (review/resolution.ts, <p>.feedback): the key is the label itself, so a row the sink writes twice collapses.
+      // Kept apart from DATA_TABLES: retention of raw data leaves the labels that training reads.
+      `CREATE TABLE IF NOT EXISTS ${TABLES.labels} (
+  pipeline String,
+  event_id String,
+  item_id String,
+  kind String,
+  label String,
+  label_field_names Array(String),
+  label_field_values Array(String),
+  reviewer String,
+  reason String,
+  original_decision String,
+  original_decided_by String,
+  original_decision_version UInt32,
+  decision_version UInt32,
+  score Nullable(Float64),
+  model_version String,
+  policy_version String,
+  occurred_at_ms UInt64,
+  created_at_ms UInt64,
+  labeled_at_ms UInt64,
+  kafka_partition UInt32,
+  kafka_offset UInt64,
+  ${fromMs('occurred_at', 'occurred_at_ms')},
+  ${fromMs('created_at', 'created_at_ms')},
+  ${fromMs('labeled_at', 'labeled_at_ms')},
+  inserted_at DateTime MATERIALIZED now()
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(labeled_at)
+ORDER BY (pipeline, event_id, item_id, reviewer, labeled_at_ms)`,
+      addColumn({ table: TABLES.decisions, column: 'reviewed_by', type: 'String' }, 'shadow_decision'),
+      addColumn({ table: TABLES.decisions, column: 'review_reason', type: 'String' }, 'reviewed_by'),
+      addColumn({ table: TABLES.decisions, column: 'corrects_decision_version', type: 'UInt32' }, 'review_reason'),
+    ],
+  },
+  {
+    version: 7,
+    name: 'event-time flags of validated events in stage events',
+    // late / early (the pipeline's lateness and clock-skew bounds, validated.avsc's timeliness); '' within them and for other rows.
+    statements: [addColumn({ table: TABLES.stageEvents, column: 'timeliness', type: 'String' }, 'detail')],
+  },
 ];
 
 /** Created before any migration runs (so they are not versions themselves). */
@@ -252,10 +300,12 @@ export interface StageEventRow {
   pipeline: string;
   /** validate | score | decide: the stage that produced the record (for a dead letter, its dlq.stage). */
   stage: string;
-  /** passed | dead_lettered */
-  outcome: 'passed' | 'dead_lettered';
+  /** passed | dead_lettered | duplicate (validate dropped a copy of an event it validated within the window) */
+  outcome: 'passed' | 'dead_lettered' | 'duplicate';
   /** decide: the decision; score: `unscored` when no model was consulted; dead letters: the reason. */
   detail: string;
+  /** Migration 7; validate's `passed` rows: `late` or `early` when occurred_at was outside the pipeline's bounds; '' otherwise. */
+  timeliness?: string;
   /** Empty for a dead letter whose bytes carry no readable event id. */
   event_id: string;
   /** decide: the record's decision_version; 0 elsewhere. */

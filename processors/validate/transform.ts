@@ -34,10 +34,21 @@ export interface ValidateContext<P = unknown> extends Clock {
    * runtime retries the batch; any other exception becomes a dead letter.
    */
   decodeFramed(value: Buffer): FramedDecode;
+  /** An occurred_at this much older than now() is flagged `late`; undefined: never (the manifest's ingest.latenessMs). */
+  latenessMs?: number;
+  /** An occurred_at this much ahead of now() is flagged `early`; undefined: never (the manifest's ingest.clockSkewMs). */
+  clockSkewMs?: number;
 }
 
-/** A raw event that passed the contract, normalized (lib/contracts.ts). */
-export type Validated<P> = ValidatedRecord<P>;
+/** Where an event's occurred_at stands against the pipeline's bounds; null when within them (or unchecked). */
+export type Timeliness = 'late' | 'early' | null;
+
+/**
+ * A raw event that passed the contract, normalized (lib/contracts.ts), and
+ * flagged when its occurred_at is outside the pipeline's bounds: still
+ * validated and decided, but visible (validated.avsc's optional `timeliness`).
+ */
+export type Validated<P> = ValidatedRecord<P> & { timeliness: Timeliness };
 
 export const MAX_EVENT_ID_CHARS = 128;
 /** 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the instants RFC 3339 can write. */
@@ -112,6 +123,7 @@ export function validateRecord<P>(source: SourceRecord, ctx: ValidateContext<P>)
   const rules = ctx.parsePayload(eventType as string, payload);
   if (!rules.ok) return violation(`payload.${rules.field}`, rules.message);
 
+  const validatedAt = ctx.now();
   const validated: Validated<P> = {
     event_id: id,
     event_type: eventType as string,
@@ -120,9 +132,17 @@ export function validateRecord<P>(source: SourceRecord, ctx: ValidateContext<P>)
     payload: rules.value,
     // Field names come from the input: lone surrogates would not survive Avro's UTF-8.
     dropped_fields: rules.droppedFields.map((name) => name.toWellFormed()).sort(),
-    validated_at: ctx.now(),
+    validated_at: validatedAt,
+    timeliness: timelinessOf(occurredAt, validatedAt, ctx),
   };
   return { kind: 'emit', eventId: id, outputs: [{ to: 'validated', value: validated }] };
+}
+
+/** `late` beyond the lateness bound, `early` beyond the clock-skew bound, else null. */
+export function timelinessOf(occurredAtMs: number, nowMs: number, bounds: { latenessMs?: number; clockSkewMs?: number }): Timeliness {
+  if (bounds.latenessMs !== undefined && occurredAtMs < nowMs - bounds.latenessMs) return 'late';
+  if (bounds.clockSkewMs !== undefined && occurredAtMs > nowMs + bounds.clockSkewMs) return 'early';
+  return null;
 }
 
 /** null when `value` is a well-formed string, otherwise the problem. */

@@ -74,6 +74,8 @@ describe('ingest gateway on Kafka', { timeout: 240_000 }, () => {
     return { gateway, url: `http://127.0.0.1:${port}` };
   };
 
+  /** The event id a raw record carries (the gateway keys by the manifest's field, not by the id). */
+  const eventIdOf = (m: { value: Buffer | null }): string => (m.value === null ? '' : String((JSON.parse(m.value.toString('utf8')) as { event_id?: unknown }).event_id ?? ''));
   const send = async (url: string, key: string, body: unknown, path = 'events') =>
     fetch(`${url}/v1/pipelines/${pipeline}/${path}`, {
       method: 'POST',
@@ -162,13 +164,14 @@ describe('ingest gateway on Kafka', { timeout: 240_000 }, () => {
 
     const ids = new Set(events.map((e) => e.event_id));
     const mine = await waitFor('the events on raw', () => {
-      const found = raw.filter((m) => m.key !== null && ids.has(m.key));
+      const found = raw.filter((m) => ids.has(eventIdOf(m)));
       return found.length >= ids.size ? found : undefined;
     });
     await readToEnd(topicName(pipeline, 'raw'), raw);
-    assert.equal(raw.filter((m) => m.key !== null && ids.has(m.key)).length, ids.size, 'exactly one copy of each event on raw');
+    assert.equal(raw.filter((m) => ids.has(eventIdOf(m))).length, ids.size, 'exactly one copy of each event on raw');
     for (const result of accepted) {
-      const record = mine.find((m) => m.key === result.event_id)!;
+      const record = mine.find((m) => eventIdOf(m) === result.event_id)!;
+      assert.equal(record.key, `u-${result.event_id}`, 'keyed as the manifest says (payload.user_id)');
       assert.equal(record.partition, result.partition, result.event_id);
       assert.equal(record.offset, result.offset, result.event_id);
       assert.equal(JSON.parse(record.value!.toString('utf8')).event_id, result.event_id);
@@ -216,7 +219,7 @@ describe('ingest gateway on Kafka', { timeout: 240_000 }, () => {
       });
       try {
         await readToEnd(topicName(pipeline, 'raw'), seen);
-        assert.deepEqual(seen.map((m) => m.key ?? '').filter((k) => k.startsWith(id)).sort(), [`${id}-a`, `${id}-b`]);
+        assert.deepEqual(seen.map(eventIdOf).filter((k) => k.startsWith(id)).sort(), [`${id}-a`, `${id}-b`]);
       } finally {
         await reader.stop();
       }

@@ -53,7 +53,7 @@ describe('POST /v1/pipelines/{p}/events', () => {
     assert.equal(gw.log.produced.length, 1);
     const [produced] = gw.log.produced;
     assert.equal(produced!.topic, 'signup-risk.raw');
-    assert.equal(produced!.key, 'e-1', 'without a keying rule in the plugin, the event id is the key');
+    assert.equal(produced!.key, 'u-e-1', "keyed as signup-risk's manifest says (ingest.keying: payload.user_id)");
     assert.deepEqual(JSON.parse(produced!.value.toString('utf8')), event);
     assert.equal(results[0].partition, produced!.partition);
     assert.equal(results[0].offset, produced!.offset);
@@ -90,9 +90,10 @@ describe('POST /v1/pipelines/{p}/events', () => {
     );
     assert.match(results[1].error.message, /^occurred_at: required/);
     assert.deepEqual(results[4].offset, results[0].offset);
+    // Keyed by payload.user_id (the manifest's ingest.keying).
     assert.deepEqual(
       gw.log.produced.map((p) => p.key),
-      ['b-1', 'b-6'],
+      ['u-b-1', 'u'],
     );
   });
 
@@ -106,11 +107,11 @@ describe('POST /v1/pipelines/{p}/events', () => {
     const [dup, fresh] = again.json().results;
     assert.deepEqual(dup, { event_id: 'd-1', status: 'duplicate', partition: first.partition, offset: first.offset });
     assert.equal(fresh.status, 'accepted');
-    assert.equal(gw.log.produced.filter((p) => p.key === 'd-1').length, 1);
+    assert.equal(gw.log.produced.filter((p) => p.key === 'u-d-1').length, 1);
     // After the window (24 h) the id is new again.
     gw.clock.now += 86_400_000;
     assert.equal((await post(gw, 'signup-risk', key, signupEvent('d-1'))).json().results[0].status, 'accepted');
-    assert.equal(gw.log.produced.filter((p) => p.key === 'd-1').length, 2);
+    assert.equal(gw.log.produced.filter((p) => p.key === 'u-d-1').length, 2);
   });
 
   it('concurrent requests with the same event id: one is produced, the other answers duplicate', async () => {
@@ -255,6 +256,31 @@ describe('POST /v1/pipelines/{p}/events', () => {
     assert.equal((await post(gw, 'signup-risk', other, batch('r3', 10))).statusCode, 202);
   });
 
+  it('429 before the body is read once a key has no budget left: a burst over the rate costs no parsing', async () => {
+    const gw = await testGateway();
+    const { key } = gw.addKey('signup-risk', 10);
+    const batch = { events: Array.from({ length: 10 }, (_, i) => signupEvent(`e-${i}`)) };
+    assert.equal((await post(gw, 'signup-risk', key, batch)).statusCode, 202);
+    // Not JSON at all: answered 400 INVALID_JSON if it were read; with the budget spent it is refused unread.
+    const unread = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/pipelines/signup-risk/events',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      payload: '{"events": [not json',
+    });
+    assert.equal(unread.statusCode, 429);
+    assert.equal(errorCode(unread), 'RATE_LIMITED');
+    assert.ok(Number(unread.headers['retry-after']) >= 1);
+    gw.clock.now += 1_000;
+    const read = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/pipelines/signup-risk/events',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      payload: '{"events": [not json',
+    });
+    assert.equal(errorCode(read), 'INVALID_JSON', 'with budget again, the body is read');
+  });
+
   it('503 OVERLOADED with Retry-After when the gateway already holds its in-flight byte budget; nothing produced', async () => {
     const gw = await testGateway({ limits: { maxInflightBytes: 1_048_576 } });
     const { key } = gw.addKey('signup-risk');
@@ -268,7 +294,10 @@ describe('POST /v1/pipelines/{p}/events', () => {
     assert.ok(Number(second.headers['retry-after']) >= 1);
     gw.log.release();
     assert.equal((await first).statusCode, 202);
-    assert.deepEqual(gw.log.produced.map((p) => p.key), ['o-0', 'o-1', 'o-2', 'o-3', 'o-4']);
+    assert.deepEqual(
+      gw.log.produced.map((p) => JSON.parse(p.value.toString('utf8')).event_id),
+      ['o-0', 'o-1', 'o-2', 'o-3', 'o-4'],
+    );
     // The budget is given back once a response is sent.
     assert.equal((await post(gw, 'signup-risk', key, signupEvent('o-9'))).statusCode, 202);
   });

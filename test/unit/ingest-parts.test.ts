@@ -12,6 +12,7 @@ import { normalizeAndTruncate } from '../../ingest/documents.ts';
 import { decodeAcceptedBatch, encodeAcceptedBatch, IdempotencyIndex } from '../../ingest/idempotency.ts';
 import { encodeKeyRecord, keyIdOf, KeyRing, newApiKey, RateLimiter } from '../../ingest/keys.ts';
 import { partitionFor } from '../../ingest/partitioner.ts';
+import { createRng } from '../../lib/prng.ts';
 import { buildPdf } from '../fixtures/ingest/pdf.ts';
 
 describe('partitioner', () => {
@@ -77,9 +78,17 @@ describe('idempotency window', () => {
   });
 
   it('answers exactly as a reference model (a Map and an insertion ring) through 20,000 inserts, repeats, expiries and evictions', () => {
+    checkAgainstModel({ maxEntries: 1_000, windowMs: 5_000, keys: 3_000, inserts: 20_000, checkEvery: 199 });
+  });
+
+  it('grows its table and ring as ids arrive (not preallocated for the bound), and still answers as the model', () => {
+    // 20,000 ids held: the table doubles twice from 16,384 slots and the ring from 8,192 entries, then wraps at the bound.
+    checkAgainstModel({ maxEntries: 20_000, windowMs: 1_000_000, keys: 50_000, inserts: 60_000, checkEvery: 9_999 });
+  });
+
+  function checkAgainstModel(options: { maxEntries: number; windowMs: number; keys: number; inserts: number; checkEvery: number }): void {
+    const { maxEntries, windowMs, keys, inserts, checkEvery } = options;
     let now = 0;
-    const maxEntries = 1_000;
-    const windowMs = 5_000;
     const index = new IdempotencyIndex({ windowMs, maxEntries, now: () => now });
     type Entry = { partition: number; offset: string; at: number };
     const map = new Map<string, Entry>();
@@ -100,24 +109,21 @@ describe('idempotency window', () => {
       const entry = map.get(key);
       return entry && entry.at >= now - windowMs ? entry : undefined;
     };
-    let seed = 7;
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
-      return seed / 2_147_483_648;
-    };
-    for (let i = 0; i < 20_000; i++) {
+    const random = createRng(7).next;
+    for (let i = 0; i < inserts; i++) {
       now += Math.floor(random() * 3);
-      const key = `p/${Math.floor(random() * 3_000)}`;
+      const key = `p/${Math.floor(random() * keys)}`;
       const entry = { partition: i % 5, offset: String(i), at: now };
       modelRecord(key, entry);
       index.record(key, entry);
-      if (i % 199 === 0) {
-        for (let k = 0; k < 3_000; k++) assert.deepEqual(index.get(`p/${k}`), modelGet(`p/${k}`), `p/${k} after ${i} records`);
+      if (i % checkEvery === 0 || i === inserts - 1) {
+        for (let k = 0; k < keys; k++) assert.deepEqual(index.get(`p/${k}`), modelGet(`p/${k}`), `p/${k} after ${i} records`);
       }
     }
     assert.ok(index.size <= maxEntries);
+    assert.equal(index.size, map.size);
     assert.ok(index.evictedEarly > 0, 'the bound was reached');
-  });
+  }
 
   it('round-trips its topic records (one per transaction and pipeline), documents included; an instance applies them', () => {
     const at = 1_733_000_000_000;

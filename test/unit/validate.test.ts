@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SluiceError } from '../../lib/errors.ts';
 import { createLogger } from '../../lib/log.ts';
-import type { StageMetrics } from '../../lib/metrics.ts';
+import { createStageMetrics } from '../../lib/metrics.ts';
 import type { PipelineInstance } from '../../lib/pipeline.ts';
 import { COUNTRY_CODES, ISO_3166_1_ALPHA_2 } from '../../pipelines/signup-risk/countries.ts';
 import { signupRisk } from '../../pipelines/signup-risk/index.ts';
@@ -126,6 +126,7 @@ describe('validate: a good event', () => {
       },
       dropped_fields: [],
       validated_at: NOW_MS,
+      timeliness: null,
     });
   });
 
@@ -863,7 +864,7 @@ async function buildStage(
     catalog: { decodeSync: options.decodeSync ?? ((value: Buffer) => ({ kind: 'unknown-schema', schemaId: value.readUInt32BE(1) })) },
     control: {},
     logger: createLogger({}, 'silent'),
-    metrics: { droppedFields: { inc() {} } } as unknown as StageMetrics,
+    metrics: createStageMetrics({ pipeline: 'signup-risk', stage: 'validate', team: 'test' }),
     now: () => NOW_MS,
   } as unknown as StageServices<PipelineInstance>;
   const settings = stageConfigFromEnv('validate', validateStage.settings(plugin), options.env ?? {});
