@@ -6,13 +6,6 @@
  * left a socket or timer behind (kafkajs can, after a broker outage).
  */
 import { Command } from 'commander';
-import { registerClickHouseCommands } from '../cli/clickhouse.ts';
-import { registerDemoCommand } from '../cli/demo.ts';
-import { registerDeadLetterCommands } from '../cli/dlq.ts';
-import { registerModelCommands } from '../cli/model.ts';
-import { registerPipelineCommands } from '../cli/pipeline.ts';
-import { registerStackCommands } from '../cli/stack.ts';
-import { registerStatusCommand } from '../cli/status.ts';
 import { errorMessage, isSluiceError } from '../lib/errors.ts';
 
 const program = new Command()
@@ -21,18 +14,22 @@ const program = new Command()
   .showHelpAfterError()
   .enablePositionalOptions();
 
-registerStackCommands(program);
-registerPipelineCommands(program);
-registerDemoCommand(program);
-registerClickHouseCommands(program);
-registerModelCommands(program);
-registerStatusCommand(program);
-registerDeadLetterCommands(program);
-// The services and tools (HTTP servers, PDF extraction, replay, monitor) are
-// loaded for every command but the long-running processors, which keep them
-// out of their memory.
-const PROCESSOR_COMMANDS = new Set(['run', 'sink']);
-if (!PROCESSOR_COMMANDS.has(process.argv[2] ?? '')) {
+// The long-running processors load only their own command, so a stage or
+// sink process keeps the rest (HTTP servers, PDF extraction, the model store,
+// the monitor) out of its memory; every other command loads them all.
+const command = process.argv[2] ?? '';
+if (command === 'run') {
+  (await import('../cli/pipeline.ts')).registerPipelineCommands(program);
+} else if (command === 'sink') {
+  (await import('../cli/clickhouse.ts')).registerClickHouseCommands(program);
+} else {
+  (await import('../cli/stack.ts')).registerStackCommands(program);
+  (await import('../cli/pipeline.ts')).registerPipelineCommands(program);
+  (await import('../cli/demo.ts')).registerDemoCommand(program);
+  (await import('../cli/clickhouse.ts')).registerClickHouseCommands(program);
+  (await import('../cli/model.ts')).registerModelCommands(program);
+  (await import('../cli/status.ts')).registerStatusCommand(program);
+  (await import('../cli/dlq.ts')).registerDeadLetterCommands(program);
   (await import('../cli/ingest.ts')).registerIngestCommands(program);
   (await import('../cli/review.ts')).registerReviewCommands(program);
   (await import('../cli/replay.ts')).registerReplayCommand(program);

@@ -12,7 +12,12 @@
  * - the newest decision's age, the last hour's dead letters by reason and the
  *   monitor's open alerts, from ClickHouse (what the sink and the monitor have
  *   written; said so when it cannot be reached);
- * - the mode, the kill switch, the champion and challenger, the owners.
+ * - errors and transaction aborts of the running instances, from their
+ *   heartbeats on `sluice.instances`;
+ * - open circuits (partitions a stage's circuit breaker holds), from the
+ *   control topic, with when and why;
+ * - the mode, the kill switch (mode, who, why, when), the champion and
+ *   challenger, the owners.
  */
 import type { Command } from 'commander';
 import { type ClickHouseClient, queryRows, quote } from '../connectors/clickhouse/client.ts';
@@ -22,13 +27,14 @@ import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { type TopicSuffix, topicName } from '../lib/contracts.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { createCommandLogger, type Logger } from '../lib/log.ts';
-import type { PipelineInstance } from '../lib/pipeline.ts';
+import type { Owners, PipelineInstance } from '../lib/pipeline.ts';
 import { type Connections, connectionsFromEnv } from '../lib/settings.ts';
 import { listPipelines, pipelineByName } from '../pipelines/registry.ts';
-import { aliasSetting, type ControlState, readControl } from '../processors/runtime/control.ts';
+import { aliasSetting, type ControlState, KILL_SWITCH_MODEL, type KillSwitchMode, readControl } from '../processors/runtime/control.ts';
 import { currentMode, groupIdOf, type PipelineMode } from '../processors/runtime/modes.ts';
 import type { ProcessName } from '../processors/runtime/stage.ts';
 import { listAlerts } from '../monitor/alerts.ts';
+import { type Heartbeat, readHeartbeats } from '../processors/runtime/heartbeat.ts';
 import { withClickHouse } from './clickhouse.ts';
 
 const RATE_WINDOW_MS = 60_000;
@@ -52,15 +58,27 @@ export interface StageStatus {
   lag: { total: number; partitions: Array<{ partition: number; lag: number }> };
   /** Records written to its output topic per second, over the last minute. */
   out_per_s: number;
+  /** Input partitions its circuit breaker holds (sluice circuit reset), with when and why. */
+  open_circuits: Array<{ partition: number; since: string; reason: string | null }>;
+  /**
+   * Failed attempts (each retried) and aborted transactions of the instances
+   * running now, since each started, from their heartbeats; null when the
+   * heartbeats could not be read.
+   */
+  errors: number | null;
+  transaction_aborts: number | null;
+  /** Seconds since a running instance last committed output (its heartbeat); null when none has, or unknown. */
+  newest_output_age_s: number | null;
 }
 
 export interface PipelineStatus {
   pipeline: string;
   kind: string;
   mode: PipelineMode;
-  kill_switch: 'on' | 'off';
+  /** The tiered kill switch; `by`, `reason` and `since` are null when it was never set. */
+  kill_switch: { mode: KillSwitchMode; by: string | null; reason: string | null; since: string | null };
   models: { champion: string | null; challenger: string | null };
-  owners: { team: string; oncall: string; runbook: string };
+  owners: Owners;
   stages: StageStatus[];
   /** From ClickHouse; null with `clickhouse_error` set when it could not be asked. */
   newest_decision_age_s: number | null;
@@ -77,7 +95,14 @@ function lagOf(committed: bigint, low: bigint, high: bigint): number {
   return behind <= 1n ? 0 : Number(behind);
 }
 
-async function stageStatus(admin: AdminSession, pipeline: string, process: { name: ProcessName; input: TopicSuffix; output: TopicSuffix }, now: number): Promise<StageStatus> {
+async function stageStatus(
+  admin: AdminSession,
+  control: ControlState,
+  heartbeats: Heartbeat[] | null,
+  pipeline: string,
+  process: { name: ProcessName; input: TopicSuffix; output: TopicSuffix },
+  now: number,
+): Promise<StageStatus> {
   const group = groupIdOf(pipeline, process.name);
   const input = topicName(pipeline, process.input);
   const output = topicName(pipeline, process.output);
@@ -104,6 +129,10 @@ async function stageStatus(admin: AdminSession, pipeline: string, process: { nam
     instances: members,
     lag: { total: partitions.reduce((sum, p) => sum + p.lag, 0), partitions },
     out_per_s: Math.round((Number(written) / (RATE_WINDOW_MS / 1000)) * 10) / 10,
+    open_circuits: control
+      .openCircuits(pipeline, process.name)
+      .map(({ partition, setting }) => ({ partition, since: new Date(setting.updated_at).toISOString(), reason: setting.reason })),
+    ...instanceTotals(heartbeats?.filter((h) => h.pipeline === pipeline && h.process === process.name) ?? null, now),
   };
 }
 
@@ -132,37 +161,66 @@ async function analyticsOf(client: ClickHouseClient, pipeline: string, now: numb
   };
 }
 
-export async function pipelineStatus(pipeline: PipelineInstance, deps: { admin: AdminSession; control: ControlState; now: number }): Promise<PipelineStatus> {
-  const { admin, control, now } = deps;
+function instanceTotals(heartbeats: Heartbeat[] | null, now: number): Pick<StageStatus, 'errors' | 'transaction_aborts' | 'newest_output_age_s'> {
+  if (heartbeats === null) return { errors: null, transaction_aborts: null, newest_output_age_s: null };
+  const newest = Math.max(0, ...heartbeats.map((h) => h.last_commit_at));
+  return {
+    errors: heartbeats.reduce((sum, h) => sum + h.errors, 0),
+    transaction_aborts: heartbeats.reduce((sum, h) => sum + h.transaction_aborts, 0),
+    newest_output_age_s: newest > 0 ? Math.max(0, Math.round((now - newest) / 100) / 10) : null,
+  };
+}
+
+export async function pipelineStatus(
+  pipeline: PipelineInstance,
+  deps: { admin: AdminSession; control: ControlState; heartbeats: Heartbeat[] | null; now: number },
+): Promise<PipelineStatus> {
+  const { admin, control, heartbeats, now } = deps;
   const mode = currentMode(control, pipeline.name);
   const [stages, analytics] = await Promise.all([
-    Promise.all(PROCESSES[mode].map((process) => stageStatus(admin, pipeline.name, process, now))),
+    Promise.all(PROCESSES[mode].map((process) => stageStatus(admin, control, heartbeats, pipeline.name, process, now))),
     fromClickHouse(pipeline.name, now),
   ]);
   return {
     pipeline: pipeline.name,
     kind: pipeline.plugin.kind,
     mode,
-    kill_switch: control.killSwitchOn(pipeline.name) ? 'on' : 'off',
+    kill_switch: killSwitchOf(control, pipeline.name),
     models: {
       champion: control.get(pipeline.name, aliasSetting('champion'))?.value ?? null,
       challenger: control.get(pipeline.name, aliasSetting('challenger'))?.value ?? null,
     },
-    owners: { team: pipeline.owners.team, oncall: pipeline.owners.oncall, runbook: pipeline.owners.runbook },
+    owners: pipeline.owners,
     stages,
     ...analytics,
   };
 }
 
+function killSwitchOf(control: ControlState, pipeline: string): PipelineStatus['kill_switch'] {
+  const setting = control.get(pipeline, KILL_SWITCH_MODEL);
+  return {
+    mode: control.killSwitchMode(pipeline),
+    by: setting?.updated_by ?? null,
+    reason: setting?.reason ?? null,
+    since: setting ? new Date(setting.updated_at).toISOString() : null,
+  };
+}
+
 function render(status: PipelineStatus): string {
+  const o = status.owners;
   const models = `champion ${status.models.champion ?? '(ACTIVE)'}${status.models.challenger ? `, challenger ${status.models.challenger}` : ''}`;
   const lines = [
-    `${status.pipeline} (${status.kind}) · ${status.mode} · kill switch ${status.kill_switch} · ${models}`,
-    `  owners: ${status.owners.team}, on call ${status.owners.oncall}, runbook ${status.owners.runbook}`,
-    `  ${'STAGE'.padEnd(9)} ${'INSTANCES'.padStart(9)} ${'STATE'.padEnd(19)} ${'LAG'.padStart(8)} ${'OUT/S'.padStart(9)}  LAG BY PARTITION`,
+    `${status.pipeline} (${status.kind}) · ${status.mode} · kill switch ${status.kill_switch.mode} · ${models}`,
+    ...(status.kill_switch.mode === 'model' ? [] : [`  kill switch ${status.kill_switch.mode} since ${status.kill_switch.since}, by ${status.kill_switch.by}: ${status.kill_switch.reason ?? '(no reason given)'}`]),
+    `  owners: team ${o.team} · data ${o.data} · model ${o.model} · infra ${o.infra} · on call ${o.oncall} · escalation ${o.escalation}`,
+    `  runbooks: ${o.runbook}, ${o.runbookBase}`,
+    `  ${'STAGE'.padEnd(9)} ${'INSTANCES'.padStart(9)} ${'STATE'.padEnd(19)} ${'LAG'.padStart(8)} ${'OUT/S'.padStart(9)} ${'ERRORS'.padStart(7)} ${'ABORTS'.padStart(7)} ${'LAST OUT'.padStart(9)}  LAG BY PARTITION`,
     ...status.stages.map(
       (s) =>
-        `  ${s.stage.padEnd(9)} ${String(s.instances).padStart(9)} ${s.state.padEnd(19)} ${String(s.lag.total).padStart(8)} ${String(s.out_per_s).padStart(9)}  ${s.lag.partitions.map((p) => `${p.partition}:${p.lag}`).join(' ')}`,
+        `  ${s.stage.padEnd(9)} ${String(s.instances).padStart(9)} ${s.state.padEnd(19)} ${String(s.lag.total).padStart(8)} ${String(s.out_per_s).padStart(9)} ${String(s.errors ?? '?').padStart(7)} ${String(s.transaction_aborts ?? '?').padStart(7)} ${(s.newest_output_age_s === null ? '-' : `${s.newest_output_age_s}s`).padStart(9)}  ${s.lag.partitions.map((p) => `${p.partition}:${p.lag}`).join(' ')}`,
+    ),
+    ...status.stages.flatMap((s) =>
+      s.open_circuits.map((c) => `  CIRCUIT OPEN: ${s.stage} partition ${c.partition} held since ${c.since} (${c.reason ?? 'no reason'}); resume: sluice circuit reset --pipeline ${status.pipeline} --stage ${s.stage}`),
     ),
   ];
   if (status.clickhouse_error !== null) {
@@ -178,11 +236,17 @@ function render(status: PipelineStatus): string {
 }
 
 export async function collectStatus(names: readonly string[], connections: Connections, logger: Logger): Promise<PipelineStatus[]> {
-  const control = await readControl({ brokers: connections.kafkaBrokers, catalog: new SchemaCatalog(connections.schemaRegistryUrl), clientId: 'sluice-status', logger });
+  const now = Date.now();
+  const [control, heartbeats] = await Promise.all([
+    readControl({ brokers: connections.kafkaBrokers, catalog: new SchemaCatalog(connections.schemaRegistryUrl), clientId: 'sluice-status', logger }),
+    readHeartbeats({ brokers: connections.kafkaBrokers, logger, now }).catch((error) => {
+      logger.warn({ err: errorMessage(error) }, 'instance heartbeats unreadable: errors and aborts unknown (sluice topics create makes the topic)');
+      return null;
+    }),
+  ]);
   const admin = await openAdmin(connections.kafkaBrokers, 'sluice-status');
   try {
-    const now = Date.now();
-    return await Promise.all(names.map((name) => pipelineStatus(pipelineByName(name), { admin, control, now })));
+    return await Promise.all(names.map((name) => pipelineStatus(pipelineByName(name), { admin, control, heartbeats, now })));
   } finally {
     await admin.close();
   }

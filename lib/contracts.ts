@@ -14,11 +14,18 @@ export const DEAD_LETTER_REASONS = [
   'SCORING_FAILED',
   'OUTPUT_INVALID',
   'PROCESSING_FAILED',
+  // The webhook sink could not deliver a decision (retry budget spent, or refused): `dlq.stage` webhook, never re-driven.
+  'DELIVERY_FAILED',
 ] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 /** Topics of a pipeline `<p>`: `<p>.<suffix>`. */
-export const TOPIC_SUFFIXES = ['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq'] as const;
+/**
+ * `validate-dedup` is the validate stage's changelog (compacted, retention = the
+ * pipeline's dedup window): the event ids it has validated, restored after a
+ * restart or rebalance, as Kafka Streams restores a state store.
+ */
+export const TOPIC_SUFFIXES = ['raw', 'validated', 'scored', 'decided', 'review', 'feedback', 'dlq', 'validate-dedup'] as const;
 export type TopicSuffix = (typeof TOPIC_SUFFIXES)[number];
 export const topicName = (pipeline: string, suffix: TopicSuffix): string => `${pipeline}.${suffix}`;
 /** Every topic of a pipeline (the shared control topic aside). */
@@ -39,8 +46,12 @@ export interface SourceRecord {
 export interface Emit<Out = unknown> {
   kind: 'emit';
   eventId: string;
-  /** Each output goes to `<pipeline>.<to>`, Avro-encoded with that topic's schema, under the input's key. */
-  outputs: Array<{ to: TopicSuffix; value: Out }>;
+  /**
+   * Each output goes to `<pipeline>.<to>`, Avro-encoded with that topic's schema, under the input's key
+   * unless it names its own; to the partition the producer picks unless it names one (a changelog is
+   * written to the partition number of the input it belongs to).
+   */
+  outputs: Array<{ to: TopicSuffix; value: Out; key?: Buffer; partition?: number }>;
 }
 
 export interface DeadLetter {
@@ -69,6 +80,8 @@ export interface Clock {
  * keeps the latest value of each; its contract is `schemas/control.avsc`.
  */
 export const CONTROL_TOPIC = 'sluice.control';
+/** Compacted: each running processor's heartbeat (processors/runtime/heartbeat.ts), read by `sluice status`. */
+export const INSTANCES_TOPIC = 'sluice.instances';
 export const controlKey = (pipeline: string, setting: string): string => `${pipeline}/${setting}`;
 
 /** The topics after `raw` whose values carry Avro contracts, one `.avsc` file each in `schemas/<kind>/`. */

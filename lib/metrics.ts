@@ -21,6 +21,21 @@ export function createStageMetrics(labels: { pipeline: string; stage: string; te
     deadLetters: new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter topic, by reason', labelNames: ['reason'], registers: [registry] }),
     // No label: field names come from producers, and a label value a producer chooses could mint any number of series.
     droppedFields: new Counter({ name: 'sluice_dropped_fields_total', help: 'Unknown payload fields dropped during validation', registers: [registry] }),
+    // validate's duplicate check and event-time bounds (processors/validate/dedup.ts, docs/ingest.md).
+    duplicates: new Counter({ name: 'sluice_duplicates_total', help: 'Events dropped by validate because their event_id was validated within the dedup window', registers: [registry] }),
+    dedupIds: new Gauge({ name: 'sluice_dedup_ids', help: 'Event ids the duplicate check holds in memory (all partitions of this process)', registers: [registry] }),
+    dedupEvicted: new Counter({
+      name: 'sluice_dedup_evicted_total',
+      help: 'Event ids forgotten before their window ended because the id bound (SLUICE_DEDUP_MAX_IDS) was reached',
+      registers: [registry],
+    }),
+    dedupRestores: new Counter({ name: 'sluice_dedup_restores_total', help: 'Partitions whose duplicate-check state was reloaded from the changelog', registers: [registry] }),
+    untimelyEvents: new Counter({
+      name: 'sluice_untimely_events_total',
+      help: "Validated events whose occurred_at is outside the pipeline's bounds: late (older than latenessMs) or early (beyond clockSkewMs)",
+      labelNames: ['timeliness'],
+      registers: [registry],
+    }),
     batchDuration: new Histogram({
       name: 'sluice_batch_duration_seconds',
       help: 'Time to process and commit one transaction of records',
@@ -36,7 +51,21 @@ export function createStageMetrics(labels: { pipeline: string; stage: string; te
       buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [registry],
     }),
-    killSwitch: new Gauge({ name: 'sluice_kill_switch', help: '1 while the pipeline model kill switch is on', registers: [registry] }),
+    killSwitch: new Gauge({ name: 'sluice_kill_switch', help: '1 while the pipeline kill switch is in any mode but model (rules, review or park)', registers: [registry] }),
+    killSwitchMode: new Gauge({ name: 'sluice_kill_switch_mode', help: '1 for the kill-switch mode in force (model, rules, review, park), 0 for the others', labelNames: ['mode'], registers: [registry] }),
+    circuitOpen: new Gauge({
+      name: 'sluice_circuit_open',
+      help: '1 while the circuit breaker holds an input partition (too many dead letters): its records wait in Kafka',
+      labelNames: ['partition'],
+      registers: [registry],
+    }),
+    circuitTrips: new Counter({ name: 'sluice_circuit_trips_total', help: 'Times the circuit breaker opened a partition (a failed probe counts again)', registers: [registry] }),
+    pipelineInfo: new Gauge({
+      name: 'sluice_pipeline_info',
+      help: "The pipeline's owners from its manifest, as labels (value 1)",
+      labelNames: ['data', 'model', 'infra', 'oncall', 'escalation', 'runbook'],
+      registers: [registry],
+    }),
     kafkaRequests: new Histogram({
       name: 'sluice_kafka_request_duration_seconds',
       help: 'Requests sent to Kafka by the stage and their round trip, by API and client (the transactional producers or the consumer)',

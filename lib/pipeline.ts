@@ -12,12 +12,28 @@
 import type { z } from 'zod';
 import type { DeadLetterReason, DecidedBy } from './contracts.ts';
 
-/** Who answers for a pipeline: carried into metric labels, alerts and runbooks. */
+/**
+ * Who answers for a pipeline (the brief's four owners, and more): carried into
+ * metric labels (`sluice_pipeline_info`), alerts, `sluice status` and runbooks.
+ * Values are team or rota names, as the paging tool knows them.
+ */
 export interface Owners {
+  /** The team that runs the pipeline; a label of every metric. */
   team: string;
+  /** Who answers for the data: producers' contracts, dead letters, re-drives. */
+  data: string;
+  /** Who answers for the model: training, promotion, rollback, drift. */
+  model: string;
+  /** Who answers for the infrastructure: Kafka, the registry, ClickHouse, the processes. */
+  infra: string;
+  /** Who is paged first. */
   oncall: string;
-  /** A path under docs/runbooks/ or a URL. */
+  /** Who is called when on-call does not answer. */
+  escalation: string;
+  /** The pipeline's own runbook: a path under docs/runbooks/ or a URL. */
   runbook: string;
+  /** Where the situation runbooks are (`<runbookBase><situation>.md`): docs/runbooks/ or a URL ending in `/`. */
+  runbookBase: string;
 }
 
 /**
@@ -184,6 +200,43 @@ export interface MonitoringSettings {
   readonly decisionShareMax?: number;
 }
 
+/**
+ * How a pipeline's human review runs (sluice review, and the decide stage's
+ * audit sampling); every field is optional, with the defaults below.
+ */
+export interface ReviewSettings {
+  /** An item not resolved this long after its decision expires to `fallbackDecision`; default 4 h. SLUICE_REVIEW_SLA_SECONDS overrides it for every pipeline. */
+  readonly slaSeconds?: number;
+  /** The share (0..1) of automatic decisions (model or rule) also sent to review as `audit` items; default 0.01. */
+  readonly auditRate?: number;
+  /** What an expired review item is decided (decided_by fallback); one of `decisions`; default `reviewDecision`. */
+  readonly fallbackDecision?: string;
+  /** How long a reviewer's claim holds an item; default 10 minutes. SLUICE_REVIEW_LEASE_SECONDS overrides it for every pipeline. */
+  readonly leaseSeconds?: number;
+}
+
+/**
+ * How events enter a pipeline (the ingest gateway, producers to `<p>.raw`, and
+ * the validate stage's duplicate check and event-time bounds); every field is
+ * optional, with the defaults in processors/validate/config.ts (docs/ingest.md).
+ */
+export interface IngestSettings {
+  /**
+   * The envelope fields whose value is the Kafka message key, as dotted paths
+   * tried in order (`payload.user_id`: one user's events in order); the first
+   * that holds a non-empty string wins, and the `event_id` when none does (or
+   * without this). Retries of an event carry the same key, so they reach the
+   * same partition, where validate's duplicate check sees them.
+   */
+  readonly keying?: readonly string[];
+  /** An occurred_at older than this before validation is flagged `late` (still decided); unset: never. */
+  readonly latenessMs?: number;
+  /** An occurred_at further than this ahead of the validator's clock is flagged `early` (still decided); unset: never. */
+  readonly clockSkewMs?: number;
+  /** validate drops an event_id it validated this recently on the same partition; default 24 h. Also the changelog's retention. */
+  readonly dedupWindowMs?: number;
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds plugins of different payload and config types; each is checked where it is defined.
 export interface PipelinePlugin<P = any, Config = any> {
   /** Names the definition: `models/<kind>/`, `schemas/<kind>/`, and instances `<kind>-<suffix>`. */
@@ -206,6 +259,17 @@ export interface PipelinePlugin<P = any, Config = any> {
   readonly generator: TrafficGenerator;
   /** Monitor thresholds and null indicators (sluice monitor); optional, defaults apply without it. */
   readonly monitoring?: MonitoringSettings;
+  /** Keying, event-time bounds and the duplicate window (ingest gateway, validate); optional, defaults apply without it. */
+  readonly ingest?: IngestSettings;
+  /** Review SLA, audit sampling, fallback decision and lease (sluice review); optional, defaults apply without it. */
+  readonly review?: ReviewSettings;
+  /**
+   * The stages' circuit breaker (processors/runtime/circuit.ts): open a
+   * partition when more than `threshold` of its last `window` records were
+   * dead-lettered; optional, defaults apply without it, and SLUICE_CIRCUIT_*
+   * variables override it per process.
+   */
+  readonly circuitBreaker?: Readonly<{ threshold?: number; window?: number; minRecords?: number; coolDownSeconds?: number }>;
 }
 
 /** A pipeline as a process runs it: an instance name (`signup-risk`, `signup-risk-staging`) and the plugin that defines it. */

@@ -106,16 +106,17 @@ export interface PlainMessage {
   key: string | Buffer | null;
   value: Buffer | string | null;
   headers?: Record<string, string>;
+  /** Written to this partition instead of the key's. */
+  partition?: number;
 }
+
+/** Bytes per produce request of `openProducer().send`, below the broker's default 1 MiB limit. */
+const SEND_CHUNK_BYTES = 512 * 1_024;
 
 /**
  * A producer for the CLI, tools and tests: idempotent, acks=all, batched sends.
  * `send` resolves once the broker has acknowledged every message.
  */
-/** Bytes per produce request of `openProducer().send`, below the broker's default 1 MiB limit. */
-const SEND_CHUNK_BYTES = 512 * 1_024;
-
-
 export async function openProducer(brokers: string[], clientId = 'sluice-producer') {
   const producer = createKafka({ brokers, clientId }).producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await producer.connect();

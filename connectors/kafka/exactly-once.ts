@@ -29,6 +29,29 @@ export interface OutgoingMessage {
   key: Buffer | null;
   value: Buffer;
   headers?: Record<string, string>;
+  /** Unset: kafkajs's partitioner picks by key. Set by a stage's changelog, which goes to its input's partition number. */
+  partition?: number;
+}
+
+/**
+ * Per input partition, a number that changes whenever work on it that may not
+ * have been committed is thrown away: on a rewind after a failed or aborted
+ * transaction (that partition), and on every group rebalance (all of them). A
+ * stage that keeps state beside its outputs (validate's duplicate check) reads
+ * it before each chunk and reloads its state from Kafka when it has changed.
+ */
+export class PartitionEpochs {
+  private rebalances = 0;
+  private readonly rewinds = new Map<number, number>();
+  of(partition: number): number {
+    return this.rebalances + (this.rewinds.get(partition) ?? 0);
+  }
+  rewound(partition: number): void {
+    this.rewinds.set(partition, (this.rewinds.get(partition) ?? 0) + 1);
+  }
+  rebalanced(): void {
+    this.rebalances++;
+  }
 }
 
 /** What one input record produced, and a note handed back once it is committed (for logs and metrics). */
@@ -81,6 +104,15 @@ export interface ExactlyOnceOptions<Note = unknown> {
   onRequest?(info: { api: string; client: 'producer' | 'consumer'; durationMs: number }): void;
   /** The consumer crashed for good (kafkajs will not restart it): the process should exit and be restarted. */
   onFatal?(error: unknown): void;
+  /** Bumped on every rewind and rebalance (see PartitionEpochs). */
+  epochs?: PartitionEpochs;
+  /**
+   * Which input partitions to hold (not consume): every one (`all`), or the
+   * listed ones. Held records wait in Kafka; a batch being handled stops after
+   * its current transaction, and what it had not committed is fetched again
+   * once released. Consulted before every batch and transaction.
+   */
+  held?(): { all: boolean; partitions: ReadonlySet<number> };
 }
 
 export interface ExactlyOnceHandle {
@@ -88,6 +120,10 @@ export interface ExactlyOnceHandle {
   joined(): boolean;
   /** Consecutive failed attempts on any partition; 0 when healthy. */
   failing(): number;
+  /** The input partitions assigned to this member at its last rebalance. */
+  assigned(): readonly number[];
+  /** Reads `options.held()` again and pauses or resumes fetching to match; call it whenever what it returns changes. */
+  holdsChanged(): void;
   /** Stops consuming, interrupts any backoff, aborts nothing committed; bounded by the client timeouts. */
   stop(): Promise<void>;
 }
@@ -204,6 +240,18 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   const stopController = new AbortController();
   const failureLog = throttledLog(log, 5_000);
   let isJoined = false;
+  let assignment: number[] = [];
+  const isHeld = (partition: number) => {
+    const held = options.held?.();
+    return held !== undefined && (held.all || held.partitions.has(partition));
+  };
+  /** Pauses fetching of the held partitions; kafkajs keeps pauses per topic-partition across rebalances, so they are set from scratch. */
+  const applyHolds = () => {
+    const held = options.held?.();
+    consumer.resume([{ topic: options.topic }]);
+    if (held?.all) consumer.pause([{ topic: options.topic }]);
+    else if (held && held.partitions.size > 0) consumer.pause([{ topic: options.topic, partitions: [...held.partitions] }]);
+  };
   let topicLimits = new Map<string, number>();
   /** The most bytes a record batch for `topic` may carry, with room for the batch header. */
   const topicRoom = (topic: string) => (topicLimits.get(topic) ?? BROKER_DEFAULT_MAX_MESSAGE_BYTES) - BATCH_MARGIN_BYTES;
@@ -270,6 +318,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   }
 
   async function rewind(partition: number): Promise<void> {
+    // First, whatever happens next: what the stage handled since the last commit is void.
+    options.epochs?.rewound(partition);
     const [offsets] = await admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] }).catch(() => []);
     const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset;
     if (committed !== undefined && committed !== '-1') {
@@ -302,7 +352,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
           acks: -1,
           topicMessages: [...byTopic].map(([topic, list]) => ({
             topic,
-            messages: list.map((m) => ({ key: m.key, value: m.value, headers: m.headers })),
+            messages: list.map((m) => ({ key: m.key, value: m.value, headers: m.headers, partition: m.partition })),
           })),
         });
       }
@@ -363,7 +413,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const partition = batch.partition;
-    if (batch.messages.length === 0) return;
+    // A batch fetched before its partition was held: left unresolved, fetched again once released.
+    if (batch.messages.length === 0 || isHeld(partition)) return;
     let messages = batch.messages;
     /** The transaction being written, to know which record the broker refused. */
     let inFlight: Array<{ record: SourceRecord }> = [];
@@ -396,7 +447,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
           log.info({ partition, code: kafkaErrorType(error) ?? 'heartbeat' }, 'group rebalancing; handing the batch back');
           return false;
         }
-        return isRunning() && !isStale() && !stopController.signal.aborted;
+        return isRunning() && !isStale() && !stopController.signal.aborted && !isHeld(partition);
       };
       // Input chunks bounded by records and by bytes: what the stage adds is packed into transactions of bounded size.
       const records = messages.map((m) => toSourceRecord(batch.topic, partition, m));
@@ -409,7 +460,11 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
         for (const group of packByBytes(items, (item) => item.bytes, budgetOf(partition), options.maxBatchRecords)) {
           inFlight = group;
           await commitGroup(partition, group, producer, startedAt);
-          if (!(await afterCommit(group[group.length - 1]!.record.offset))) return;
+          if (!(await afterCommit(group[group.length - 1]!.record.offset))) {
+            // The chunk's later groups were handled but are not committed: they come again, so stage state is void.
+            options.epochs?.rewound(partition);
+            return;
+          }
         }
       }
     } catch (error) {
@@ -449,7 +504,9 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
 
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
     isJoined = true;
-    log.info({ assigned: event.payload.memberAssignment[options.topic] ?? [] }, 'joined group');
+    options.epochs?.rebalanced();
+    assignment = [...(event.payload.memberAssignment[options.topic] ?? [])];
+    log.info({ assigned: assignment }, 'joined group');
     // Eager rebalancing revokes everything, and a partition may have had another
     // owner in between: every producer is re-initialised (fencing) and the
     // committed offset re-read on first use.
@@ -476,11 +533,15 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     partitionsConsumedConcurrently: options.concurrentPartitions ? Math.min(options.concurrentPartitions, partitions) : partitions,
     eachBatch,
   });
+  // Only now can kafkajs pause (it needs the running group); until then, eachBatch itself skips held partitions.
+  applyHolds();
   log.debug({ limits: Object.fromEntries(topicLimits), budgetBytes: budgetOf(0) }, 'transaction byte budget');
 
   return {
     joined: () => isJoined,
     failing: () => Math.max(0, ...attempts.values()),
+    assigned: () => assignment,
+    holdsChanged: applyHolds,
     async stop() {
       stopController.abort();
       await consumer.disconnect().catch(() => {});

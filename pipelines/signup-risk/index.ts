@@ -14,9 +14,29 @@ export const signupRisk: PipelinePlugin<SignupPayload, DecideConfig> = {
   kind: PIPELINE,
   description: 'Scores new signups for fraud risk: approve, send to review, or block.',
   eventTypes: [EVENT_TYPE],
-  owners: { team: 'trust-and-safety', oncall: 'trust-oncall', runbook: 'docs/runbooks/signup-risk.md' },
+  owners: {
+    team: 'trust-and-safety',
+    data: 'identity-platform',
+    model: 'risk-ml',
+    infra: 'streaming-platform',
+    oncall: 'trust-oncall',
+    escalation: 'trust-and-safety-lead',
+    runbook: 'docs/runbooks/signup-risk.md',
+    runbookBase: 'docs/runbooks/',
+  },
+  // Over half of a partition's last 1,000 records dead-lettered: an upstream deploy broke the events; wait for the fix instead.
+  circuitBreaker: { threshold: 0.5, window: 1_000, minRecords: 100, coolDownSeconds: 300 },
+  // Producers key signups by user (one user's events in order); a signup older than an hour or 5 min ahead of the clock is flagged, still decided.
+  ingest: { keying: ['payload.user_id'], latenessMs: 3_600_000, clockSkewMs: 300_000, dedupWindowMs: 86_400_000 },
   decisions: ['approve', 'review', 'block'],
   reviewDecision: 'review',
+  review: {
+    // A signup waits for a reviewer at most four hours; unresolved, it stays held (review, decided_by fallback): never approved by default.
+    slaSeconds: 4 * 3_600,
+    auditRate: 0.01,
+    fallbackDecision: 'review',
+    leaseSeconds: 600,
+  },
   // A signup event is well under 1 KiB; anything over 256 KiB is OVERSIZED (below the broker's 1 MiB limit, so the dead letter itself fits).
   maxMessageBytes: 262_144,
   schemasDir: fileURLToPath(new URL('../../schemas/signup-risk/', import.meta.url)),

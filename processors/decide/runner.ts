@@ -1,6 +1,7 @@
 /** Binds the pipeline's policy to `<p>.scored` → `<p>.decided` and `<p>.review`. */
 import type { PipelinePlugin } from '../../lib/pipeline.ts';
 import type { StageModule } from '../runtime/runtime.ts';
+import { auditRateOf } from './audit.ts';
 import { decide } from './transform.ts';
 
 export const decideStage: StageModule<{ policy: PipelinePlugin['policy']['configSchema'] }> = {
@@ -13,16 +14,20 @@ export const decideStage: StageModule<{ policy: PipelinePlugin['policy']['config
     (settings) =>
     async ({ pipeline, control, logger, now }) => {
       const policy = pipeline.plugin.policy.load(settings.policy);
-      logger.info({ policy_version: policy.version }, 'policy loaded');
+      const auditRate = auditRateOf(pipeline.plugin);
+      logger.info({ policy_version: policy.version, audit_rate: auditRate }, 'policy loaded');
       return {
         input: 'scored',
         inputFormat: 'avro',
         outputs: ['decided', 'review'],
         process: (inputs) => {
           // The kill switch is read once per chunk: a chunk is decided under one policy.
-          const ctx = { pipeline: pipeline.name, policy, reviewDecision: pipeline.plugin.reviewDecision, killSwitchOn: control.killSwitchOn(pipeline.name), now };
+          const mode = control.killSwitchMode(pipeline.name);
+          const ctx = { pipeline: pipeline.name, policy, reviewDecision: pipeline.plugin.reviewDecision, killSwitchOn: mode === 'rules', reviewEverything: mode === 'review', auditRate, now };
           return inputs.map(({ value }) => decide(value, ctx));
         },
+        // Kill switch `park`: decide stops consuming; events wait in Kafka, undecided, until the mode changes.
+        holds: () => (control.killSwitchMode(pipeline.name) === 'park' ? 'kill switch in mode park' : null),
       };
     },
 };

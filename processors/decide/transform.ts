@@ -6,7 +6,8 @@
  * followed by the pipeline's own fields.
  */
 import type { Clock, DecisionRecord, Emit, Outcome, ScoredRecord } from '../../lib/contracts.ts';
-import type { Policy } from '../../lib/pipeline.ts';
+import type { Policy, Verdict } from '../../lib/pipeline.ts';
+import { AUDIT_KIND, auditSampled } from './audit.ts';
 
 /** The common fields of every pipeline's decided record; pipeline-specific fields follow them. */
 export interface DecisionCommon extends DecisionRecord {
@@ -18,8 +19,16 @@ export interface DecideContext<P> extends Clock {
   policy: Policy<P>;
   /** Decisions of this value also go to `<p>.review`. */
   reviewDecision: string;
-  /** This stage's own current view of the control topic's model kill switch. */
+  /** This stage's own current view of the control topic's model kill switch (mode `rules`). */
   killSwitchOn: boolean;
+  /**
+   * Kill switch in mode `review`: every event goes to human review. The
+   * policy's own verdict is kept in the reasons (and its fields, such as a
+   * suggested queue), so a reviewer sees what it would have decided.
+   */
+  reviewEverything?: boolean;
+  /** The share of automatic decisions also sent to `<p>.review` as audit items (audit.ts); undefined: none (replays). */
+  auditRate?: number;
   /**
    * Set when a replay re-decides (processors/replay): the decision names the
    * replay and carries the version it gives the event, above every earlier one.
@@ -63,12 +72,27 @@ function shadowDecision<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideCo
   return verdict.decision;
 }
 
-export function decide<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideContext<P>): Outcome<DecisionCommon> {
+/** The reason code of a decision the kill switch sent to review (mode `review`). */
+export const KILL_SWITCH_REVIEW_REASON = 'kill_switch_review';
+
+/** The policy's verdict, or under the kill switch's `review` mode, review with the policy's verdict as reasons. */
+function verdictOf<P>(scored: ScoredRecord<P>, ctx: DecideContext<P>): Verdict {
   const classScores = classesOf(scored.class_names, scored.class_scores).byName;
   const verdict = ctx.policy.decide(
     { eventType: scored.event_type, payload: scored.payload, score: scored.score, label: scored.label, classScores },
     { killSwitchOn: ctx.killSwitchOn },
   );
+  if (!ctx.reviewEverything) return verdict;
+  return {
+    decision: ctx.reviewDecision,
+    decidedBy: 'rule',
+    reasons: [KILL_SWITCH_REVIEW_REASON, `policy_${verdict.decision}`, ...verdict.reasons],
+    fields: verdict.fields,
+  };
+}
+
+export function decide<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideContext<P>): Outcome<DecisionCommon> {
+  const verdict = verdictOf(scored, ctx);
   const shadowVersion = scored.shadow_model_version || null;
   // score and model_version are copied as received even when the policy did not
   // use them (decided_by says whether it did): analysts can still see them.
@@ -93,6 +117,6 @@ export function decide<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideCon
   const outputs: Emit<DecisionCommon>['outputs'] = [{ to: 'decided', value: decision }];
   if (decision.decision === ctx.reviewDecision) {
     outputs.push({ to: 'review', value: { ...decision, reasons: [...decision.reasons], payload: scored.payload } });
-  }
+  } else if (auditSampled(decision, ctx.reviewDecision, ctx.auditRate)) outputs.push({ to: 'review', value: { ...decision, reasons: [...decision.reasons], payload: scored.payload, kind: AUDIT_KIND } });
   return { kind: 'emit', eventId: scored.event_id, outputs };
 }

@@ -4,7 +4,8 @@
  * bad variable is listed in one CONFIG_INVALID.
  */
 import { z } from 'zod';
-import { type Connections, connectionSchema, connectionsOf, integerVar, parseEnvSchemas } from '../../lib/settings.ts';
+import { type Connections, connectionSchema, connectionsOf, integerVar, parseEnvSchemas, probabilityVar } from '../../lib/settings.ts';
+import type { CircuitSettings } from './circuit.ts';
 import type { ProcessName } from './stage.ts';
 
 export const RUNTIME_DEFAULTS = {
@@ -27,7 +28,7 @@ export const RUNTIME_DEFAULTS = {
   concurrentPartitions: 0,
   /** After SIGTERM, the process exits by itself within this long, finished or not. */
   shutdownTimeoutMs: 10_000,
-  metricsPorts: { validate: 9464, score: 9465, decide: 9466, all: 9467 } as Record<ProcessName, number>,
+  metricsPorts: { validate: 9464, score: 9465, decide: 9466, all: 9470 } as Record<ProcessName, number>,
 } as const;
 
 export const runtimeSchema = z.object({
@@ -40,6 +41,11 @@ export const runtimeSchema = z.object({
   SLUICE_SHUTDOWN_TIMEOUT_MS: integerVar(1_000, 300_000).optional(),
   /** 0 turns the HTTP endpoints off; empty is an error, not 0. */
   SLUICE_METRICS_PORT: integerVar(0, 65_535).optional(),
+  /** The circuit breaker (processors/runtime/circuit.ts): each overrides the pipeline manifest's `circuitBreaker`. */
+  SLUICE_CIRCUIT_THRESHOLD: probabilityVar().optional(),
+  SLUICE_CIRCUIT_WINDOW: integerVar(1, 1_000_000).optional(),
+  SLUICE_CIRCUIT_MIN_RECORDS: integerVar(1, 1_000_000).optional(),
+  SLUICE_CIRCUIT_COOLDOWN_SECONDS: integerVar(1, 7 * 86_400).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -53,6 +59,8 @@ export interface RuntimeConfig {
   shutdownTimeoutMs: number;
   metricsPort: number;
   logLevel: string;
+  /** The circuit breaker settings the environment sets; the manifest's and the defaults fill the rest. */
+  circuit: Partial<CircuitSettings>;
 }
 
 export function runtimeConfigOf(stage: ProcessName, parsed: z.output<typeof runtimeSchema>): RuntimeConfig {
@@ -66,8 +74,16 @@ export function runtimeConfigOf(stage: ProcessName, parsed: z.output<typeof runt
     shutdownTimeoutMs: parsed.SLUICE_SHUTDOWN_TIMEOUT_MS ?? RUNTIME_DEFAULTS.shutdownTimeoutMs,
     metricsPort: parsed.SLUICE_METRICS_PORT ?? RUNTIME_DEFAULTS.metricsPorts[stage],
     logLevel: parsed.LOG_LEVEL,
+    circuit: definedOnly({
+      threshold: parsed.SLUICE_CIRCUIT_THRESHOLD,
+      window: parsed.SLUICE_CIRCUIT_WINDOW,
+      minRecords: parsed.SLUICE_CIRCUIT_MIN_RECORDS,
+      coolDownMs: parsed.SLUICE_CIRCUIT_COOLDOWN_SECONDS === undefined ? undefined : parsed.SLUICE_CIRCUIT_COOLDOWN_SECONDS * 1_000,
+    }),
   };
 }
+
+const definedOnly = <T extends object>(value: T): Partial<T> => Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 
 export function runtimeConfigFromEnv(stage: ProcessName, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
   return runtimeConfigOf(stage, parseEnvSchemas({ runtime: runtimeSchema }, env).runtime);

@@ -17,6 +17,36 @@ export const CONTROL_SUBJECT = `${CONTROL_TOPIC}-value`;
 export const KILL_SWITCH_MODEL = 'kill_switch.model';
 
 /**
+ * The tiered kill switch, one control setting per pipeline instance:
+ * `model` is normal; `rules` decides without the model (rules, then the
+ * fallback); `review` sends every event to human review; `park` holds events
+ * in Kafka, undecided, until the mode changes (decide stops consuming).
+ */
+export const KILL_SWITCH_MODES = ['model', 'rules', 'review', 'park'] as const;
+export type KillSwitchMode = (typeof KILL_SWITCH_MODES)[number];
+/** The values of the switch before it had tiers, still accepted: `on` turned the model off. */
+export const KILL_SWITCH_ALIASES: Readonly<Record<string, KillSwitchMode>> = { on: 'rules', off: 'model' };
+
+/**
+ * The mode a kill-switch value names. `sluice kill-switch` writes only known
+ * modes; a value it does not know (written by a later version) reads as
+ * `rules`: a switch someone pulled must never leave the model deciding.
+ */
+export function killSwitchModeOf(value: string | undefined): KillSwitchMode {
+  if (value === undefined || value === '') return 'model';
+  const mode = KILL_SWITCH_ALIASES[value] ?? value;
+  return (KILL_SWITCH_MODES as readonly string[]).includes(mode) ? (mode as KillSwitchMode) : 'rules';
+}
+
+/**
+ * A stage's circuit breaker, per input partition: setting
+ * `circuit.<process>.<partition>`, value `open` or `closed`. Written by the
+ * stage that trips it (and by its probe), and by `sluice circuit reset`.
+ */
+export const circuitSetting = (process: string, partition: number): string => `circuit.${process}.${partition}`;
+const CIRCUIT_SETTING = /^circuit\.([a-z]+)\.(\d+)$/;
+
+/**
  * Model aliases: `champion` is served (it decides), `challenger` is scored in
  * shadow beside it (never decides). Each is one control setting per pipeline
  * instance whose value is a model version ("" for none), with who, when and
@@ -80,8 +110,25 @@ export class ControlState {
     return this.settings.get(controlKey(pipeline, setting));
   }
 
+  killSwitchMode(pipeline: string): KillSwitchMode {
+    return killSwitchModeOf(this.get(pipeline, KILL_SWITCH_MODEL)?.value);
+  }
+
+  /** True when the model is switched off (mode `rules`): score skips it and the policy decides by rules. */
   killSwitchOn(pipeline: string): boolean {
-    return this.get(pipeline, KILL_SWITCH_MODEL)?.value === 'on';
+    return this.killSwitchMode(pipeline) === 'rules';
+  }
+
+  /** The open circuits of a pipeline instance, optionally of one process (stage, or `all`). */
+  openCircuits(pipeline: string, process?: string): Array<{ process: string; partition: number; setting: ControlSetting }> {
+    const open: Array<{ process: string; partition: number; setting: ControlSetting }> = [];
+    for (const setting of this.settings.values()) {
+      if (setting.pipeline !== pipeline || setting.value !== 'open') continue;
+      const match = CIRCUIT_SETTING.exec(setting.setting);
+      if (match === null || (process !== undefined && match[1] !== process)) continue;
+      open.push({ process: match[1]!, partition: Number(match[2]), setting });
+    }
+    return open.sort((a, b) => a.process.localeCompare(b.process) || a.partition - b.partition);
   }
 
   /** The version an alias names for a pipeline instance, or null when it names none. */

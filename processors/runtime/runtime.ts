@@ -10,7 +10,7 @@
  * problem and the fix, without rebalancing the instances that can.
  */
 import { checkTopics } from '../../connectors/kafka/admin.ts';
-import { messageBytes, outputBytes, type RecordOutput, startExactlyOnce } from '../../connectors/kafka/exactly-once.ts';
+import { messageBytes, outputBytes, PartitionEpochs, type RecordOutput, startExactlyOnce } from '../../connectors/kafka/exactly-once.ts';
 import { SchemaCatalog } from '../../connectors/registry/registry.ts';
 import type { SchemaCodec } from '../../lib/codec.ts';
 import { CONTROL_TOPIC, type SourceRecord, type TopicSuffix, topicName } from '../../lib/contracts.ts';
@@ -19,13 +19,15 @@ import { keepRunning, Resources, type Running } from '../../lib/lifecycle.ts';
 import { createLogger, type Logger } from '../../lib/log.ts';
 import { createStageMetrics, type StageMetrics, startMetricsServer } from '../../lib/metrics.ts';
 import { retry } from '../../lib/retry.ts';
-import type { PipelineInstance, PipelinePlugin } from '../../lib/pipeline.ts';
+import type { Owners, PipelineInstance, PipelinePlugin } from '../../lib/pipeline.ts';
 import type { Connections } from '../../lib/settings.ts';
 import type { z } from 'zod';
 
 import type { RuntimeConfig } from './config.ts';
 import { type ChainLink, chainHandlers } from './colocated.ts';
-import { CONTROL_SUBJECT, type ControlState, followControl } from './control.ts';
+import { startHeartbeat } from './heartbeat.ts';
+import { CIRCUIT_DEFAULTS, CircuitBreaker, type CircuitSettings, type Trip } from './circuit.ts';
+import { CONTROL_SUBJECT, circuitSetting, type ControlSetting, type ControlState, followControl, KILL_SWITCH_MODES, writeControl } from './control.ts';
 import { checkMode, groupIdOf } from './modes.ts';
 import { createStageHandler, type Encoders, oversizedOutput, type ProcessName, type StageDefinition, type StageName, type StageNote } from './stage.ts';
 
@@ -39,7 +41,7 @@ const PREFLIGHT_DEADLINE_MS = 20_000;
 export interface StagePipeline {
   /** Names the topics (`<name>.raw`…), groups, subjects and control keys. */
   name: string;
-  owners: { team: string };
+  owners: Owners;
 }
 
 /** What the runtime gives a stage when it is built. */
@@ -51,6 +53,12 @@ export interface StageServices<P extends StagePipeline = StagePipeline> {
   logger: Logger;
   metrics: StageMetrics;
   now(): number;
+  /**
+   * Changes whenever what the stage handled on an input partition may not have
+   * been committed (a rewind, a rebalance): state kept beside the outputs must
+   * then be reloaded from Kafka. Absent in the broker-free test driver.
+   */
+  partitionEpoch?(partition: number): number;
 }
 
 export type StageFactory<In, P extends StagePipeline = StagePipeline> = (services: StageServices<P>) => Promise<StageDefinition<In>>;
@@ -87,6 +95,8 @@ export async function runStage<P extends StagePipeline>(args: {
   config: RuntimeConfig;
   /** In order: each part after the first reads what the one before it writes. */
   parts: ReadonlyArray<StagePart<P>>;
+  /** The pipeline manifest's circuit breaker settings; the environment's (config.circuit) override them. */
+  circuit?: { threshold?: number; window?: number; minRecords?: number; coolDownSeconds?: number };
   logger?: Logger;
   handleSignals?: boolean;
 }): Promise<RunningStage> {
@@ -94,6 +104,8 @@ export async function runStage<P extends StagePipeline>(args: {
   const logger = args.logger ?? createLogger({ pipeline: pipeline.name, stage: name }, config.logLevel);
   const metrics = createStageMetrics({ pipeline: pipeline.name, stage: name, team: pipeline.owners.team });
   metrics.info.set({ version: process.env.npm_package_version ?? 'dev' }, 1);
+  const { data, model, infra, oncall, escalation, runbook } = pipeline.owners;
+  metrics.pipelineInfo.set({ data, model, infra, oncall, escalation, runbook }, 1);
   const catalog = new SchemaCatalog(connections.schemaRegistryUrl);
   const resources = new Resources(logger);
   let readiness: () => { ready: boolean; detail: string } = () => ({ ready: false, detail: 'starting' });
@@ -126,14 +138,23 @@ export async function runStage<P extends StagePipeline>(args: {
     const { state: control, follower } = await followControl({ brokers: connections.kafkaBrokers, catalog, clientId: `${pipeline.name}.${name}.control`, logger });
     resources.add(() => follower.stop());
     checkMode(control, pipeline.name, name);
-    metrics.killSwitch.set(control.killSwitchOn(pipeline.name) ? 1 : 0);
-    control.onChange(() => metrics.killSwitch.set(control.killSwitchOn(pipeline.name) ? 1 : 0));
+    const showKillSwitch = () => {
+      const mode = control.killSwitchMode(pipeline.name);
+      metrics.killSwitch.set(mode === 'model' ? 0 : 1);
+      for (const each of KILL_SWITCH_MODES) metrics.killSwitchMode.set({ mode: each }, each === mode ? 1 : 0);
+    };
+    showKillSwitch();
+    control.onChange(showKillSwitch);
 
     const links: ChainLink[] = [];
+    const definitions: Array<StageDefinition<unknown>> = [];
+    // Fed by the exactly-once loop; read by stages that keep state (validate's duplicate check).
+    const epochs = new PartitionEpochs();
     for (const part of parts) {
       const partLogger = parts.length > 1 ? logger.child({ part: part.stage }) : logger;
-      const definition = await part.factory({ pipeline, catalog, control, logger: partLogger, metrics, now: Date.now });
+      const definition = await part.factory({ pipeline, catalog, control, logger: partLogger, metrics, now: Date.now, partitionEpoch: (partition) => epochs.of(partition) });
       if (definition.close) resources.add(() => definition.close!());
+      definitions.push(definition);
       if (definition.input !== part.topology.input || definition.outputs.some((o) => !part.topology.outputs.includes(o))) {
         throw new SluiceError('CONFIG_INVALID', `Stage ${part.stage} reads ${definition.input} and writes ${definition.outputs.join(', ')}, not the declared topology.`);
       }
@@ -142,6 +163,24 @@ export async function runStage<P extends StagePipeline>(args: {
     }
     const handler = links.length === 1 ? links[0]!.handler : chainHandlers(pipeline.name, links, Date.now);
     let lastCommitAt = Date.now();
+
+    // What holds the input: a stage that says so (decide, parked), and open circuits.
+    const circuits = circuitControl({
+      pipeline: pipeline.name,
+      process: name,
+      settings: circuitSettingsOf(args.circuit, config.circuit),
+      control,
+      connections,
+      catalog,
+      logger,
+      metrics,
+    });
+    let holdReason: string | null = null;
+    const holds = () => {
+      holdReason = definitions.map((d) => d.holds?.() ?? null).find((reason) => reason !== null) ?? null;
+      return { all: holdReason !== null, partitions: circuits.held() };
+    };
+    let held = holds();
     const lifecycle = keepRunning({
       resources,
       logger,
@@ -150,6 +189,7 @@ export async function runStage<P extends StagePipeline>(args: {
       shutdownTimeoutMs: args.handleSignals !== false ? config.shutdownTimeoutMs : undefined,
     });
     const running = await startExactlyOnce<StageNote>({
+      epochs,
       brokers: connections.kafkaBrokers,
       clientId: `sluice.${pipeline.name}.${name}`,
       groupId: groupIdOf(pipeline.name, name),
@@ -175,8 +215,9 @@ export async function runStage<P extends StagePipeline>(args: {
           now: Date.now(),
           sizeOf: messageBytes,
         }),
-      onCommitted: ({ records, outputs, durationMs }) => {
+      onCommitted: ({ partition, records, outputs, durationMs }) => {
         lastCommitAt = Date.now();
+        circuits.committed(partition, outputs.map((output) => output.note?.deadLetter !== undefined));
         metrics.recordsIn.inc(records.length);
         metrics.batchRecords.observe(records.length);
         metrics.batchDuration.observe(durationMs / 1000);
@@ -200,10 +241,32 @@ export async function runStage<P extends StagePipeline>(args: {
         process.exitCode = 1;
         void lifecycle.stop();
       },
+      held: () => held,
     });
     resources.add(() => running.stop());
+    const reconsider = () => {
+      const before = holdReason;
+      held = holds();
+      running.holdsChanged();
+      if (holdReason !== before) logger.warn({ reason: holdReason }, holdReason === null ? 'input released: consuming again' : 'input held: records wait in Kafka');
+    };
+    control.onChange(reconsider);
+    circuits.onChange(reconsider);
+    resources.add(circuits.start(() => running.assigned()));
+    reconsider();
+    const stopHeartbeat = await startHeartbeat({
+      brokers: connections.kafkaBrokers,
+      pipeline: pipeline.name,
+      process: name,
+      logger,
+      counters: metrics,
+      held: () => (held.all ? 'all' : [...held.partitions].sort((a, b) => a - b)),
+    });
+    resources.add(stopHeartbeat);
     readiness = () => {
       if (!running.joined()) return { ready: false, detail: 'not in the consumer group yet' };
+      // Held on purpose is not unready: the process works and would only be restarted into the same hold.
+      if (held.all) return { ready: true, detail: `holding every partition: ${holdReason}` };
       if (running.failing() > 0) return { ready: false, detail: `retrying a failing batch (${running.failing()} attempts)` };
       return { ready: true, detail: `ok; last commit ${Math.round((Date.now() - lastCommitAt) / 1000)} s ago` };
     };
@@ -212,5 +275,115 @@ export async function runStage<P extends StagePipeline>(args: {
   } catch (error) {
     await resources.close();
     throw error;
+  }
+}
+
+/** The manifest's circuit breaker settings, overridden by the environment's, over the defaults. */
+export function circuitSettingsOf(manifest: { threshold?: number; window?: number; minRecords?: number; coolDownSeconds?: number } | undefined, env: Partial<CircuitSettings>): CircuitSettings {
+  const fromManifest: Partial<CircuitSettings> = {};
+  if (manifest?.threshold !== undefined) fromManifest.threshold = manifest.threshold;
+  if (manifest?.window !== undefined) fromManifest.window = manifest.window;
+  if (manifest?.minRecords !== undefined) fromManifest.minRecords = manifest.minRecords;
+  if (manifest?.coolDownSeconds !== undefined) fromManifest.coolDownMs = manifest.coolDownSeconds * 1_000;
+  const settings = { ...CIRCUIT_DEFAULTS, ...fromManifest, ...env };
+  return { ...settings, minRecords: Math.min(settings.minRecords, settings.window) };
+}
+
+/** How often open circuits are checked for the end of their cool-down. */
+const COOL_DOWN_CHECK_MS = 1_000;
+
+/**
+ * A process's circuit breaker, kept in step with the control topic: a trip
+ * here is written there (so another instance that takes the partition over,
+ * or this one after a restart, keeps it held, and `sluice status` shows it);
+ * `sluice circuit reset` written there closes it here.
+ */
+function circuitControl(args: {
+  pipeline: string;
+  process: ProcessName;
+  settings: CircuitSettings;
+  control: ControlState;
+  connections: Connections;
+  catalog: SchemaCatalog;
+  logger: Logger;
+  metrics: StageMetrics;
+}) {
+  const { pipeline, process: processName, settings, control, logger, metrics } = args;
+  const breaker = new CircuitBreaker(settings);
+  const listeners: Array<() => void> = [];
+  const changed = () => {
+    for (const partition of breaker.open()) metrics.circuitOpen.set({ partition: String(partition) }, 1);
+    for (const listener of listeners) listener();
+  };
+  const show = (partition: number, open: boolean) => metrics.circuitOpen.set({ partition: String(partition) }, open ? 1 : 0);
+  const write = (partition: number, value: 'open' | 'closed', reason: string) =>
+    writeControl({
+      brokers: args.connections.kafkaBrokers,
+      catalog: args.catalog,
+      setting: { pipeline, setting: circuitSetting(processName, partition), value, reason, updated_by: `sluice ${processName} (circuit breaker)` },
+    }).catch((error) => logger.error({ err: error, partition, value }, 'could not record the circuit on the control topic; it holds in this process only'));
+
+  for (const { partition, setting } of control.openCircuits(pipeline, processName)) {
+    breaker.markOpen(partition, setting.updated_at);
+    show(partition, true);
+    logger.warn({ partition, since: new Date(setting.updated_at).toISOString(), reason: setting.reason }, `circuit open: partition held; resume with: sluice circuit reset --pipeline ${pipeline} --stage ${processName}`);
+  }
+  control.onChange((setting: ControlSetting) => {
+    if (setting.pipeline !== pipeline) return;
+    const match = /^circuit\.([a-z]+)\.(\d+)$/.exec(setting.setting);
+    if (match === null || match[1] !== processName) return;
+    const partition = Number(match[2]);
+    if (setting.value === 'open') breaker.markOpen(partition, setting.updated_at);
+    else if (breaker.state(partition) !== 'closed') {
+      breaker.close(partition);
+      logger.warn({ partition, by: setting.updated_by, reason: setting.reason }, 'circuit closed: consuming the partition again');
+    }
+    show(partition, setting.value === 'open');
+    changed();
+  });
+
+  return {
+    /** Partitions held open (a probing partition is consumed). */
+    held: (): ReadonlySet<number> => new Set(breaker.open()),
+    onChange: (listener: () => void) => listeners.push(listener),
+    committed(partition: number, deadLettered: boolean[]) {
+      const verdict = breaker.committed(partition, deadLettered);
+      if (verdict === null) return;
+      if (verdict === 'closed') {
+        show(partition, false);
+        logger.warn({ partition }, 'circuit closed: the probe transaction passed');
+        void write(partition, 'closed', 'probe after the cool-down passed');
+        changed();
+        return;
+      }
+      tripped(verdict);
+    },
+    /** Starts the cool-down check; returns its stop. */
+    start(assigned: () => readonly number[]): () => Promise<void> {
+      const timer = setInterval(() => {
+        const probing = breaker.coolDown(Date.now(), (partition) => assigned().includes(partition));
+        if (probing.length === 0) return;
+        for (const partition of probing) show(partition, false);
+        logger.warn({ partitions: probing }, 'circuit cool-down over: probing with the next transaction');
+        changed();
+      }, COOL_DOWN_CHECK_MS);
+      timer.unref();
+      return async () => clearInterval(timer);
+    },
+  };
+
+  function tripped(trip: Trip) {
+    const now = Date.now();
+    breaker.markOpen(trip.partition, now);
+    metrics.circuitTrips.inc();
+    show(trip.partition, true);
+    const reason = `${trip.deadLetters} of the last ${trip.records} records dead-lettered${trip.probe ? ' in the probe after the cool-down' : ''}`;
+    logger.error(
+      { partition: trip.partition, dead_letters: trip.deadLetters, records: trip.records, probe: trip.probe, cool_down_s: settings.coolDownMs / 1_000 },
+      `circuit open: ${reason}; partition ${trip.partition} held, its records wait in Kafka. ` +
+        `Inspect: sluice dlq inspect --pipeline ${pipeline}; resume: sluice circuit reset --pipeline ${pipeline} --stage ${processName}`,
+    );
+    void write(trip.partition, 'open', reason);
+    changed();
   }
 }

@@ -39,6 +39,12 @@ export interface StageDefinition<In = unknown> {
   inputFormat: 'bytes' | 'avro';
   outputs: readonly TopicSuffix[];
   process(inputs: Array<StageInput<In>>): Promise<Outcome[]> | Outcome[];
+  /**
+   * Why the stage must not consume now (the decide stage under the kill
+   * switch's `park` mode), or null. Asked again whenever the control topic
+   * changes; while it answers, every input partition waits in Kafka.
+   */
+  holds?(): string | null;
   close?(): Promise<void>;
 }
 
@@ -48,6 +54,8 @@ export interface StageMessage {
   key: Buffer | null;
   value: Buffer;
   headers?: Record<string, string>;
+  /** Set only by an output that names its partition (a changelog: its input's partition number). */
+  partition?: number;
 }
 
 /** What the runtime learns about a record once its transaction is committed: for logs and metrics. */
@@ -101,7 +109,9 @@ export function outputOf(args: { pipeline: string; stage: StageName; source: Sou
       return deadLetterOutput(pipeline, stage, source, deadLetter('OUTPUT_INVALID', `stage ${stage} may not write to ${output.to}`, outcome.eventId), now);
     }
     try {
-      messages.push({ topic: topicName(pipeline, output.to), key: source.key, value: encode(output.value) });
+      const message: StageMessage = { topic: topicName(pipeline, output.to), key: output.key ?? source.key, value: encode(output.value) };
+      if (output.partition !== undefined) message.partition = output.partition;
+      messages.push(message);
     } catch (error) {
       const letter = deadLetter('OUTPUT_INVALID', `output to ${output.to} does not match its contract: ${errorMessage(error)}`, outcome.eventId);
       return deadLetterOutput(pipeline, stage, source, letter, now);

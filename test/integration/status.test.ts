@@ -84,7 +84,7 @@ it('reports instances, lag, throughput, dead letters by reason and fingerprint, 
     [['stall', 'decide', runbookOf('stall')]],
   );
   assert.equal(running.mode, 'independent');
-  assert.equal(running.kill_switch, 'off');
+  assert.equal(running.kill_switch.mode, 'model');
   assert.deepEqual(running.owners, owners);
   assert.deepEqual(
     running.stages.map((s) => [s.stage, s.instances, s.state, s.lag.total]),
@@ -137,5 +137,5 @@ it('reports instances, lag, throughput, dead letters by reason and fingerprint, 
   assert.equal(decide.instances, 0);
   // As kafka-consumer-groups counts it: the transactions' commit markers are offsets too.
   assert.ok(decide.lag.total >= more.length && decide.lag.total < more.length + 20, `decide lag ${decide.lag.total}`);
-  assert.equal(stopped.kill_switch, 'on');
+  assert.deepEqual({ mode: stopped.kill_switch.mode, reason: stopped.kill_switch.reason }, { mode: 'rules', reason: 'status test' });
 });

@@ -27,8 +27,13 @@ for (const plugin of listPipelines()) {
         assert.equal(decision.decision_version, 1);
         assert.match(decision.policy_version, /^policy-/);
       }
-      const reviews = decided.filter((d) => d.decision === plugin.reviewDecision).length;
-      assert.equal(out.review.length, reviews, 'every review decision also on the review topic');
+      const reviews = decided.filter((d) => d.decision === plugin.reviewDecision).map((d) => d.event_id);
+      // The review topic also carries a sample of the automatic decisions, as audit items.
+      const items = out.review.map((m) => m.value as { event_id: string; kind?: string });
+      assert.deepEqual(items.filter((i) => i.kind !== 'audit').map((i) => i.event_id).sort(), reviews.sort(), 'every review decision also on the review topic');
+      for (const audit of items.filter((i) => i.kind === 'audit')) {
+        assert.notEqual(decided.find((d) => d.event_id === audit.event_id)?.decision, plugin.reviewDecision, 'audits sample automatic decisions only');
+      }
       assert.ok(decided.some((d) => d.decided_by === 'model'), 'the model decides some');
 
       assert.equal(out.dlq.length, bad.length, 'every bad input dead-lettered, nothing else');
