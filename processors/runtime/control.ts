@@ -45,6 +45,11 @@ export function killSwitchModeOf(value: string | undefined): KillSwitchMode {
  */
 export const circuitSetting = (process: string, partition: number): string => `circuit.${process}.${partition}`;
 const CIRCUIT_SETTING = /^circuit\.([a-z]+)\.(\d+)$/;
+/** The process and partition a circuit setting names, or null for any other setting. */
+export function parseCircuitSetting(setting: string): { process: string; partition: number } | null {
+  const match = CIRCUIT_SETTING.exec(setting);
+  return match === null ? null : { process: match[1]!, partition: Number(match[2]) };
+}
 
 /**
  * Model aliases: `champion` is served (it decides), `challenger` is scored in
@@ -124,9 +129,9 @@ export class ControlState {
     const open: Array<{ process: string; partition: number; setting: ControlSetting }> = [];
     for (const setting of this.settings.values()) {
       if (setting.pipeline !== pipeline || setting.value !== 'open') continue;
-      const match = CIRCUIT_SETTING.exec(setting.setting);
-      if (match === null || (process !== undefined && match[1] !== process)) continue;
-      open.push({ process: match[1]!, partition: Number(match[2]), setting });
+      const circuit = parseCircuitSetting(setting.setting);
+      if (circuit === null || (process !== undefined && circuit.process !== process)) continue;
+      open.push({ ...circuit, setting });
     }
     return open.sort((a, b) => a.process.localeCompare(b.process) || a.partition - b.partition);
   }

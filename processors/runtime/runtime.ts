@@ -27,7 +27,7 @@ import type { RuntimeConfig } from './config.ts';
 import { type ChainLink, chainHandlers } from './colocated.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { CIRCUIT_DEFAULTS, CircuitBreaker, type CircuitSettings, type Trip } from './circuit.ts';
-import { CONTROL_SUBJECT, circuitSetting, type ControlSetting, type ControlState, followControl, KILL_SWITCH_MODES, writeControl } from './control.ts';
+import { CONTROL_SUBJECT, circuitSetting, type ControlSetting, type ControlState, followControl, KILL_SWITCH_MODES, parseCircuitSetting, writeControl } from './control.ts';
 import { checkMode, groupIdOf } from './modes.ts';
 import { createStageHandler, type Encoders, oversizedOutput, type ProcessName, type StageDefinition, type StageName, type StageNote } from './stage.ts';
 
@@ -312,7 +312,6 @@ function circuitControl(args: {
   const breaker = new CircuitBreaker(settings);
   const listeners: Array<() => void> = [];
   const changed = () => {
-    for (const partition of breaker.open()) metrics.circuitOpen.set({ partition: String(partition) }, 1);
     for (const listener of listeners) listener();
   };
   const show = (partition: number, open: boolean) => metrics.circuitOpen.set({ partition: String(partition) }, open ? 1 : 0);
@@ -330,9 +329,9 @@ function circuitControl(args: {
   }
   control.onChange((setting: ControlSetting) => {
     if (setting.pipeline !== pipeline) return;
-    const match = /^circuit\.([a-z]+)\.(\d+)$/.exec(setting.setting);
-    if (match === null || match[1] !== processName) return;
-    const partition = Number(match[2]);
+    const circuit = parseCircuitSetting(setting.setting);
+    if (circuit === null || circuit.process !== processName) return;
+    const { partition } = circuit;
     if (setting.value === 'open') breaker.markOpen(partition, setting.updated_at);
     else if (breaker.state(partition) !== 'closed') {
       breaker.close(partition);

@@ -6,14 +6,17 @@
  * event decided once, each bad one dead-lettered once.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, it } from 'node:test';
 import type { PipelineStatus } from '../../cli/status.ts';
+import { stackPaths } from '../../deploy/local/stack.ts';
 import { pipelineByName } from '../../pipelines/registry.ts';
 import { sluiceSync, uniqueName, waitFor } from '../helpers.ts';
 import { PipelineInstance } from '../pipeline-harness.ts';
 
-let instance: PipelineInstance | undefined;
-after(() => instance?.stop());
+const instances: PipelineInstance[] = [];
+after(() => Promise.all(instances.map((i) => i.stop())));
 
 function status(name: string): PipelineStatus {
   const run = sluiceSync(['status', '--pipeline', name, '--json']);
@@ -27,7 +30,8 @@ const BAD = 30;
 const ENV = { SLUICE_CIRCUIT_MIN_RECORDS: '20', SLUICE_CIRCUIT_WINDOW: '50', SLUICE_MAX_BATCH_RECORDS: '5' };
 
 it('holds the partition that floods the dead-letter topic, keeps the others flowing, and resumes on reset', async () => {
-  instance = await PipelineInstance.create('it-circuit', ENV);
+  const instance = await PipelineInstance.create('it-circuit', ENV);
+  instances.push(instance);
   const { plugin } = pipelineByName(instance.name);
   await instance.start();
   const decided = await instance.collect<{ event_id: string }>('decided');
@@ -39,7 +43,7 @@ it('holds the partition that floods the dead-letter topic, keeps the others flow
   const open = await waitFor(
     'the circuit of validate partition 0 to open',
     () => {
-      const now = status(instance!.name);
+      const now = status(instance.name);
       return now.stages.find((s) => s.stage === 'validate')!.open_circuits.length > 0 ? now : undefined;
     },
     { timeoutMs: 60_000, intervalMs: 500 },
@@ -76,6 +80,35 @@ it('holds the partition that floods the dead-letter topic, keeps the others flow
   const letters = dlq.messages.map((m) => String(m.key));
   assert.equal(new Set(letters).size, BAD, 'each bad event dead-lettered once');
   assert.equal(letters.length, BAD);
+  assert.deepEqual(
+    status(instance.name).stages.flatMap((s) => s.open_circuits),
+    [],
+  );
+});
+
+it('probes after the cool-down: a bad probe opens it again, a good one closes it, with nothing lost', async () => {
+  const instance = await PipelineInstance.create('it-circuit-probe', { ...ENV, SLUICE_CIRCUIT_COOLDOWN_SECONDS: '2' });
+  instances.push(instance);
+  const { plugin } = pipelineByName(instance.name);
+  await instance.start();
+  const decided = await instance.collect<{ event_id: string }>('decided');
+  const dlq = await instance.collect('dlq', 'bytes');
+  const prefix = uniqueName('probe');
+  // Bad records, then good ones, all on partition 0: the probes meet the rest of the burst first.
+  const good = [...plugin.generator.events({ seed: 32, count: 20, startMs: Date.now(), idPrefix: prefix })];
+  await instance.produce([
+    ...Array.from({ length: BAD }, (_, i) => ({ key: `${prefix}-bad-${i}`, value: `{"event_id": "${prefix}-bad-${i}", broken`, partition: 0 })),
+    ...good.map((event) => ({ key: event.key, value: event.value, partition: 0 })),
+  ]);
+  await decided.until('every good event, through the probes', (messages) => messages.length >= good.length);
+  await dlq.until('every bad event dead-lettered', (messages) => messages.length >= BAD);
+  await instance.waitForIdle();
+  assert.deepEqual(decided.messages.map((m) => m.value.event_id).sort(), good.map((e) => e.eventId).sort(), 'each good event decided once');
+  assert.equal(new Set(dlq.messages.map((m) => String(m.key))).size, BAD);
+  assert.equal(dlq.messages.length, BAD, 'each bad event dead-lettered once');
+  const log = readFileSync(join(stackPaths().logs, 'tests', `${instance.name}.validate.log`), 'utf8');
+  assert.ok((log.match(/circuit open: /g) ?? []).length >= 2, 'opened, then opened again by a failed probe');
+  assert.match(log, /circuit closed: the probe transaction passed/);
   assert.deepEqual(
     status(instance.name).stages.flatMap((s) => s.open_circuits),
     [],

@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { DOCUMENTED_QUERIES, type QueryRow, runDocumentedQuery, scopedSql } from '../../connectors/clickhouse/analytics.ts';
+import { DOCUMENTED_QUERIES, MONITOR_QUERIES, type QueryRow, runDocumentedQuery, scopedSql } from '../../connectors/clickhouse/analytics.ts';
 import { createClickHouse, quote } from '../../connectors/clickhouse/client.ts';
 import { migrate } from '../../connectors/clickhouse/migrate.ts';
 import { deletePipelineRows, dropPartitionSql, PARTITIONS_SQL } from '../../connectors/clickhouse/retention.ts';
@@ -282,7 +282,7 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
       }
       for (const { labels } of reviewed) for (const _ of [1, 2]) await insertLabels(client, labels);
       for (const pipeline of pipelines) {
-        for (const query of DOCUMENTED_QUERIES) local[`${pipeline} ${query.name}`] = await runDocumentedQuery(client, query.name, { pipeline });
+        for (const query of [...DOCUMENTED_QUERIES, ...MONITOR_QUERIES]) local[`${pipeline} ${query.name}`] = await runDocumentedQuery(client, query.name, { pipeline });
       }
     } finally {
       for (const pipeline of pipelines) await deletePipelineRows(client, pipeline).catch(() => {});
@@ -292,7 +292,7 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
 
     const queries: Record<string, { sql: string; params?: Record<string, unknown> }> = {};
     for (const pipeline of pipelines) {
-      for (const query of DOCUMENTED_QUERIES) {
+      for (const query of [...DOCUMENTED_QUERIES, ...MONITOR_QUERIES]) {
         queries[`${pipeline} ${query.name}`] = { sql: scopedSql(query, { pipeline }) };
         queries[`${pipeline} ${query.name} (query parameters)`] = { sql: query.sql, params: { pipeline, days: 1 } };
       }
@@ -311,6 +311,15 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
     const run = spawnSync(python, ['-c', CHDB_SCRIPT, join(dir, 'job.json'), join(dir, 'data')], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     assert.equal(run.status, 0, run.stderr);
     const current = JSON.parse(run.stdout) as Record<string, QueryRow[]>;
+
+    // The monitor's queries (over what sluice monitor writes; none here): the same SQL runs on both.
+    for (const query of MONITOR_QUERIES) {
+      for (const pipeline of pipelines) {
+        const name = `${pipeline} ${query.name}`;
+        assert.deepEqual(normalize(current[name]!), normalize(local[name]!), `${name}: same result on both versions`);
+        assert.deepEqual(normalize(current[`${name} (query parameters)`]!), normalize(local[name]!), `${name}: same with query parameters`);
+      }
+    }
 
     for (const query of DOCUMENTED_QUERIES) {
       assert.ok(pipelines.some((pipeline) => local[`${pipeline} ${query.name}`]!.length > 0), `${query.name} returns rows`);

@@ -8,17 +8,9 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { type Alert, alertTransitions, runbookOf } from '../../monitor/alerts.ts';
 import { CHECKS, type CheckResult, type CheckStatus } from '../../monitor/checks.ts';
+import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 
-const owners = {
-  team: 'trust-and-safety',
-  data: 'identity-platform',
-  model: 'risk-ml',
-  infra: 'streaming-platform',
-  oncall: 'trust-oncall',
-  escalation: 'trust-and-safety-lead',
-  runbook: 'docs/runbooks/signup-risk.md',
-  runbookBase: 'docs/runbooks/',
-};
+const owners = signupRisk.owners;
 const W = 10_000;
 const result = (status: CheckStatus, value = status === 'breach' ? 0.5 : 0.01): CheckResult => ({
   check: 'feature_drift',

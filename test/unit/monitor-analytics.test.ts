@@ -12,18 +12,9 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { DOCUMENTED_QUERIES, documentedQuery, MONITOR_QUERIES, QUERY_PARAMETERS, scopedSql } from '../../connectors/clickhouse/analytics.ts';
 import { CHECKS } from '../../monitor/checks.ts';
+import { NOT_ON_BOTH } from '../clickhouse-portability.ts';
 
 const docs = readFileSync(new URL('../../docs/analytics.md', import.meta.url), 'utf8');
-
-const NOT_ON_BOTH = [
-  [/DateTime64/, 'DateTime64'],
-  [/\bMap\(/, 'Map'],
-  [/LowCardinality/, 'LowCardinality'],
-  [/\bTTL\b/, 'TTL'],
-  [/\bOVER\s*\(/i, 'window functions'],
-  [/toStartOfInterval/, 'toStartOfInterval'],
-  [/startsWith|endsWith/, 'startsWith/endsWith (not on 18.16: position() instead)'],
-] as const;
 
 describe('the monitor\'s documented queries', () => {
   it('are drift over time, data quality and alert history, found by name like the others', () => {

@@ -5,21 +5,9 @@ import { DOCUMENTED_QUERIES, documentedQuery, formatRows, QUERY_PARAMETERS, type
 import type { ClickHouseClient } from '../../connectors/clickhouse/client.ts';
 import { BOOTSTRAP_STATEMENTS, columnAddition, MIGRATIONS, migrationChecksum, TABLES } from '../../connectors/clickhouse/schema.ts';
 import { isSluiceError } from '../../lib/errors.ts';
+import { NOT_ON_BOTH } from '../clickhouse-portability.ts';
 
 const docs = readFileSync(new URL('../../docs/analytics.md', import.meta.url), 'utf8');
-
-/** Constructs one of the two ClickHouse versions rejects (PRODUCT.md): 18.16 and current must both run everything. */
-const NOT_ON_BOTH = [
-  [/DateTime64/, 'DateTime64'],
-  [/\bMap\(/, 'Map'],
-  [/LowCardinality/, 'LowCardinality'],
-  [/\bTTL\b/, 'TTL'],
-  [/\bOVER\s*\(/i, 'window functions'],
-  [/toStartOfInterval/, 'toStartOfInterval'],
-  [/\{\w+:\w+\}/, 'query parameters (18.16 has none: scopedSql binds them)'],
-  [/CREATE USER/i, 'CREATE USER (18.16 has no SQL user management)'],
-  [/ADD COLUMN IF NOT EXISTS/i, 'ADD COLUMN IF NOT EXISTS (not on 18.16)'],
-] as const;
 
 describe('documented analyst queries', () => {
   it('has 8 to 24 queries with unique names, covering what the issue asks for', () => {
