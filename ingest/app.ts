@@ -146,7 +146,7 @@ export async function buildIngestApp(deps: IngestDeps): Promise<FastifyInstance>
 
   const send = (reply: FastifyReply, error: IngestError) => {
     if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-    return reply.code(error.status).send({ error: { code: error.code, message: error.message } });
+    return reply.code(error.status).send(error.body());
   };
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -4,6 +4,8 @@
  * tests match on `code`, and the message says what to do. Per-event rejections
  * inside a batch use the same codes.
  */
+import { HttpServiceError } from '../lib/http-errors.ts';
+
 export const INGEST_ERRORS = {
   UNAUTHORIZED: { status: 401 },
   FORBIDDEN: { status: 403 },
@@ -32,17 +34,12 @@ export const INGEST_ERRORS = {
 
 export type IngestErrorCode = keyof typeof INGEST_ERRORS;
 
-export class IngestError extends Error {
-  readonly code: IngestErrorCode;
-  readonly status: number;
+export class IngestError extends HttpServiceError<IngestErrorCode> {
   /** Seconds a client should wait before retrying (429, 503): sent as Retry-After. */
   readonly retryAfterSeconds: number | undefined;
 
   constructor(code: IngestErrorCode, message: string, options: { retryAfterSeconds?: number; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'IngestError';
-    this.code = code;
-    this.status = INGEST_ERRORS[code].status;
+    super('IngestError', code, INGEST_ERRORS[code].status, message, options.cause);
     this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }

@@ -127,7 +127,7 @@ export async function buildReviewApp(deps: ReviewAppDeps): Promise<FastifyInstan
     },
   });
 
-  const send = (reply: FastifyReply, error: ReviewError) => reply.code(error.status).send({ error: { code: error.code, message: error.message } });
+  const send = (reply: FastifyReply, error: ReviewError) => reply.code(error.status).send(error.body());
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (isReviewError(error)) return send(reply, error);

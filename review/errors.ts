@@ -3,6 +3,8 @@
  * HTTP status. A response body is `{"error":{"code","message"}}`; the UI and
  * tests match on `code`, and the message says what to do.
  */
+import { HttpServiceError } from '../lib/http-errors.ts';
+
 export const REVIEW_ERRORS = {
   INVALID_REQUEST: { status: 400 },
   REASON_REQUIRED: { status: 400 },
@@ -31,15 +33,9 @@ export const REVIEW_ERRORS = {
 
 export type ReviewErrorCode = keyof typeof REVIEW_ERRORS;
 
-export class ReviewError extends Error {
-  readonly code: ReviewErrorCode;
-  readonly status: number;
-
+export class ReviewError extends HttpServiceError<ReviewErrorCode> {
   constructor(code: ReviewErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'ReviewError';
-    this.code = code;
-    this.status = REVIEW_ERRORS[code].status;
+    super('ReviewError', code, REVIEW_ERRORS[code].status, message, options.cause);
   }
 }
 

@@ -84,49 +84,54 @@ export interface ReviewLink {
   corrects_decision_version: number;
 }
 
-/** The decision that corrects the one under review: decided_by human, one version above it. */
-export function humanDecision(source: ReviewSource, answer: ResolveAnswer, reviewer: string, now: number): DecisionRecord & ReviewLink & Record<string, unknown> {
+const correctsReason = (source: ReviewSource) => `corrects_decision_version:${source.record.decision_version}`;
+
+/**
+ * A decision that replaces the one under review, one version above it, with
+ * the item's score and versions and the review link; `fields` are the
+ * pipeline's own decided fields.
+ */
+function correction(
+  source: ReviewSource,
+  change: { decision: string; decidedBy: 'human' | 'fallback'; reasons: string[]; fields: Record<string, unknown>; reviewer: string | null; reason: string; now: number },
+): DecisionRecord & ReviewLink & Record<string, unknown> {
   const r = source.record;
   return {
     event_id: r.event_id,
     pipeline: r.pipeline,
-    decision: answer.decision,
-    decided_by: 'human',
-    reasons: ['human_review', `reviewed_by:${reviewer}`, `corrects_decision_version:${r.decision_version}`, `review_reason:${answer.reason}`],
+    decision: change.decision,
+    decided_by: change.decidedBy,
+    reasons: change.reasons,
     score: r.score,
     model_version: r.model_version,
     policy_version: r.policy_version,
     decision_version: r.decision_version + 1,
     occurred_at: r.occurred_at,
-    decided_at: now,
-    ...answer.fields,
-    reviewed_by: reviewer,
-    review_reason: answer.reason,
+    decided_at: change.now,
+    ...change.fields,
+    reviewed_by: change.reviewer,
+    review_reason: change.reason,
     corrects_decision_version: r.decision_version,
   };
 }
 
+/** The decision that corrects the one under review: decided_by human, one version above it. */
+export function humanDecision(source: ReviewSource, answer: ResolveAnswer, reviewer: string, now: number): DecisionRecord & ReviewLink & Record<string, unknown> {
+  return correction(source, {
+    decision: answer.decision,
+    decidedBy: 'human',
+    reasons: ['human_review', `reviewed_by:${reviewer}`, correctsReason(source), `review_reason:${answer.reason}`],
+    fields: answer.fields,
+    reviewer,
+    reason: answer.reason,
+    now,
+  });
+}
+
 /** The decision an item gets when nobody resolved it in time: the pipeline's fallback, decided_by fallback. */
 export function expiredDecision(source: ReviewSource, fallbackDecision: string, extraFields: ExtraField[], now: number): DecisionRecord & ReviewLink & Record<string, unknown> {
-  const r = source.record;
-  const own = Object.fromEntries(extraFields.map((field) => [field.name, r[field.name]]));
-  return {
-    event_id: r.event_id,
-    pipeline: r.pipeline,
-    decision: fallbackDecision,
-    decided_by: 'fallback',
-    reasons: ['review_expired', `corrects_decision_version:${r.decision_version}`],
-    score: r.score,
-    model_version: r.model_version,
-    policy_version: r.policy_version,
-    decision_version: r.decision_version + 1,
-    occurred_at: r.occurred_at,
-    decided_at: now,
-    ...own,
-    reviewed_by: null,
-    review_reason: 'review_expired',
-    corrects_decision_version: r.decision_version,
-  };
+  const own = Object.fromEntries(extraFields.map((field) => [field.name, source.record[field.name]]));
+  return correction(source, { decision: fallbackDecision, decidedBy: 'fallback', reasons: ['review_expired', correctsReason(source)], fields: own, reviewer: null, reason: 'review_expired', now });
 }
 
 /** The label on `<p>.feedback` (schemas/<kind>/feedback.avsc). */
