@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { DOCUMENTED_QUERIES, documentedQuery, formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
+import { ALL_QUERIES, documentedQuery, formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
 import { createClickHouse } from '../connectors/clickhouse/client.ts';
 import { ANALYST_DEFAULTS, migrate } from '../connectors/clickhouse/migrate.ts';
 import { applyRetention } from '../connectors/clickhouse/retention.ts';
@@ -82,14 +82,14 @@ export function registerClickHouseCommands(program: Command): void {
 
   clickhouse
     .command('query')
-    .description(`run a documented analyst query (docs/analytics.md): ${DOCUMENTED_QUERIES.map((q) => q.name).join(', ')}`)
+    .description(`run a documented analyst query (docs/analytics.md): ${ALL_QUERIES.map((q) => q.name).join(', ')}`)
     .argument('[name]', 'the query; omit to list them')
     .option('--pipeline <name>', 'the pipeline (instance) to query; required to run a query')
     .option('--days <n>', 'how many days back', wholeNumber('--days', 1), 1)
     .option('--json', 'print rows as JSON lines')
     .action(async (name: string | undefined, options: { pipeline?: string; days: number; json?: boolean }) => {
       if (name === undefined) {
-        for (const q of DOCUMENTED_QUERIES) out(`${q.name.padEnd(22)}${q.title}`);
+        for (const q of ALL_QUERIES) out(`${q.name.padEnd(22)}${q.title}`);
         return;
       }
       documentedQuery(name); // an unknown name fails before the missing option is mentioned

@@ -458,9 +458,9 @@ ORDER BY item_kind`,
 ];
 
 export function documentedQuery(name: string): DocumentedQuery {
-  const query = [...DOCUMENTED_QUERIES, ...MONITOR_QUERIES].find((q) => q.name === name);
+  const query = ALL_QUERIES.find((q) => q.name === name);
   if (!query) {
-    throw new SluiceError('QUERY_UNKNOWN', `No documented query "${name}". Known: ${[...DOCUMENTED_QUERIES, ...MONITOR_QUERIES].map((q) => q.name).join(', ')}.`);
+    throw new SluiceError('QUERY_UNKNOWN', `No documented query "${name}". Known: ${ALL_QUERIES.map((q) => q.name).join(', ')}.`);
   }
   return query;
 }
@@ -619,3 +619,6 @@ GROUP BY alert_id
 ORDER BY started DESC, alert_id`,
   },
 ];
+
+/** Every query `sluice clickhouse query NAME` runs: the analysts' and the monitor's. */
+export const ALL_QUERIES: readonly DocumentedQuery[] = [...DOCUMENTED_QUERIES, ...MONITOR_QUERIES];
