@@ -9,7 +9,7 @@
  * re-run samples exactly the same events, so an event never becomes an audit
  * item on one attempt and not on the other.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { SluiceError } from '../../lib/errors.ts';
 import type { PipelinePlugin } from '../../lib/pipeline.ts';
 
@@ -28,9 +28,13 @@ export function auditRateOf(plugin: Pick<PipelinePlugin, 'kind' | 'review'>): nu
   return rate;
 }
 
-/** The event's fixed position in [0, 1): the first 32 bits of SHA-256 over its id. */
+/**
+ * The event's fixed position in [0, 1): the first 32 bits of SHA-256 over its
+ * id. Computed for every automatic decision, so with the one-shot
+ * `crypto.hash` (about half the cost of createHash's object and stream).
+ */
 export function auditPosition(eventId: string): number {
-  return createHash('sha256').update(`sluice.audit\u0000${eventId}`, 'utf8').digest().readUInt32BE(0) / 2 ** 32;
+  return hash('sha256', `sluice.audit\u0000${eventId}`, 'buffer').readUInt32BE(0) / 2 ** 32;
 }
 
 /**

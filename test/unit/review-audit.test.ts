@@ -5,12 +5,13 @@
  * the same events), and what the review service applies for each pipeline.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { ScoredRecord } from '../../lib/contracts.ts';
 import { SluiceError } from '../../lib/errors.ts';
 import type { PipelinePlugin, Policy } from '../../lib/pipeline.ts';
 import { pipelineByName } from '../../pipelines/registry.ts';
-import { AUDIT_KIND, auditRateOf, auditSampled, DEFAULT_AUDIT_RATE } from '../../processors/decide/audit.ts';
+import { AUDIT_KIND, auditPosition, auditRateOf, auditSampled, DEFAULT_AUDIT_RATE } from '../../processors/decide/audit.ts';
 import { type DecideContext, decide } from '../../processors/decide/transform.ts';
 import { REVIEW_DEFAULTS } from '../../review/config.ts';
 import { reviewSettingsOf } from '../../review/settings.ts';
@@ -61,6 +62,13 @@ describe('audit sampling', () => {
     // A higher rate keeps every event a lower rate sampled (the position of an event is fixed).
     const wider = new Set(ids.filter((id) => auditSampled({ event_id: id, decision: 'approve', decided_by: 'model' }, 'review', 0.05)));
     assert.ok(sampled.every((id) => wider.has(id)));
+  });
+
+  it("places an event by the first 32 bits of SHA-256 over its id, so every version of sluice samples the same events", () => {
+    for (const id of ['evt-1', 'signup-7-123', 'é-ünïcode-id']) {
+      const expected = createHash('sha256').update(`sluice.audit\u0000${id}`, 'utf8').digest().readUInt32BE(0) / 2 ** 32;
+      assert.equal(auditPosition(id), expected, id);
+    }
   });
 
   it('samples only decisions made by the model or by rules, never the review decision, a fallback or a human decision', () => {
