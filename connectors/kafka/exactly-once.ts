@@ -5,17 +5,36 @@
  * outputs, its dead letters and the consumer offset (last offset + 1), so a
  * crash at any moment either commits all of it or none of it.
  *
- * kafkajs leaves these duties to us (KAFKA-NOTES.md):
- * - Zombie fencing: its sendOffsets carries no group generation (no KIP-447), so
- *   each input partition gets its own transactional producer, id
- *   `<prefix>.<topic>.<partition>`. The new owner's initTransactions bumps the
- *   epoch and fences the old owner; after that we re-read the committed offset,
- *   because the old owner may have committed after our group fetched offsets.
+ * One transactional producer per process, not per input partition (KIP-447,
+ * the Java client's "exactly-once v2"): the partitions' chunks that are ready
+ * while a transaction is in flight are committed together in the next one, so
+ * a process keeps one transaction open at a time, whatever its partition count.
+ * Fetching and handling overlap with committing: a batch hands its chunks to
+ * the transaction lane and returns, so kafkajs fetches the next records while
+ * they commit; a partition's next chunk waits for its previous one to commit
+ * (chunks commit in order, at most one outstanding per partition), and a failed
+ * commit rewinds the partition to its committed offset.
+ * What fences a zombie (a member that lost a partition but does not know yet):
+ * - every transaction's offsets carry the group generation and member id its
+ *   records were fetched under (TxnOffsetCommit v3, added by sluice's kafkajs
+ *   patch), and the group coordinator refuses them once the group has moved
+ *   on, so the zombie's transaction aborts, outputs included;
+ * - a new owner reads its committed offsets with `require_stable` (OffsetFetch
+ *   v7, same patch), which waits for any transaction still holding offsets for
+ *   them, and skips what a zombie committed after the group's own offset fetch;
+ * - the transactional id is `<prefix>.<topic>.<lowest assigned partition>`:
+ *   unique among current members, and the same after a restart with the same
+ *   assignment, so the restarted process's initialisation aborts at once what
+ *   the crashed one left open instead of waiting for the transaction timeout.
+ *
+ * kafkajs also leaves these duties to us (KAFKA-NOTES.md):
  * - A failed commit or abort wedges a kafkajs producer: it is thrown away, a new
- *   one is made, and the partition is rewound to its committed offset.
+ *   one is made (which ends what the old one left open), and the partitions
+ *   of the failed transaction are rewound to their committed offsets.
  * - Errors never escape eachBatch (kafkajs would crash or wedge the consumer):
  *   a transient failure rewinds and backs off; the handler itself must turn bad
- *   data into dead letters.
+ *   data into dead letters. The one exception is the coordinator refusing our
+ *   offsets because the group moved on, which kafkajs answers by joining again.
  */
 import type { Admin, EachBatchPayload, KafkaMessage, Producer } from 'kafkajs';
 import type { SourceRecord } from '../../lib/contracts.ts';
@@ -65,7 +84,7 @@ export interface ExactlyOnceOptions<Note = unknown> {
   clientId: string;
   groupId: string;
   topic: string;
-  /** `<prefix>.<topic>.<partition>` is each partition's transactional id. */
+  /** `<prefix>.<topic>.<lowest assigned partition>` is the process's transactional id. */
   transactionalIdPrefix: string;
   /** The most records one transaction holds; bounds the slow tail of a batch. */
   maxBatchRecords: number;
@@ -84,7 +103,7 @@ export interface ExactlyOnceOptions<Note = unknown> {
   maxWaitTimeMs: number;
   /** How long the group waits for a silent member before moving its partitions. */
   sessionTimeoutMs: number;
-  /** Partitions handled at the same time, each with its transaction in flight; 0 or unset: every partition of the topic. */
+  /** Partitions handled at the same time (their chunks share the process's transactions); 0 or unset: every partition of the topic. */
   concurrentPartitions?: number;
   logger: Logger;
   /**
@@ -140,6 +159,8 @@ const MIN_BUDGET_BYTES = 8_192;
 /** The broker's default message.max.bytes, assumed when a topic's config cannot be read. */
 const BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
+/** The group coordinator's answers to offsets sent under a generation that is over. */
+const MOVED_ON = new Set(['ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID', 'REBALANCE_IN_PROGRESS']);
 
 function toSourceRecord(topic: string, partition: number, message: KafkaMessage): SourceRecord {
   const headers: Record<string, string | undefined> = {};
@@ -210,6 +231,24 @@ async function maxMessageBytes(admin: Admin, topics: readonly string[]): Promise
   return limits;
 }
 
+/** A group's chunk waiting for the process's next transaction. */
+interface Pending<Note> {
+  partition: number;
+  /** The group membership (our count of joins) its records were fetched under. */
+  join: number;
+  group: Array<{ record: SourceRecord; output: RecordOutput<Note> }>;
+  bytes: number;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/** A chunk fetched before the latest rebalance: not committed, the group hands its records out again. */
+class Rebalanced extends Error {
+  constructor() {
+    super('the group rebalanced since these records were fetched');
+  }
+}
+
 export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>): Promise<ExactlyOnceHandle> {
   const log = options.logger;
   const kafka: KafkaClient = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: log });
@@ -231,7 +270,6 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     consumer.on(consumer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'consumer', durationMs: event.payload.duration }));
   }
 
-  const producers = new Map<number, Producer>();
   const attempts = new Map<number, number>();
   /** Per partition: the byte budget in force, halved after the broker refused a transaction as too large. */
   const budgets = new Map<number, number>();
@@ -240,7 +278,9 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   const stopController = new AbortController();
   const failureLog = throttledLog(log, 5_000);
   let isJoined = false;
-  let assignment: number[] = [];
+  /** Our count of group joins; `membership` is the latest one's generation, as the coordinator checks it. */
+  let joins = 0;
+  let membership = { generationId: -1, memberId: '', assignment: [] as number[] };
   const isHeld = (partition: number) => {
     const held = options.held?.();
     return held !== undefined && (held.all || held.partitions.has(partition));
@@ -257,7 +297,6 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   const topicRoom = (topic: string) => (topicLimits.get(topic) ?? BROKER_DEFAULT_MAX_MESSAGE_BYTES) - BATCH_MARGIN_BYTES;
   const smallestRoom = () => Math.min(...options.outputTopics.map(topicRoom));
 
-  const transactionalId = (partition: number) => `${options.transactionalIdPrefix}.${options.topic}.${partition}`;
   const budgetOf = (partition: number) => budgets.get(partition) ?? Math.max(MIN_BUDGET_BYTES, Math.min(options.maxBatchBytes, smallestRoom()));
   /**
    * The most bytes a record's messages for `topic` may take: the topic's own
@@ -272,22 +311,45 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     return false;
   };
 
-  async function dropProducer(partition: number): Promise<void> {
-    const producer = producers.get(partition);
-    producers.delete(partition);
-    await producer?.disconnect().catch(() => {});
+  /** The committed offsets of the assigned partitions, once every transaction holding offsets for them has ended. */
+  async function stableOffsets(partitions: readonly number[]): Promise<Map<number, string | null>> {
+    const [offsets] = await admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic], requireStable: true });
+    const committed = new Map<number, string | null>();
+    for (const partition of partitions) {
+      const offset = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
+      committed.set(partition, offset === '-1' ? null : offset);
+    }
+    return committed;
+  }
+
+  // The producer and everything done with it (its initialisation, transactions,
+  // replacement) run one at a time, in this lane.
+  let lane: Promise<unknown> = Promise.resolve();
+  const inLane = <T>(work: () => Promise<T>): Promise<T> => {
+    const result = lane.then(work);
+    lane = result.catch(() => {});
+    return result;
+  };
+  let current: { producer: Producer; join: number } | null = null;
+
+  async function dropProducer(): Promise<void> {
+    const dropped = current;
+    current = null;
+    await dropped?.producer.disconnect().catch(() => {});
   }
 
   /**
-   * The partition's producer, created and initialised on first use after an
-   * assignment. Returns the committed offset read after fencing, so the caller
-   * can skip records a fenced zombie already committed.
+   * The producer for membership `join`: after a rebalance, a new one with the
+   * id of the new assignment, whose initialisation fences any other holder of
+   * that id and ends what it left open. Runs in the lane.
    */
-  async function producerFor(partition: number): Promise<{ producer: Producer; committed: string | null }> {
-    const existing = producers.get(partition);
-    if (existing) return { producer: existing, committed: null };
+  async function producerFor(join: number): Promise<Producer> {
+    if (current?.join === join) return current.producer;
+    await dropProducer();
+    if (join !== joins) throw new Rebalanced();
+    const lowest = Math.min(...membership.assignment);
     const producer = kafka.producer({
-      transactionalId: transactionalId(partition),
+      transactionalId: `${options.transactionalIdPrefix}.${options.topic}.${Number.isFinite(lowest) ? lowest : 0}`,
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: options.transactionTimeoutMs,
@@ -305,24 +367,149 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       producer.on(producer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'producer', durationMs: event.payload.duration }));
     }
     try {
-      await producer.connect(); // InitProducerId: fences any older owner of this partition
-      const [offsets] = await admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] });
-      const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
-      // Registered only once the committed offset is known, so a retry after a failure here fences and checks again.
-      producers.set(partition, producer);
-      return { producer, committed: committed === '-1' ? null : committed };
+      await producer.connect(); // InitProducerId: fences the id's previous holder, aborts what it left open
     } catch (error) {
       await producer.disconnect().catch(() => {});
       throw error;
     }
+    current = { producer, join };
+    return producer;
+  }
+
+  /**
+   * Per membership, done once before its first chunk: the producer is made
+   * (so a crashed predecessor's open transaction is aborted now, not at its
+   * timeout), then the committed offsets are read once stable.
+   */
+  let prepared: { join: number; committed: Promise<Map<number, string | null>> } | null = null;
+  function prepare(join: number): Promise<Map<number, string | null>> {
+    if (prepared?.join === join) return prepared.committed;
+    const assignment = membership.assignment;
+    const committed = inLane(async () => {
+      await producerFor(join);
+      return stableOffsets(assignment);
+    });
+    const entry = { join, committed };
+    prepared = entry;
+    committed.catch(() => {
+      if (prepared === entry) prepared = null;
+    });
+    return committed;
+  }
+  /** Per membership, the partitions whose committed offset was checked against their first batch. */
+  const checked = new Set<number>();
+
+  /** Chunks waiting for the next transaction; at most one per partition, since a partition waits for its commit. */
+  const pendings: Array<Pending<Note>> = [];
+  let draining = false;
+  /** How many chunks a failed transaction held: a refused transaction of one chunk of one record names its record. */
+  const failedTogether = new WeakMap<object, number>();
+
+  function commit(partition: number, join: number, group: Array<{ record: SourceRecord; output: RecordOutput<Note>; bytes: number }>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      pendings.push({ partition, join, group, bytes: group.reduce((sum, item) => sum + item.bytes, 0), resolve, reject });
+      if (!draining) void drain();
+    });
+  }
+
+  async function drain(): Promise<void> {
+    draining = true;
+    try {
+      while (pendings.length > 0) {
+        // Whatever became ready while the previous transaction was in flight goes into the next one, within the byte budget.
+        const first = pendings.shift()!;
+        const together = [first];
+        let bytes = first.bytes;
+        let budget = budgetOf(first.partition);
+        for (let i = 0; i < pendings.length; ) {
+          const next = pendings[i]!;
+          const room = Math.min(budget, budgetOf(next.partition));
+          if (next.join === first.join && bytes + next.bytes <= room) {
+            together.push(next);
+            bytes += next.bytes;
+            budget = room;
+            pendings.splice(i, 1);
+          } else i++;
+        }
+        await inLane(() => transact(together));
+      }
+    } finally {
+      draining = false;
+    }
+  }
+
+  /** One transaction: the chunks' messages and, per partition, the offset after its last record. Settles every chunk; never throws. */
+  async function transact(together: Array<Pending<Note>>): Promise<void> {
+    const join = together[0]!.join;
+    const startedAt = performance.now();
+    let producer: Producer | undefined;
+    try {
+      if (join !== joins) throw new Rebalanced();
+      producer = await producerFor(join);
+      const transaction = await producer.transaction();
+      try {
+        const byTopic = new Map<string, OutgoingMessage[]>();
+        for (const { group } of together) {
+          for (const { output } of group) {
+            for (const message of output.messages) {
+              const list = byTopic.get(message.topic);
+              if (list) list.push(message);
+              else byTopic.set(message.topic, [message]);
+            }
+          }
+        }
+        if (byTopic.size > 0) {
+          await transaction.sendBatch({
+            acks: -1,
+            topicMessages: [...byTopic].map(([topic, list]) => ({
+              topic,
+              messages: list.map((m) => ({ key: m.key, value: m.value, headers: m.headers, partition: m.partition })),
+            })),
+          });
+        }
+        await transaction.sendOffsets({
+          consumerGroupId: options.groupId,
+          consumerGroupMetadata: { generationId: membership.generationId, memberId: membership.memberId },
+          topics: [
+            {
+              topic: options.topic,
+              partitions: together.map(({ partition, group }) => ({ partition, offset: nextOffset(group[group.length - 1]!.record.offset) })),
+            },
+          ],
+        });
+        await transaction.commit();
+      } catch (error) {
+        await transaction.abort().catch(() => {});
+        throw error;
+      }
+    } catch (error) {
+      if (typeof error === 'object' && error !== null) failedTogether.set(error, together.length);
+      if (producer !== undefined && current?.producer === producer) {
+        // The transaction's outcome is unknown or aborted, and a kafkajs producer is
+        // wedged after a failed commit: replace it now, so that what it left open
+        // is ended before the partitions read their committed offsets again.
+        await dropProducer();
+        if (join === joins && !stopController.signal.aborted) await producerFor(join).catch(() => {});
+      }
+      for (const pending of together) pending.reject(error);
+      return;
+    }
+    log.debug(
+      {
+        partitions: together.map((p) => p.partition),
+        records: together.reduce((sum, p) => sum + p.group.length, 0),
+        transactionMs: Math.round((performance.now() - startedAt) * 10) / 10,
+      },
+      'committed',
+    );
+    for (const pending of together) pending.resolve();
   }
 
   async function rewind(partition: number): Promise<void> {
     // First, whatever happens next: what the stage handled since the last commit is void.
     options.epochs?.rewound(partition);
-    const [offsets] = await admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] }).catch(() => []);
-    const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset;
-    if (committed !== undefined && committed !== '-1') {
+    const committed = (await stableOffsets([partition]).catch(() => new Map<number, string | null>())).get(partition);
+    if (committed !== undefined && committed !== null) {
       consumer.seek({ topic: options.topic, partition, offset: committed });
     } else {
       // Nothing committed yet: start of the partition, like a fresh group.
@@ -330,60 +517,6 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       const low = offsets.find((p) => p.partition === partition)?.low ?? '0';
       consumer.seek({ topic: options.topic, partition, offset: low });
     }
-  }
-
-  /** One transaction: the group's messages and the offset after its last record. */
-  async function commitGroup(partition: number, group: Array<{ record: SourceRecord; output: RecordOutput<Note> }>, producer: Producer, startedAt: number): Promise<void> {
-    const handledAt = performance.now();
-    const transaction = await producer.transaction();
-    let messageCount = 0;
-    try {
-      const byTopic = new Map<string, OutgoingMessage[]>();
-      for (const { output } of group) {
-        for (const message of output.messages) {
-          messageCount++;
-          const list = byTopic.get(message.topic);
-          if (list) list.push(message);
-          else byTopic.set(message.topic, [message]);
-        }
-      }
-      if (byTopic.size > 0) {
-        await transaction.sendBatch({
-          acks: -1,
-          topicMessages: [...byTopic].map(([topic, list]) => ({
-            topic,
-            messages: list.map((m) => ({ key: m.key, value: m.value, headers: m.headers, partition: m.partition })),
-          })),
-        });
-      }
-      const last = group[group.length - 1]!.record;
-      await transaction.sendOffsets({
-        consumerGroupId: options.groupId,
-        topics: [{ topic: options.topic, partitions: [{ partition, offset: nextOffset(last.offset) }] }],
-      });
-      await transaction.commit();
-    } catch (error) {
-      await transaction.abort().catch(() => {});
-      throw error;
-    }
-    const committedAt = performance.now();
-    log.debug(
-      {
-        partition,
-        records: group.length,
-        first: group[0]!.record.offset,
-        messages: messageCount,
-        handleMs: Math.round((handledAt - startedAt) * 10) / 10,
-        transactionMs: Math.round((committedAt - handledAt) * 10) / 10,
-      },
-      'committed',
-    );
-    options.onCommitted?.({
-      partition,
-      records: group.map((g) => g.record),
-      outputs: group.map((g) => g.output),
-      durationMs: committedAt - startedAt,
-    });
   }
 
   /**
@@ -410,107 +543,181 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     });
   }
 
+  /**
+   * Per partition, the last chunk handed to the transaction lane: settles once
+   * committed, or once its failure has been dealt with (rewound, backed off). A
+   * partition's next chunk waits for it, so chunks commit in order, one behind
+   * the other, while the next one is fetched and handled.
+   */
+  const outstanding = new Map<number, Promise<void>>();
+  /** Per partition, bumped on every rewind: a chunk handled before one is void. */
+  const rewinds = new Map<number, number>();
+  /** Partitions between a failure and the end of its back-off (rewound meanwhile): nothing fetched for them is handled before. */
+  const rewinding = new Map<number, Promise<void>>();
+  /**
+   * The coordinator refused the offsets of membership `join` (the group moved
+   * on): thrown to kafkajs from the next batch, which then joins again, unless
+   * it has joined since.
+   */
+  let movedOn: { error: unknown; join: number } | null = null;
+
+  /**
+   * What follows a failure of a partition's chunk (handling or committing):
+   * nothing of it was committed. Rewind to the committed offset and back off,
+   * so the next fetch redelivers; a refused oversized transaction is split.
+   */
+  async function failed(partition: number, join: number, error: unknown, group: ReadonlyArray<{ record: SourceRecord }>): Promise<void> {
+    // A chunk fetched before a rebalance: the group hands its records out again from the committed offset.
+    if (error instanceof Rebalanced) return;
+    rewinds.set(partition, (rewinds.get(partition) ?? 0) + 1);
+    const recovery = recover(partition, join, error, group).finally(() => {
+      if (rewinding.get(partition) === recovery) rewinding.delete(partition);
+    });
+    rewinding.set(partition, recovery);
+    await recovery;
+  }
+
+  async function recover(partition: number, join: number, error: unknown, group: ReadonlyArray<{ record: SourceRecord }>): Promise<void> {
+    const type = kafkaErrorType(error);
+    if (type !== undefined && MOVED_ON.has(type)) {
+      // This member's generation is over (it may not know yet, after a long pause
+      // or an outage): kafkajs joins again when the next batch throws this.
+      options.epochs?.rewound(partition);
+      options.onFailure?.({ partition, cause: errorMessage(error), code: type });
+      log.warn({ partition, code: type }, 'the group has moved on; joining it again');
+      movedOn = { error, join };
+      return;
+    }
+    if (type !== undefined && TOO_LARGE.has(type)) {
+      // Not retriable as it is. A topic's limit may have been lowered since start:
+      // read the limits again; and shrink this partition's transactions. A lone
+      // record the broker still refuses is written as its `oversized` replacement.
+      topicLimits = await maxMessageBytes(admin, options.outputTopics).catch(() => topicLimits);
+      const budget = Math.min(budgetOf(partition), Math.max(MIN_BUDGET_BYTES, smallestRoom()));
+      if (group.length === 1 && failedTogether.get(error as object) === 1) {
+        const set = refused.get(partition) ?? new Set<string>();
+        set.add(group[0]!.record.offset);
+        refused.set(partition, set);
+      }
+      budgets.set(partition, Math.max(MIN_BUDGET_BYTES, Math.floor(budget / 2)));
+      options.onFailure?.({ partition, cause: errorMessage(error), code: type });
+      log.warn({ partition, code: type, records: group.length, budgetBytes: budgets.get(partition) }, 'the broker refused a transaction as too large; splitting it');
+      if (!stopController.signal.aborted) await rewind(partition).catch((rewindError) => log.warn({ err: rewindError }, 'rewind failed'));
+      return;
+    }
+    const attempt = (attempts.get(partition) ?? 0) + 1;
+    attempts.set(partition, attempt);
+    const code = isSluiceError(error) ? error.code : (type ?? (error as Error).name ?? 'Error');
+    options.onFailure?.({ partition, cause: errorMessage(error), code });
+    const backoffMs = backoff(attempt, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS);
+    failureLog.warn({ partition, attempt, backoffMs, code, err: error }, 'chunk failed; nothing of it was committed; rewinding to the committed offset');
+    if (stopController.signal.aborted) return;
+    await rewind(partition).catch((rewindError) => failureLog.warn({ err: rewindError }, 'rewind failed'));
+    await interruptibleSleep(backoffMs, stopController.signal);
+  }
+
+  /** Commits a handled group of a partition in the lane; settles once committed, or once its failure is dealt with. Never rejects. */
+  async function committed(partition: number, join: number, group: Array<{ record: SourceRecord; output: RecordOutput<Note>; bytes: number }>, startedAt: number): Promise<void> {
+    try {
+      await commit(partition, join, group);
+    } catch (error) {
+      await failed(partition, join, error, group).catch((recoveryError) => log.error({ partition, err: recoveryError }, 'recovering from a failed transaction failed'));
+      return;
+    }
+    attempts.delete(partition);
+    // A budget shrunk after a refusal grows back with each success, so one
+    // oversized record does not cap this partition's transactions for good.
+    const shrunk = budgets.get(partition);
+    if (shrunk !== undefined) {
+      budgets.delete(partition);
+      if (shrunk * 2 < budgetOf(partition)) budgets.set(partition, shrunk * 2);
+    }
+    options.onCommitted?.({
+      partition,
+      records: group.map((g) => g.record),
+      outputs: group.map((g) => g.output),
+      durationMs: performance.now() - startedAt,
+    });
+  }
+
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+    const { batch, resolveOffset, isRunning, isStale } = payload;
     const partition = batch.partition;
+    if (movedOn !== null) {
+      const { error, join } = movedOn;
+      movedOn = null;
+      if (join === joins) throw error;
+    }
     // A batch fetched before its partition was held: left unresolved, fetched again once released.
     if (batch.messages.length === 0 || isHeld(partition)) return;
+    // The partition is being rewound after a failure: wait for it (and its back-off); the next fetch starts where it put the partition.
+    const recovery = rewinding.get(partition);
+    if (recovery !== undefined) return recovery;
+    const join = joins;
+    const rewound = rewinds.get(partition) ?? 0;
+    /** False once this batch must stop: what it did not hand over is fetched again (from the last resolved offset, or where a rewind put it). */
+    const rewoundSince = () => rewound !== (rewinds.get(partition) ?? 0) || rewinding.has(partition);
+    const goOn = () => isRunning() && !isStale() && !stopController.signal.aborted && !isHeld(partition) && join === joins && !rewoundSince();
     let messages = batch.messages;
-    /** The transaction being written, to know which record the broker refused. */
-    let inFlight: Array<{ record: SourceRecord }> = [];
     try {
-      const { producer, committed } = await producerFor(partition);
-      if (committed !== null) {
+      const committedAtJoin = await prepare(join);
+      if (!goOn()) return;
+      const since = committedAtJoin.get(partition);
+      if (!checked.has(partition) && since != null) {
         // A zombie may have committed past what our group fetched: skip what it already did.
-        const committedBig = BigInt(committed);
+        const committedBig = BigInt(since);
         const skipped = messages.filter((m) => BigInt(m.offset) < committedBig);
         if (skipped.length > 0) {
-          log.warn({ partition, committed, skipped: skipped.length }, 'skipping records a previous owner already committed');
+          log.warn({ partition, committed: since, skipped: skipped.length }, 'skipping records a previous owner already committed');
           for (const m of skipped) resolveOffset(m.offset);
           messages = messages.filter((m) => BigInt(m.offset) >= committedBig);
         }
       }
-      const afterCommit = async (lastOffset: string): Promise<boolean> => {
-        resolveOffset(lastOffset);
-        attempts.delete(partition);
-        // A budget shrunk after a refusal grows back with each success, so one
-        // oversized record does not cap this partition's transactions for good.
-        const shrunk = budgets.get(partition);
-        if (shrunk !== undefined) {
-          budgets.delete(partition);
-          if (shrunk * 2 < budgetOf(partition)) budgets.set(partition, shrunk * 2);
-        }
-        try {
-          await heartbeat();
-        } catch (error) {
-          // The transaction is committed; a failed heartbeat only means the group is rebalancing.
-          log.info({ partition, code: kafkaErrorType(error) ?? 'heartbeat' }, 'group rebalancing; handing the batch back');
-          return false;
-        }
-        return isRunning() && !isStale() && !stopController.signal.aborted && !isHeld(partition);
-      };
+      checked.add(partition);
       // Input chunks bounded by records and by bytes: what the stage adds is packed into transactions of bounded size.
       const records = messages.map((m) => toSourceRecord(batch.topic, partition, m));
       const chunks = packByBytes(records, (r) => RECORD_OVERHEAD_BYTES + (r.key?.length ?? 0) + (r.value?.length ?? 0), budgetOf(partition), options.maxBatchRecords);
       for (const chunk of chunks) {
-        if (!isRunning() || isStale() || stopController.signal.aborted) return;
+        if (!goOn()) return;
         const startedAt = performance.now();
+        // Handled while the partition's previous chunk is being committed.
         const items = await handleChunk(partition, chunk);
         // As many transactions as the chunk's output bytes need.
         for (const group of packByBytes(items, (item) => item.bytes, budgetOf(partition), options.maxBatchRecords)) {
-          inFlight = group;
-          await commitGroup(partition, group, producer, startedAt);
-          if (!(await afterCommit(group[group.length - 1]!.record.offset))) {
-            // The chunk's later groups were handled but are not committed: they come again, so stage state is void.
+          // The partition's previous chunk first: committed, or failed and rewound (and backed off).
+          await outstanding.get(partition);
+          if (!goOn()) {
+            // Handled but not handed over: it comes again, so stage state is void.
             options.epochs?.rewound(partition);
             return;
           }
+          outstanding.set(partition, committed(partition, join, group, startedAt));
+          // Fetching goes on from here; a failed commit rewinds (seeks) back to the committed offset.
+          resolveOffset(group[group.length - 1]!.record.offset);
         }
       }
     } catch (error) {
-      // Any failure: the transaction's outcome is unknown or aborted. Throw the
-      // producer away (a kafkajs producer is wedged after a failed commit), rewind
-      // to the committed offset, back off, and let the next fetch redeliver.
-      await dropProducer(partition);
-      const type = kafkaErrorType(error);
-      if (type !== undefined && TOO_LARGE.has(type)) {
-        // Not retriable as it is. A topic's limit may have been lowered since start:
-        // read the limits again; and shrink this partition's transactions. A lone
-        // record the broker still refuses is written as its `oversized` replacement.
-        topicLimits = await maxMessageBytes(admin, options.outputTopics).catch(() => topicLimits);
-        const budget = Math.min(budgetOf(partition), Math.max(MIN_BUDGET_BYTES, smallestRoom()));
-        if (inFlight.length === 1) {
-          const set = refused.get(partition) ?? new Set<string>();
-          set.add(inFlight[0]!.record.offset);
-          refused.set(partition, set);
-        }
-        budgets.set(partition, Math.max(MIN_BUDGET_BYTES, Math.floor(budget / 2)));
-        options.onFailure?.({ partition, cause: errorMessage(error), code: type });
-        log.warn({ partition, code: type, records: inFlight.length, budgetBytes: budgets.get(partition) }, 'the broker refused a transaction as too large; splitting it');
-        if (!stopController.signal.aborted) await rewind(partition).catch((rewindError) => log.warn({ err: rewindError }, 'rewind failed'));
-        return;
-      }
-      const attempt = (attempts.get(partition) ?? 0) + 1;
-      attempts.set(partition, attempt);
-      const code = isSluiceError(error) ? error.code : (type ?? (error as Error).name ?? 'Error');
-      options.onFailure?.({ partition, cause: errorMessage(error), code });
-      const backoffMs = backoff(attempt, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS);
-      failureLog.warn({ partition, attempt, backoffMs, code, err: error }, 'chunk failed; nothing of it was committed; rewinding to the committed offset');
-      if (stopController.signal.aborted) return;
-      await rewind(partition).catch((rewindError) => failureLog.warn({ err: rewindError }, 'rewind failed'));
-      await interruptibleSleep(backoffMs, stopController.signal);
+      // The handler failed (transient), or preparing the membership did: once the
+      // partition's outstanding chunk is settled, rewind to what is committed.
+      await outstanding.get(partition);
+      if (rewoundSince()) return;
+      await failed(partition, join, error, []);
     }
   }
 
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
     isJoined = true;
+    joins++;
+    checked.clear();
     options.epochs?.rebalanced();
-    assignment = [...(event.payload.memberAssignment[options.topic] ?? [])];
-    log.info({ assigned: assignment }, 'joined group');
-    // Eager rebalancing revokes everything, and a partition may have had another
-    // owner in between: every producer is re-initialised (fencing) and the
-    // committed offset re-read on first use.
-    for (const partition of [...producers.keys()]) void dropProducer(partition);
+    const assignment = [...(event.payload.memberAssignment[options.topic] ?? [])];
+    membership = { generationId: event.payload.generationId, memberId: event.payload.memberId, assignment };
+    log.info({ assigned: assignment, generation: event.payload.generationId }, 'joined group');
+    // Eager rebalancing revokes everything: the previous membership's producer goes
+    // (a new one, with the new assignment's id, is made before the first chunk).
+    void inLane(async () => {
+      if (current !== null && current.join !== joins) await dropProducer();
+    });
   });
   consumer.on(consumer.events.CRASH, (event) => {
     isJoined = false;
@@ -540,14 +747,15 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   return {
     joined: () => isJoined,
     failing: () => Math.max(0, ...attempts.values()),
-    assigned: () => assignment,
+    assigned: () => membership.assignment,
     holdsChanged: applyHolds,
     async stop() {
       stopController.abort();
       await consumer.disconnect().catch(() => {});
-      await Promise.all([...producers.keys()].map(dropProducer));
+      // What was handed to the lane is committed (or fails) before the producer goes.
+      await Promise.all(outstanding.values());
+      await inLane(dropProducer);
       await admin.disconnect().catch(() => {});
     },
   };
 }
-

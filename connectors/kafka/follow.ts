@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../lib/log.ts';
+import { retry } from '../../lib/retry.ts';
 import { createKafka } from './client.ts';
 
 export interface FollowedMessage {
@@ -33,7 +34,15 @@ export async function followTopic(options: {
   const groupId = `sluice.follow.${options.clientId}.${randomUUID()}`;
   const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
   await admin.connect();
-  const ends = await admin.fetchTopicOffsets(options.topic);
+  // A topic created a moment ago may not have its leaders ready on the broker yet (NOT_LEADER_FOR_PARTITION).
+  const ends = await retry(() => admin.fetchTopicOffsets(options.topic), {
+    what: `reading the ends of ${options.topic}`,
+    logger: options.logger,
+    deadlineMs: 30_000,
+    initialMs: 50,
+    maxMs: 1_000,
+    retriable: (error) => (error as { retriable?: boolean }).retriable === true,
+  });
   const remaining = new Map(ends.filter((p) => BigInt(p.high) > BigInt(p.low)).map((p) => [p.partition, BigInt(p.high)]));
   let markCaughtUp: () => void = () => {};
   const caughtUp = new Promise<void>((resolve) => {
