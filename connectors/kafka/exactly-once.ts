@@ -333,6 +333,17 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     return result;
   };
   let current: { producer: Producer; join: number } | null = null;
+  const transactionalId = (partition: number) => `${options.transactionalIdPrefix}.${options.topic}.${partition}`;
+  /**
+   * InitProducerId with the transactional id, which fences its previous holder
+   * and ends what that one left open. kafkajs sends it on a producer's first
+   * transaction, not on connect: an empty transaction begun and aborted sends
+   * nothing else.
+   */
+  const initTransactions = async (producer: Producer) => {
+    const transaction = await producer.transaction();
+    await transaction.abort();
+  };
 
   async function dropProducer(): Promise<void> {
     const dropped = current;
@@ -349,9 +360,24 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     if (current?.join === join) return current.producer;
     await dropProducer();
     if (join !== joins) throw new Rebalanced();
-    const lowest = Math.min(...membership.assignment);
+    const [lowest = 0, ...others] = [...membership.assignment].sort((a, b) => a - b);
+    // The other assigned partitions' ids are initialised once too: a crashed
+    // member whose id was one of them (its lowest partition is ours now) had
+    // its open transaction aborted now, not at its timeout, which the stable
+    // offset read would otherwise wait for.
+    await Promise.all(
+      others.map(async (partition) => {
+        const fencer = kafka.producer({ transactionalId: transactionalId(partition), idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+        try {
+          await fencer.connect();
+          await initTransactions(fencer);
+        } finally {
+          await fencer.disconnect().catch(() => {});
+        }
+      }),
+    );
     const producer = kafka.producer({
-      transactionalId: `${options.transactionalIdPrefix}.${options.topic}.${Number.isFinite(lowest) ? lowest : 0}`,
+      transactionalId: transactionalId(lowest),
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: options.transactionTimeoutMs,
@@ -370,7 +396,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       producer.on(producer.events.REQUEST, (event) => onRequest({ api: event.payload.apiName, client: 'producer', durationMs: event.payload.duration }));
     }
     try {
-      await producer.connect(); // InitProducerId: fences the id's previous holder, aborts what it left open
+      await producer.connect();
+      await initTransactions(producer);
     } catch (error) {
       await producer.disconnect().catch(() => {});
       throw error;
