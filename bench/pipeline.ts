@@ -11,7 +11,7 @@
  * Every stage is its own process, as in production. Throughput is records over
  * the time from the stage's first commit to its last (start-up excluded).
  *
- *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--partitions N] [--json FILE] [--modes-only]
+ *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--partitions N] [--json FILE] [--modes-only | --stages-only]
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -44,12 +44,16 @@ const { values: args } = parseArgs({
     partitions: { type: 'string' },
     /** Only (d) and (e), the two modes: for iterating on latency. */
     'modes-only': { type: 'boolean', default: false },
+    /** Only (a) and (c), the passthrough and each stage alone: for iterating on the stages' own cost. */
+    'stages-only': { type: 'boolean', default: false },
   },
 });
 const EVENTS = Number(args.events);
 const plugin = pipelineByName(args.pipeline).plugin;
 const RUNS = Number(args.runs);
 const MODES_ONLY = args['modes-only'];
+const STAGES_ONLY = args['stages-only'];
+if (MODES_ONLY && STAGES_ONLY) throw new Error('--modes-only and --stages-only exclude each other');
 const topicEnv = args.partitions === undefined ? process.env : { ...process.env, SLUICE_TOPIC_PARTITIONS: args.partitions };
 const PARTITIONS = pipelineTopics('bench', topicEnv)[0]!.partitions;
 const LATENCY_SECONDS = Number(args['latency-seconds']);
@@ -210,6 +214,8 @@ interface PipelineResult {
   requests_per_transaction: { producer: Record<string, number>; consumer: Record<string, number> };
   /** Their mean round trip, by API. */
   request_mean_ms: { producer: Record<string, number>; consumer: Record<string, number> };
+  /** Input chunks (one partition's records each) per transaction: a process commits the chunks ready together in one. */
+  chunks_per_transaction: number;
 }
 
 /** A free TCP port for a stage's /metrics. */
@@ -248,7 +254,7 @@ function sampleRss(processes: StageProcess[]) {
 async function scrapeRequests(ports: number[]) {
   type ByApi = Record<string, { count: number; seconds: number }>;
   const requests: Record<'producer' | 'consumer', ByApi> = { producer: {}, consumer: {} };
-  let transactions = 0;
+  let chunks = 0;
   for (const port of ports) {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -261,15 +267,18 @@ async function scrapeRequests(ports: number[]) {
         else entry.seconds += Number(value);
       }
       const committed = /^sluice_batch_records_count\{.*\} (\d+)/.exec(line);
-      if (committed) transactions += Number(committed[1]);
+      if (committed) chunks += Number(committed[1]);
     }
   }
   const round = (n: number) => Math.round(n * 100) / 100;
+  // A process commits several partitions' chunks in one transaction when they are ready together: one EndTxn each.
+  const transactions = requests.producer.EndTxn?.count ?? chunks;
   const perTransaction = (byApi: ByApi) => Object.fromEntries(Object.entries(byApi).map(([api, { count }]) => [api, round(count / Math.max(1, transactions))]));
   const meanMs = (byApi: ByApi) => Object.fromEntries(Object.entries(byApi).map(([api, { count, seconds }]) => [api, round((seconds * 1000) / Math.max(1, count))]));
   return {
     requests_per_transaction: { producer: perTransaction(requests.producer), consumer: perTransaction(requests.consumer) },
     request_mean_ms: { producer: meanMs(requests.producer), consumer: meanMs(requests.consumer) },
+    chunks_per_transaction: round(chunks / Math.max(1, transactions)),
   };
 }
 
@@ -347,6 +356,15 @@ interface RunResult {
 }
 
 const SKIPPED: Throughput = { events_per_s: Number.NaN, seconds: Number.NaN, records: 0 };
+/** A mode not measured (--stages-only): its fields stay, as NaN (null in the JSON) and empty. */
+const SKIPPED_PIPELINE: PipelineResult = {
+  events_per_s: Number.NaN,
+  latency_ms: { p50: Number.NaN, p99: Number.NaN, rate_per_s: Number.NaN, events: 0 },
+  rss_mb: {},
+  requests_per_transaction: { producer: {}, consumer: {} },
+  request_mean_ms: { producer: {}, consumer: {} },
+  chunks_per_transaction: Number.NaN,
+};
 
 async function runOnce(run: number): Promise<RunResult> {
   let passthroughResult = SKIPPED;
@@ -355,15 +373,21 @@ async function runOnce(run: number): Promise<RunResult> {
   if (!MODES_ONLY) {
     say(`run ${run}: passthrough`);
     passthroughResult = await measurePassthrough();
-    say(`run ${run}: chain of three passthrough stages`);
-    chain = await measureChain();
+    if (!STAGES_ONLY) {
+      say(`run ${run}: chain of three passthrough stages`);
+      chain = await measureChain();
+    }
     say(`run ${run}: each stage alone`);
     stages = await measureStages();
   }
-  say(`run ${run}: whole pipeline, independent stages`);
-  const pipeline = await measurePipeline('independent');
-  say(`run ${run}: whole pipeline, co-located`);
-  const colocated = await measurePipeline('colocated');
+  let pipeline = SKIPPED_PIPELINE;
+  let colocated = SKIPPED_PIPELINE;
+  if (!STAGES_ONLY) {
+    say(`run ${run}: whole pipeline, independent stages`);
+    pipeline = await measurePipeline('independent');
+    say(`run ${run}: whole pipeline, co-located`);
+    colocated = await measurePipeline('colocated');
+  }
   const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
   return {
     passthrough: passthroughResult,
@@ -402,6 +426,7 @@ const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
     producer: medianOfKeys((r) => f(r).request_mean_ms.producer),
     consumer: medianOfKeys((r) => f(r).request_mean_ms.consumer),
   },
+  chunks_per_transaction: pick((r) => f(r).chunks_per_transaction),
   spread: {
     events_per_s: spread((r) => f(r).events_per_s),
     latency_p50_ms: spread((r) => f(r).latency_ms.p50),
@@ -436,10 +461,14 @@ const requestsRow = (mode: ReturnType<typeof modeSummary>) =>
   Object.entries(mode.requests_per_transaction.producer)
     .sort(([, a], [, b]) => b - a)
     .map(([api, n]) => `${api} ${n} (${mode.request_mean_ms.producer[api]} ms)`)
-    .join(' · ');
+    .join(' · ') + `  · ${mode.chunks_per_transaction} partition chunks per transaction`;
 const { independent, colocated } = summary.modes;
 const rows: Array<[string, string]> = [
   ...(MODES_ONLY ? [] : fixedRows()),
+  ...(STAGES_ONLY ? [] : modeRows()),
+];
+function modeRows(): Array<[string, string]> {
+  return [
   ['(d) pipeline sustained', `${independent.events_per_s} events/s  (÷ chain ${summary.ratios.pipeline_over_chain}${rangeOf(summary.ratio_spread.pipeline_over_chain!)})`],
   ['(d) latency', latencyRow(independent)],
   ['(d) peak RSS, MiB', rssRow(independent)],
@@ -448,11 +477,12 @@ const rows: Array<[string, string]> = [
   ['(e) latency', latencyRow(colocated)],
   ['(e) peak RSS, MiB', rssRow(colocated)],
   ['(e) producer requests / tx', requestsRow(colocated)],
-];
+  ];
+}
 function fixedRows(): Array<[string, string]> {
   return [
   ['(a) passthrough', `${summary.passthrough.events_per_s} events/s${rangeOf(summary.passthrough.spread)}`],
-  ['(b) chain of 3 passthrough', `${summary.chain.events_per_s} events/s${rangeOf(summary.chain.spread)}`],
+  ...(STAGES_ONLY ? [] : [['(b) chain of 3 passthrough', `${summary.chain.events_per_s} events/s${rangeOf(summary.chain.spread)}`] as [string, string]]),
   ...(['validate', 'score', 'decide'] as const).map((stage): [string, string] => [
     `(c) ${stage} alone`,
     `${summary.stages[stage]!.events_per_s} events/s  (÷ passthrough ${summary.ratios[`${stage}_over_passthrough`]}${rangeOf(summary.ratio_spread[`${stage}_over_passthrough`]!)})`,

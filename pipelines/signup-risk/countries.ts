@@ -49,7 +49,13 @@ export const COUNTRY_CODES: ReadonlySet<string> = new Set([...ISO_3166_1_ALPHA_2
  * look-alike characters never fold into a valid code.
  */
 export function normalizeCountryCode(value: string): string | null {
-  if (!/^[A-Za-z]{2}$/.test(value)) return null;
-  const code = value.toUpperCase();
-  return COUNTRY_CODES.has(code) ? code : null;
+  return BY_SPELLING.get(value) ?? null;
 }
+
+/** Every spelling normalizeCountryCode accepts (each code in its four ASCII casings), to its code: one lookup per field. */
+const BY_SPELLING: ReadonlyMap<string, string> = new Map(
+  [...COUNTRY_CODES].flatMap((code) => {
+    const [a, b] = [code[0]!, code[1]!];
+    return [code, a + b.toLowerCase(), a.toLowerCase() + b, code.toLowerCase()].map((spelling) => [spelling, code] as const);
+  }),
+);

@@ -99,12 +99,15 @@ function usableScore(score: number | null, killSwitchOn: boolean): number | Reas
  * (`a.mailinator.com` matches `mailinator.com`), or null.
  */
 export function disposableDomainMatch(domain: string, disposableDomains: ReadonlySet<string>): string | null {
-  const labels = domain.toLowerCase().split('.');
-  for (let start = 0; start < labels.length; start += 1) {
-    const candidate = labels.slice(start).join('.');
+  const lower = domain.toLowerCase();
+  // The domain, then what follows each of its dots: no array of labels per decision.
+  for (let start = 0; ; ) {
+    const candidate = start === 0 ? lower : lower.slice(start);
     if (disposableDomains.has(candidate)) return candidate;
+    const dot = lower.indexOf('.', start);
+    if (dot < 0) return null;
+    start = dot + 1;
   }
-  return null;
 }
 
 /** null when the thresholds are usable, otherwise the problem. */

@@ -42,7 +42,7 @@ class OutcomeWindow {
     const flag = deadLettered ? 1 : 0;
     this.flags[this.next] = flag;
     this.dead += flag;
-    this.next = (this.next + 1) % this.flags.length;
+    if (++this.next === this.flags.length) this.next = 0;
   }
 
   get records(): number {

@@ -217,20 +217,31 @@ export async function runStage<P extends StagePipeline>(args: {
         }),
       onCommitted: ({ partition, records, outputs, durationMs }) => {
         lastCommitAt = Date.now();
-        circuits.committed(partition, outputs.map((output) => output.note?.deadLetter !== undefined));
+        const deadLettered: boolean[] = new Array(outputs.length);
+        let letters = 0;
+        // Counted per topic, then added once per topic: a labelled inc per message costs a label lookup each.
+        const outByTopic = new Map<string, number>();
+        for (let i = 0; i < outputs.length; i++) {
+          const output = outputs[i]!;
+          for (const message of output.messages) outByTopic.set(message.topic, (outByTopic.get(message.topic) ?? 0) + 1);
+          deadLettered[i] = output.note?.deadLetter !== undefined;
+          if (deadLettered[i]) letters++;
+        }
+        circuits.committed(partition, deadLettered);
         metrics.recordsIn.inc(records.length);
         metrics.batchRecords.observe(records.length);
         metrics.batchDuration.observe(durationMs / 1000);
         metrics.lastProgress.set(lastCommitAt / 1000);
-        outputs.forEach((output, i) => {
-          for (const message of output.messages) metrics.recordsOut.inc({ topic: message.topic });
-          const letter = output.note?.deadLetter;
-          if (letter === undefined) return;
+        for (const [topic, count] of outByTopic) metrics.recordsOut.inc({ topic }, count);
+        if (letters === 0) return;
+        for (let i = 0; i < outputs.length; i++) {
+          const letter = outputs[i]!.note?.deadLetter;
+          if (letter === undefined) continue;
           metrics.deadLetters.inc({ reason: letter.reason });
           // Logged once committed: a line claims a dead letter only when it is on the topic.
           const source = records[i]!;
           logger.info({ event_id: letter.eventId, reason: letter.reason, partition: source.partition, offset: source.offset }, `dead letter: ${letter.message}`);
-        });
+        }
       },
       onFailure: ({ code }) => {
         metrics.transactionAborts.inc({ cause: code });

@@ -100,22 +100,37 @@ export function deadLetterOutput(pipeline: string, stage: StageName, source: Sou
 
 /** Turns one outcome into its messages; an output that fails its contract is dead-lettered. */
 export function outputOf(args: { pipeline: string; stage: StageName; source: SourceRecord; outcome: Outcome; encoders: Encoders; now: number }): StageOutput {
-  const { pipeline, stage, source, outcome, encoders, now } = args;
+  return outputWith(targetsOf(args.pipeline, args.encoders), args.pipeline, args.stage, args.source, args.outcome, args.now);
+}
+
+/** Where a stage may write: per topic suffix, the topic's name and its encoder, resolved once per stage rather than per message. */
+type Targets = ReadonlyMap<TopicSuffix, { topic: string; encode: (value: unknown) => Buffer }>;
+
+function targetsOf(pipeline: string, encoders: Encoders): Targets {
+  return new Map([...encoders].map(([suffix, encode]) => [suffix, { topic: topicName(pipeline, suffix), encode }]));
+}
+
+/** outputOf, on the hot path: the topic names already resolved. */
+function outputWith(targets: Targets, pipeline: string, stage: StageName, source: SourceRecord, outcome: Outcome, now: number): StageOutput {
   if (outcome.kind === 'dead-letter') return deadLetterOutput(pipeline, stage, source, outcome, now);
-  const messages: StageMessage[] = [];
-  for (const output of outcome.outputs) {
-    const encode = encoders.get(output.to);
-    if (!encode) {
+  const outputs = outcome.outputs;
+  const messages: StageMessage[] = new Array(outputs.length);
+  for (let i = 0; i < outputs.length; i++) {
+    const output = outputs[i]!;
+    const target = targets.get(output.to);
+    if (target === undefined) {
       return deadLetterOutput(pipeline, stage, source, deadLetter('OUTPUT_INVALID', `stage ${stage} may not write to ${output.to}`, outcome.eventId), now);
     }
+    let value: Buffer;
     try {
-      const message: StageMessage = { topic: topicName(pipeline, output.to), key: output.key ?? source.key, value: encode(output.value) };
-      if (output.partition !== undefined) message.partition = output.partition;
-      messages.push(message);
+      value = target.encode(output.value);
     } catch (error) {
       const letter = deadLetter('OUTPUT_INVALID', `output to ${output.to} does not match its contract: ${errorMessage(error)}`, outcome.eventId);
       return deadLetterOutput(pipeline, stage, source, letter, now);
     }
+    messages[i] = output.partition === undefined
+      ? { topic: target.topic, key: output.key ?? source.key, value }
+      : { topic: target.topic, key: output.key ?? source.key, value, partition: output.partition };
   }
   return { messages, note: { eventId: outcome.eventId } };
 }
@@ -208,24 +223,31 @@ export function createStageHandler<In>(args: {
   logger: Logger;
   now(): number;
 }): StageHandler {
-  const { pipeline, stage, definition, codec, encoders, logger } = args;
+  const { pipeline, stage, definition, codec, logger } = args;
+  const targets = targetsOf(pipeline, args.encoders);
+  const avro = definition.inputFormat === 'avro';
   return async (records) => {
+    const count = records.length;
+    const values: Array<Buffer | null> = new Array(count);
+    for (let i = 0; i < count; i++) values[i] = records[i]!.value;
     // A registry outage throws here (retriable): the chunk is retried, never dead-lettered.
-    await codec.prefetch(records.map((r) => r.value));
-    const outcomes: Array<Outcome | undefined> = new Array(records.length);
+    await codec.prefetch(values);
+    const outcomes: Array<Outcome | undefined> = new Array(count);
     const inputs: Array<StageInput<In>> = [];
     const positions: number[] = [];
-    records.forEach((source, i) => {
-      if (definition.inputFormat === 'bytes') {
-        inputs.push({ source, value: source.value as In });
+    for (let i = 0; i < count; i++) {
+      const source = records[i]!;
+      const value = values[i]!;
+      if (!avro) {
+        inputs.push({ source, value: value as In });
         positions.push(i);
-        return;
+        continue;
       }
-      if (source.value === null || source.value.length === 0) {
+      if (value === null || value.length === 0) {
         outcomes[i] = deadLetter('MALFORMED_PAYLOAD', 'empty value on an Avro topic');
-        return;
+        continue;
       }
-      const decoded = codec.decodeSync(source.value);
+      const decoded = codec.decodeSync(value);
       if (decoded.kind === 'decoded') {
         inputs.push({ source, value: decoded.value as In });
         positions.push(i);
@@ -234,14 +256,14 @@ export function createStageHandler<In>(args: {
       } else {
         outcomes[i] = deadLetter('MALFORMED_PAYLOAD', decoded.message);
       }
-    });
+    }
     if (inputs.length > 0) {
       const produced = await processIsolating(definition, inputs, logger);
-      positions.forEach((position, j) => {
-        outcomes[position] = produced[j] ?? deadLetter('OUTPUT_INVALID', 'stage returned no outcome');
-      });
+      for (let j = 0; j < positions.length; j++) outcomes[positions[j]!] = produced[j] ?? deadLetter('OUTPUT_INVALID', 'stage returned no outcome');
     }
     const now = args.now();
-    return records.map((source, i) => outputOf({ pipeline, stage, source, outcome: outcomes[i]!, encoders, now }));
+    const outputs: StageOutput[] = new Array(count);
+    for (let i = 0; i < count; i++) outputs[i] = outputWith(targets, pipeline, stage, records[i]!, outcomes[i]!, now);
+    return outputs;
   };
 }

@@ -56,8 +56,10 @@ export class DedupState {
     const ids = this.idsOf(partition);
     this.expire(partition, nowMs);
     for (const [eventId, at] of entries) {
-      if (!ids.has(eventId)) this.total++;
+      // One hash lookup per id (set keeps an existing id's place, as has-then-set did); the size says whether it was new.
+      const before = ids.size;
       ids.set(eventId, at);
+      if (ids.size > before) this.total++;
     }
     this.bound(partition);
   }

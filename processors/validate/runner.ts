@@ -12,7 +12,7 @@
  * taken for a duplicate of its own aborted copy.
  */
 import { topicPartitions } from '../../connectors/kafka/admin.ts';
-import { type Emit, topicName } from '../../lib/contracts.ts';
+import { type Emit, type Outcome, topicName } from '../../lib/contracts.ts';
 import { SluiceError } from '../../lib/errors.ts';
 import type { StageModule } from '../runtime/runtime.ts';
 import type { StageInput } from '../runtime/stage.ts';
@@ -20,7 +20,7 @@ import type { DedupEntry } from './changelog.ts';
 import { VALIDATE_DEFAULTS, validateConfigSchema, validateConnectionsSchema } from './config.ts';
 import { DedupState } from './dedup.ts';
 import { type ChangelogReader, openChangelogReader } from './restore.ts';
-import { type Validated, type ValidateContext, validateRecord } from './transform.ts';
+import { type ValidateContext, validateRecord } from './transform.ts';
 
 export const validateStage: StageModule<{ validate: typeof validateConfigSchema; changelogKafka: typeof validateConnectionsSchema }> = {
   name: 'validate',
@@ -87,16 +87,24 @@ export const validateStage: StageModule<{ validate: typeof validateConfigSchema;
         outputs: ['validated', 'validate-dedup'],
         process: async (inputs: Array<StageInput<Buffer>>) => {
           // The runtime hands a stage one partition's records per chunk; a replay may mix them.
-          const partitions = new Set(inputs.map(({ source }) => source.partition));
+          const partitions: number[] = [];
+          for (const { source } of inputs) if (!partitions.includes(source.partition)) partitions.push(source.partition);
           for (const partition of partitions) await restoreIfStale(partition);
           const nowMs = now();
           /** Per partition, the ids this chunk validated first: recorded only once the whole chunk is handled. */
-          const first = new Map([...partitions].map((partition) => [partition, new Map<string, number>()]));
+          const first = new Map(partitions.map((partition) => [partition, new Map<string, number>()]));
           let duplicates = 0;
-          const outcomes = inputs.map(({ source }) => {
+          let droppedFields = 0;
+          const outcomes: Outcome[] = new Array(inputs.length);
+          for (let i = 0; i < inputs.length; i++) {
+            const source = inputs[i]!.source;
             const outcome = validateRecord(source, ctx);
-            if (outcome.kind !== 'emit') return outcome;
-            const record = outcome.outputs[0]!.value as Validated<unknown>;
+            if (outcome.kind !== 'emit') {
+              outcomes[i] = outcome;
+              continue;
+            }
+            const validated = outcome.outputs[0]!;
+            const record = validated.value;
             const id = record.event_id;
             const partition = source.partition;
             const firstHere = first.get(partition)!;
@@ -113,17 +121,19 @@ export const validateStage: StageModule<{ validate: typeof validateConfigSchema;
             if (firstAt !== undefined) {
               duplicates++;
               // Dropped: nothing goes on; the changelog entry records the drop (ClickHouse stage_events, outcome duplicate).
-              return { kind: 'emit', eventId: id, outputs: [changelog] } satisfies Emit;
+              outcomes[i] = { kind: 'emit', eventId: id, outputs: [changelog] } satisfies Emit;
+              continue;
             }
             firstHere.set(id, record.validated_at);
-            metrics.droppedFields.inc(record.dropped_fields.length);
+            droppedFields += record.dropped_fields.length;
             if (record.timeliness !== null) metrics.untimelyEvents.inc({ timeliness: record.timeliness });
-            return { ...outcome, outputs: [...outcome.outputs, changelog] } satisfies Emit;
-          });
+            outcomes[i] = { kind: 'emit', eventId: id, outputs: [validated, changelog] } satisfies Emit;
+          }
           const evictedBefore = dedup.evicted;
           for (const [partition, ids] of first) dedup.record(partition, ids, nowMs);
           if (dedup.evicted > evictedBefore) metrics.dedupEvicted.inc(dedup.evicted - evictedBefore);
           if (duplicates > 0) metrics.duplicates.inc(duplicates);
+          if (droppedFields > 0) metrics.droppedFields.inc(droppedFields);
           metrics.dedupIds.set(dedup.size);
           return outcomes;
         },

@@ -131,7 +131,7 @@ export function validateRecord<P>(source: SourceRecord, ctx: ValidateContext<P>)
     source: producer as string,
     payload: rules.value,
     // Field names come from the input: lone surrogates would not survive Avro's UTF-8.
-    dropped_fields: rules.droppedFields.map((name) => name.toWellFormed()).sort(),
+    dropped_fields: rules.droppedFields.length === 0 ? [] : rules.droppedFields.map((name) => name.toWellFormed()).sort(),
     validated_at: validatedAt,
     timeliness: timelinessOf(occurredAt, validatedAt, ctx),
   };
@@ -158,7 +158,8 @@ function checkEventId(value: unknown): string | null {
   if (problem !== null) return problem;
   const text = value as string;
   if (text.length === 0) return 'must not be empty';
-  if (codePointCount(text, MAX_EVENT_ID_CHARS + 1) > MAX_EVENT_ID_CHARS) {
+  // No string has more code points than UTF-16 units: only a long one needs counting.
+  if (text.length > MAX_EVENT_ID_CHARS && codePointCount(text, MAX_EVENT_ID_CHARS + 1) > MAX_EVENT_ID_CHARS) {
     return `longer than ${MAX_EVENT_ID_CHARS} characters`;
   }
   return null;

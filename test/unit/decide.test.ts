@@ -338,6 +338,9 @@ describe('decide: disposable-domain list and policy version', () => {
     assert.equal(disposableDomainMatch('mailinator.com', set), 'mailinator.com');
     assert.equal(disposableDomainMatch('A.B.Mailinator.com', set), 'mailinator.com');
     assert.equal(disposableDomainMatch('mailinator.co', set), null);
+    assert.equal(disposableDomainMatch('notmailinator.com', set), null, 'a parent is a whole label suffix, not a string suffix');
+    assert.equal(disposableDomainMatch('com', set), null);
+    assert.equal(disposableDomainMatch('', new Set(['', 'com'])), '', 'the whole domain is tried first, even an empty one');
   });
 
   it('parses comments, blank lines and case, and lists every bad line', () => {

@@ -4,7 +4,8 @@ import { SluiceError } from '../../lib/errors.ts';
 import { createLogger } from '../../lib/log.ts';
 import { createStageMetrics } from '../../lib/metrics.ts';
 import type { PipelineInstance } from '../../lib/pipeline.ts';
-import { COUNTRY_CODES, ISO_3166_1_ALPHA_2 } from '../../pipelines/signup-risk/countries.ts';
+import { isValidDomain, normalizeEmail } from '../../lib/fields.ts';
+import { COUNTRY_CODES, ISO_3166_1_ALPHA_2, normalizeCountryCode } from '../../pipelines/signup-risk/countries.ts';
 import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import type { SignupPayload, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
 import { stageConfigFromEnv } from '../../processors/runtime/config.ts';
@@ -870,3 +871,44 @@ async function buildStage(
   const settings = stageConfigFromEnv('validate', validateStage.settings(plugin), options.env ?? {});
   return (await validateStage.factory(settings)(services)) as StageDefinition<Buffer | null>;
 }
+
+describe('field checks at their edges (hand-written loops instead of regular expressions)', () => {
+  it('country codes: each assigned code in any ASCII casing, nothing that only case-folds into one', () => {
+    for (const code of COUNTRY_CODES) {
+      for (const spelling of [code, code.toLowerCase(), code[0] + code[1]!.toLowerCase(), code[0]!.toLowerCase() + code[1]]) {
+        assert.equal(normalizeCountryCode(spelling), code, spelling);
+      }
+    }
+    // Dotless i and the long s upper-case to ASCII I and S: still not country codes.
+    for (const lookalike of ['\u0131t', 's\u0131', '\u017fe', 'D\u0395', 'de ', ' de', 'd', 'deu', '', 'uk']) {
+      assert.equal(normalizeCountryCode(lookalike), null, JSON.stringify(lookalike));
+    }
+  });
+
+  it('domains: label and total lengths, hyphens, all-digit labels', () => {
+    const label63 = 'a'.repeat(63);
+    const long253 = `${label63}.${label63}.${label63}.${'b'.repeat(61)}`; // 253 characters
+    assert.equal(long253.length, 253);
+    assert.equal(isValidDomain(long253), true);
+    assert.equal(isValidDomain(`x${long253}`), false, '254 characters');
+    assert.equal(isValidDomain(`${label63}.com`), true);
+    assert.equal(isValidDomain(`${label63}a.com`), false, 'a label of 64');
+    assert.equal(isValidDomain('123.com'), true, 'only the last label must not be all digits');
+    assert.equal(isValidDomain('example.123'), false);
+    assert.equal(isValidDomain('example.c0m'), true);
+    assert.equal(isValidDomain('a-b.c-d'), true);
+    for (const bad of ['', '.', 'com', '.com', 'com.', 'a..com', '-a.com', 'a-.com', 'a.-com', 'a.com-', 'A.com', 'a_b.com', 'a b.com', 'exämple.com']) {
+      assert.equal(isValidDomain(bad), false, JSON.stringify(bad));
+    }
+  });
+
+  it('emails: dot-atom local parts, one @, the same messages as before', () => {
+    assert.deepEqual(normalizeEmail(" O'Brien+x{1}@Example.COM "), { ok: true, email: "o'brien+x{1}@example.com", domain: 'example.com' });
+    assert.deepEqual(normalizeEmail('a@b@example.com'), { ok: false, message: 'must contain exactly one @' });
+    assert.deepEqual(normalizeEmail('example.com'), { ok: false, message: 'must contain exactly one @' });
+    assert.deepEqual(normalizeEmail('a\u00a0b@example.com'), { ok: false, message: 'must be printable ASCII without spaces' });
+    for (const local of ['', '.a', 'a.', 'a..b', 'a(b)', 'a,b', 'a"b', 'a\\b']) {
+      assert.deepEqual(normalizeEmail(`${local}@example.com`), { ok: false, message: 'local part must be 1-64 characters of dot-atom text' }, JSON.stringify(local));
+    }
+  });
+});
