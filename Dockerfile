@@ -6,12 +6,15 @@ FROM node:24.21-slim
 
 # onnxruntime-node's postinstall would download GPU binaries; sluice runs on the
 # CPU binary that ships inside the package (the same setting is in .npmrc).
-# A young generation of 16 MiB per semi-space: V8 otherwise sizes it from the
-# host's memory (64 MiB on a 24 GiB host, 128 MiB of resident memory held for
-# garbage a stage frees within one batch).
+# V8's heap sizing for a stage, as cli/processes.ts sets it (README, Memory): a
+# young generation of 8 MiB per semi-space (V8 otherwise sizes it from the
+# host's memory, 64 MiB on a 24 GiB host), and an old generation capped below
+# 2 GiB, under which V8 lets the heap grow to about twice the live data between
+# full collections instead of four times. A duplicate-check bound raised above
+# 5 million ids (SLUICE_DEDUP_MAX_IDS) needs the cap raised too.
 ENV NODE_ENV=production \
     ONNXRUNTIME_NODE_INSTALL=skip \
-    NODE_OPTIONS=--max-semi-space-size=16
+    NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=2000"
 
 WORKDIR /app
 
@@ -25,11 +28,15 @@ RUN npm ci --omit=dev \
 # Owned by root and read-only to the runtime user: a processor writes nothing
 # into its own tree.
 COPY . .
+# The stripped-JavaScript cache bin/sluice.js serves the TypeScript from, so a
+# process never loads Node's type stripper; written here, as root, since the
+# runtime user may not write the tree (npm ci above ran before the sources).
+RUN node bin/fill-strip-cache.js
 
 USER node
 
 # Prometheus scrapes /metrics here when SLUICE_METRICS_PORT=9464.
 EXPOSE 9464
 
-ENTRYPOINT ["node", "bin/sluice.ts"]
+ENTRYPOINT ["node", "bin/sluice.js"]
 CMD ["--help"]

@@ -9,9 +9,34 @@ import { fileURLToPath } from 'node:url';
 import type { ProcessName, StageName } from '../processors/runtime/stage.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const SLUICE_BIN = join(ROOT, 'bin', 'sluice.ts');
-/** As in the Dockerfile: a 16 MiB young generation semi-space (V8's default grows with the host's memory, to 64 MiB). */
-export const NODE_FLAGS = ['--disable-warning=TimeoutNegativeWarning', '--max-semi-space-size=16'];
+/**
+ * The JS entry in front of bin/sluice.ts: it serves the TypeScript modules from
+ * the stripped-JavaScript cache (lib/strip-cache.js), so a long-running stage
+ * does not keep Node's type stripper (about 25 MB) resident.
+ */
+export const SLUICE_BIN = join(ROOT, 'bin', 'sluice.js');
+/**
+ * V8's heap sizing for a stage (issue 13: ≤ 200 MB resident at the sustained
+ * rate), measured with `npm run bench -- --modes-only` and per-record CPU:
+ * - an 8 MiB young generation semi-space (V8's default grows with the host's
+ *   memory, to 64 MiB): 10–25 MB less at peak than 16 MiB, CPU per record unchanged;
+ * - an old generation capped below 2 GiB. Not to bound it (a stage's live heap
+ *   is 50–150 MB), but because under 2 GiB V8 lets the heap grow to at most
+ *   about twice the live data between full collections instead of four times
+ *   (V8's heap-controller.h): 45–75 MB less at peak per stage. Independent
+ *   stages keep their throughput; `run all` lost about a tenth of its rate in
+ *   the benchmark. The margin is tenfold over validate's default
+ *   duplicate-check bound (500,000 ids, ~90 MB); see `nodeFlags`.
+ */
+export const NODE_FLAGS = ['--disable-warning=TimeoutNegativeWarning', '--max-semi-space-size=8', '--max-old-space-size=2000'];
+/** Above this many duplicate-check ids (~180 bytes each) validate may need more than the capped heap: the cap is left off. */
+const UNCAPPED_HEAP_FROM_DEDUP_IDS = 5_000_000;
+
+/** NODE_FLAGS for a process with environment `env`: without the old-generation cap where a raised duplicate-check bound could outgrow it. */
+export function nodeFlags(env: NodeJS.ProcessEnv): string[] {
+  const dedupIds = Number(env['SLUICE_DEDUP_MAX_IDS'] ?? 0);
+  return dedupIds > UNCAPPED_HEAP_FROM_DEDUP_IDS ? NODE_FLAGS.filter((flag) => !flag.startsWith('--max-old-space-size=')) : NODE_FLAGS;
+}
 
 export interface StageProcess {
   name: string;
@@ -58,9 +83,10 @@ export function spawnProcess(options: {
   readyMessage?: string;
 }): StageProcess {
   const ready = `"msg":"${options.readyMessage ?? 'stage running'}"`;
-  const child = spawn(process.execPath, [...NODE_FLAGS, options.script, ...options.args], {
+  const env = { ...process.env, SLUICE_METRICS_PORT: '0', ...options.env };
+  const child = spawn(process.execPath, [...nodeFlags(env), options.script, ...options.args], {
     cwd: ROOT,
-    env: { ...process.env, SLUICE_METRICS_PORT: '0', ...options.env },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log: NodeJS.WritableStream | undefined;

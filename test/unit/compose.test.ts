@@ -214,10 +214,10 @@ describe('docker-compose.yml', () => {
     }
     for (const { pipeline, prefix } of PIPELINES) {
       for (const stage of PROCESSORS) {
-        assert.deepEqual(argv(`${prefix}${stage}`), ['node', 'bin/sluice.ts', 'run', stage, '--pipeline', pipeline]);
+        assert.deepEqual(argv(`${prefix}${stage}`), ['node', 'bin/sluice.js', 'run', stage, '--pipeline', pipeline]);
       }
-      assert.deepEqual(argv(`${prefix}sink`), ['node', 'bin/sluice.ts', 'sink', 'clickhouse', '--pipeline', pipeline]);
-      assert.deepEqual(argv(`${prefix}monitor`), ['node', 'bin/sluice.ts', 'monitor', '--pipeline', pipeline]);
+      assert.deepEqual(argv(`${prefix}sink`), ['node', 'bin/sluice.js', 'sink', 'clickhouse', '--pipeline', pipeline]);
+      assert.deepEqual(argv(`${prefix}monitor`), ['node', 'bin/sluice.js', 'monitor', '--pipeline', pipeline]);
     }
   });
 
@@ -269,7 +269,7 @@ describe('docker-compose.yml', () => {
 describe('Dockerfile', () => {
   it('builds on a pinned Node 24 and runs the sluice CLI as a non-root user', () => {
     assert.match(DOCKERFILE, /^FROM node:24\.\d+(\.\d+)?-slim\b/m);
-    assert.deepEqual(IMAGE_ENTRYPOINT, ['node', 'bin/sluice.ts']);
+    assert.deepEqual(IMAGE_ENTRYPOINT, ['node', 'bin/sluice.js']);
     const users = [...DOCKERFILE.matchAll(/^USER\s+(\S+)/gm)].map((match) => match[1]);
     assert.ok(users.length > 0 && !['root', '0'].includes(users.at(-1) ?? 'root'), 'the image must end on a non-root USER');
     assert.match(DOCKERFILE, /npm ci --omit=dev/);

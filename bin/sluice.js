@@ -1,0 +1,10 @@
+#!/usr/bin/env -S node --disable-warning=TimeoutNegativeWarning --max-semi-space-size=16
+/**
+ * The entry that long-running processes start through: TypeScript modules come
+ * from the stripped-JavaScript cache (lib/strip-cache.js), so a stage process
+ * does not keep the type stripper in memory. Everything else is bin/sluice.ts.
+ */
+import { registerStripCache } from '../lib/strip-cache.js';
+
+registerStripCache();
+await import('./sluice.ts');
