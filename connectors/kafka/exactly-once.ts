@@ -166,7 +166,9 @@ const MOVED_ON = new Set(['ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INS
 
 function toSourceRecord(topic: string, partition: number, message: KafkaMessage): SourceRecord {
   const headers: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(message.headers ?? {})) {
+  const raw = message.headers;
+  for (const name in raw) {
+    const value = raw[name];
     const first = Array.isArray(value) ? value[0] : value;
     headers[name] = first === undefined ? undefined : String(first);
   }
@@ -461,8 +463,6 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     // The last ones hand over after a few microtasks (their previous chunk's settled commit).
     await new Promise((resolve) => setImmediate(resolve));
   }
-  /** How many chunks a failed transaction held: a refused transaction of one chunk of one record names its record. */
-  const failedTogether = new WeakMap<object, number>();
 
   function commit(partition: number, join: number, group: Array<{ record: SourceRecord; output: RecordOutput<Note>; bytes: number }>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -523,7 +523,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
             acks: -1,
             topicMessages: [...byTopic].map(([topic, list]) => ({
               topic,
-              messages: list.map((m) => ({ key: m.key, value: m.value, headers: m.headers, partition: m.partition })),
+              // The stage's own message objects: kafkajs reads key, value, headers and partition and ignores `topic`.
+              messages: list,
             })),
           });
         }
@@ -543,7 +544,13 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
         throw error;
       }
     } catch (error) {
-      if (typeof error === 'object' && error !== null) failedTogether.set(error, together.length);
+      const lone = together.length === 1 ? together[0]! : undefined;
+      if (lone !== undefined && lone.group.length === 1 && TOO_LARGE.has(kafkaErrorType(error) ?? '')) {
+        // The broker refused one record's output on its own: next time it is written as its `oversized` replacement.
+        const set = refused.get(lone.partition) ?? new Set<string>();
+        set.add(lone.group[0]!.record.offset);
+        refused.set(lone.partition, set);
+      }
       if (producer !== undefined && current?.producer === producer) {
         // The transaction's outcome is unknown or aborted, and a kafkajs producer is
         // wedged after a failed commit: replace it now, so that what it left open
@@ -626,18 +633,18 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
    * nothing of it was committed. Rewind to the committed offset and back off,
    * so the next fetch redelivers; a refused oversized transaction is split.
    */
-  async function failed(partition: number, join: number, error: unknown, group: ReadonlyArray<{ record: SourceRecord }>): Promise<void> {
+  async function failed(partition: number, join: number, error: unknown, records: number): Promise<void> {
     // A chunk fetched before a rebalance: the group hands its records out again from the committed offset.
     if (error instanceof Rebalanced) return;
     rewinds.set(partition, (rewinds.get(partition) ?? 0) + 1);
-    const recovery = recover(partition, join, error, group).finally(() => {
+    const recovery = recover(partition, join, error, records).finally(() => {
       if (rewinding.get(partition) === recovery) rewinding.delete(partition);
     });
     rewinding.set(partition, recovery);
     await recovery;
   }
 
-  async function recover(partition: number, join: number, error: unknown, group: ReadonlyArray<{ record: SourceRecord }>): Promise<void> {
+  async function recover(partition: number, join: number, error: unknown, records: number): Promise<void> {
     const type = kafkaErrorType(error);
     if (type !== undefined && MOVED_ON.has(type)) {
       // This member's generation is over (it may not know yet, after a long pause
@@ -651,17 +658,12 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     if (type !== undefined && TOO_LARGE.has(type)) {
       // Not retriable as it is. A topic's limit may have been lowered since start:
       // read the limits again; and shrink this partition's transactions. A lone
-      // record the broker still refuses is written as its `oversized` replacement.
+      // record the broker still refuses is written as its `oversized` replacement (see transact).
       topicLimits = await maxMessageBytes(admin, options.outputTopics).catch(() => topicLimits);
       const budget = Math.min(budgetOf(partition), Math.max(MIN_BUDGET_BYTES, smallestRoom()));
-      if (group.length === 1 && failedTogether.get(error as object) === 1) {
-        const set = refused.get(partition) ?? new Set<string>();
-        set.add(group[0]!.record.offset);
-        refused.set(partition, set);
-      }
       budgets.set(partition, Math.max(MIN_BUDGET_BYTES, Math.floor(budget / 2)));
       options.onFailure?.({ partition, cause: errorMessage(error), code: type });
-      log.warn({ partition, code: type, records: group.length, budgetBytes: budgets.get(partition) }, 'the broker refused a transaction as too large; splitting it');
+      log.warn({ partition, code: type, records, budgetBytes: budgets.get(partition) }, 'the broker refused a transaction as too large; splitting it');
       if (!stopController.signal.aborted) await rewind(partition).catch((rewindError) => log.warn({ err: rewindError }, 'rewind failed'));
       return;
     }
@@ -681,7 +683,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     try {
       await commit(partition, join, group);
     } catch (error) {
-      await failed(partition, join, error, group).catch((recoveryError) => log.error({ partition, err: recoveryError }, 'recovering from a failed transaction failed'));
+      await failed(partition, join, error, group.length).catch((recoveryError) => log.error({ partition, err: recoveryError }, 'recovering from a failed transaction failed'));
       return;
     }
     attempts.delete(partition);
@@ -770,7 +772,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       handedOver();
       await outstanding.get(partition);
       if (rewoundSince()) return;
-      await failed(partition, join, error, []);
+      await failed(partition, join, error, 0);
     } finally {
       handedOver();
     }
