@@ -29,17 +29,29 @@ function status(name: string): PipelineStatus {
 const BAD = 30;
 const ENV = { SLUICE_CIRCUIT_MIN_RECORDS: '20', SLUICE_CIRCUIT_WINDOW: '50', SLUICE_MAX_BATCH_RECORDS: '5' };
 
-it('holds the partition that floods the dead-letter topic, keeps the others flowing, and resumes on reset', async () => {
-  const instance = await PipelineInstance.create('it-circuit', ENV);
+/** A running instance of its own, collecting its decisions and dead letters. */
+async function startInstance(label: string, env: Record<string, string>) {
+  const instance = await PipelineInstance.create(label, env);
   instances.push(instance);
-  const { plugin } = pipelineByName(instance.name);
   await instance.start();
-  const decided = await instance.collect<{ event_id: string }>('decided');
-  const dlq = await instance.collect('dlq', 'bytes');
+  return {
+    instance,
+    plugin: pipelineByName(instance.name).plugin,
+    decided: await instance.collect<{ event_id: string }>('decided'),
+    dlq: await instance.collect('dlq', 'bytes'),
+  };
+}
+
+/** BAD malformed events, all on partition 0: what an upstream deploy that broke its events sends there. */
+const badEvents = (prefix: string) =>
+  Array.from({ length: BAD }, (_, i) => ({ key: `${prefix}-bad-${i}`, value: `{"event_id": "${prefix}-bad-${i}", broken`, partition: 0 }));
+
+it('holds the partition that floods the dead-letter topic, keeps the others flowing, and resumes on reset', async () => {
+  const { instance, plugin, decided, dlq } = await startInstance('it-circuit', ENV);
   const prefix = uniqueName('circuit');
 
   // An upstream deploy broke every event it sends to partition 0.
-  await instance.produce(Array.from({ length: BAD }, (_, i) => ({ key: `${prefix}-bad-${i}`, value: `{"event_id": "${prefix}-bad-${i}", broken`, partition: 0 })));
+  await instance.produce(badEvents(prefix));
   const open = await waitFor(
     'the circuit of validate partition 0 to open',
     () => {
@@ -87,17 +99,12 @@ it('holds the partition that floods the dead-letter topic, keeps the others flow
 });
 
 it('probes after the cool-down: a bad probe opens it again, a good one closes it, with nothing lost', async () => {
-  const instance = await PipelineInstance.create('it-circuit-probe', { ...ENV, SLUICE_CIRCUIT_COOLDOWN_SECONDS: '2' });
-  instances.push(instance);
-  const { plugin } = pipelineByName(instance.name);
-  await instance.start();
-  const decided = await instance.collect<{ event_id: string }>('decided');
-  const dlq = await instance.collect('dlq', 'bytes');
+  const { instance, plugin, decided, dlq } = await startInstance('it-circuit-probe', { ...ENV, SLUICE_CIRCUIT_COOLDOWN_SECONDS: '2' });
   const prefix = uniqueName('probe');
   // Bad records, then good ones, all on partition 0: the probes meet the rest of the burst first.
   const good = [...plugin.generator.events({ seed: 32, count: 20, startMs: Date.now(), idPrefix: prefix })];
   await instance.produce([
-    ...Array.from({ length: BAD }, (_, i) => ({ key: `${prefix}-bad-${i}`, value: `{"event_id": "${prefix}-bad-${i}", broken`, partition: 0 })),
+    ...badEvents(prefix),
     ...good.map((event) => ({ key: event.key, value: event.value, partition: 0 })),
   ]);
   await decided.until('every good event, through the probes', (messages) => messages.length >= good.length);
