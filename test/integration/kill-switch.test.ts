@@ -66,7 +66,11 @@ it('parks events undecided with lag growing, then decides each once; review mode
   killSwitch(instance.name, 'model', 'incident over');
   await decided.until('every parked event decided', (messages) => messages.length >= parked.length);
   await instance.waitForIdle();
-  const released = status(instance.name);
+  // Heartbeats come every 5 s: the one after decide's first commit carries its newest output.
+  const released = await waitFor('every stage to report its newest output in a heartbeat', () => {
+    const now = status(instance!.name);
+    return now.stages.every((s) => s.newest_output_age_s !== null) ? now : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 500 });
   assert.equal(released.stages.find((s) => s.stage === 'decide')!.lag.total, 0);
   for (const stage of released.stages) {
     assert.deepEqual([stage.stage, stage.errors, stage.transaction_aborts], [stage.stage, 0, 0], 'from the running instances\' heartbeats: none failed');
