@@ -387,16 +387,19 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     const producer = kafka.producer({
       transactionalId: transactionalId(lowest),
       idempotent: true,
-      maxInFlightRequests: 1,
+      // A transaction's Produce and its offsets' requests side by side (one
+      // Produce at a time all the same: kafkajs locks each broker for it).
+      maxInFlightRequests: 2,
       transactionTimeout: options.transactionTimeoutMs,
       allowAutoTopicCreation: false,
       // The broker answers CONCURRENT_TRANSACTIONS while it writes the previous
       // commit's markers, for a few milliseconds, and the lane begins the next
-      // transaction as soon as one commits. kafkajs's default first retry comes
-      // after ~300 ms, which would add that much latency to every transaction;
-      // the Java client retries after 20 ms for the same reason; here, 3 ms,
-      // doubling. Bounded: after the last retry the chunk fails, the producer is
-      // replaced and the records are redelivered, so exactly-once holds.
+      // transaction as soon as one commits. The patched kafkajs retries that
+      // answer to an add within 1-20 ms itself; anything else retriable comes
+      // here: kafkajs's default first retry comes after ~300 ms, which would add
+      // that much latency to a transaction; here, 3 ms, doubling. Bounded: after
+      // the last retry the chunk fails, the producer is replaced and the records
+      // are redelivered, so exactly-once holds.
       retry: { initialRetryTime: 3, maxRetryTime: 2_000, retries: 30 },
     });
     if (options.onRequest) {
@@ -518,17 +521,18 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
             }
           }
         }
-        if (byTopic.size > 0) {
-          await transaction.sendBatch({
-            acks: -1,
-            topicMessages: [...byTopic].map(([topic, list]) => ({
-              topic,
-              // The stage's own message objects: kafkajs reads key, value, headers and partition and ignores `topic`.
-              messages: list,
-            })),
-          });
-        }
-        await transaction.sendOffsets({
+        // Produce and the offsets run side by side: the patched kafkajs adds the
+        // offsets to the transaction after the batch's partitions (one add at a
+        // time, as the coordinator requires), so TxnOffsetCommit overlaps Produce.
+        const sent = byTopic.size === 0 ? undefined : transaction.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, list]) => ({
+            topic,
+            // The stage's own message objects: kafkajs reads key, value, headers and partition and ignores `topic`.
+            messages: list,
+          })),
+        });
+        const offsets = transaction.sendOffsets({
           consumerGroupId: options.groupId,
           consumerGroupMetadata: { generationId: membership.generationId, memberId: membership.memberId },
           topics: [
@@ -538,6 +542,10 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
             },
           ],
         });
+        // Both settle before the transaction ends either way.
+        const [batch, commit] = await Promise.allSettled([sent, offsets]);
+        if (batch.status === 'rejected') throw batch.reason;
+        if (commit.status === 'rejected') throw commit.reason;
         await transaction.commit();
       } catch (error) {
         await transaction.abort().catch(() => {});

@@ -2,8 +2,10 @@
  * sluice patches kafkajs 2.2.4 at install (patches/kafkajs+2.2.4.patch): a
  * transactional producer remembers its coordinators instead of sending a
  * FindCoordinator request before each of a transaction's four coordinator
- * requests, and forgets them when a request to one fails; and a batch is
- * grouped per partition in one pass. These tests drive the patched modules
+ * requests, and forgets them when a request to one fails; it sends a
+ * transaction's adds one at a time, retrying CONCURRENT_TRANSACTIONS itself,
+ * and adds offsets after the partitions of a send announced before them; and
+ * a batch is grouped per partition in one pass. These tests drive the patched modules
  * themselves; test/integration/kafkajs-patch.test.ts counts the requests on
  * the real broker.
  */
@@ -19,15 +21,35 @@ const TRANSACTION = 1;
 const GROUP = 0;
 const notCoordinator = () => Object.assign(new Error('This is not the correct coordinator for this group'), { type: 'NOT_COORDINATOR', retriable: true });
 
-/** A cluster of one broker whose requests are recorded; `failNext` makes the next request of an API fail once. */
+const protocolError = (type: string) => Object.assign(new Error(type), { type, retriable: true });
+
+/**
+ * A cluster of one broker whose requests are recorded; `failNext` makes the
+ * next request of an API fail once with NOT_COORDINATOR, `answers` queues
+ * other protocol errors per API, and `holds` keeps an API's requests
+ * unanswered until released. `inFlight` records, at each request, how many
+ * adds (AddPartitionsToTxn, AddOffsetsToTxn) were unanswered with it.
+ */
 function fakeCluster() {
   const lookups: Array<{ groupId: string; coordinatorType: number }> = [];
   const requests: string[] = [];
   const failNext = new Set<string>();
+  const answers = new Map<string, string[]>();
+  const holds = new Map<string, Promise<void>>();
+  const addsInFlight = { now: 0, most: 0 };
   const request = (api: string, response: unknown = {}) => async () => {
     requests.push(api);
-    if (failNext.delete(api)) throw notCoordinator();
-    return response;
+    const add = api === 'AddPartitionsToTxn' || api === 'AddOffsetsToTxn';
+    if (add) addsInFlight.most = Math.max(addsInFlight.most, ++addsInFlight.now);
+    try {
+      await holds.get(api);
+      if (failNext.delete(api)) throw notCoordinator();
+      const type = answers.get(api)?.shift();
+      if (type !== undefined) throw protocolError(type);
+      return response;
+    } finally {
+      if (add) addsInFlight.now--;
+    }
   };
   const broker = {
     nodeId: 1,
@@ -49,7 +71,7 @@ function fakeCluster() {
       return broker;
     },
   };
-  return { cluster, lookups, requests, failNext };
+  return { cluster, lookups, requests, failNext, answers, holds, addsInFlight };
 }
 
 const silent = { debug() {}, info() {}, warn() {}, error() {}, namespace: () => silent };
@@ -102,6 +124,91 @@ describe('kafkajs patch: coordinators remembered per transactional producer', ()
     failNext.add('TxnOffsetCommit');
     await transaction(eos);
     assert.equal(lookups.filter((l) => l.coordinatorType === GROUP).length, 2, 'the group coordinator looked up again, once');
+  });
+});
+
+/** A promise and the function that resolves it. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open = () => {};
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+describe('kafkajs patch: a transaction\'s adds, one at a time', () => {
+  const offsets = (offset: string) => ({ consumerGroupId: 'group', topics: [{ topic: 'in', partitions: [{ partition: 0, offset }] }] });
+  const partitions = [{ topic: 'out', partitions: [{ partition: 0 }] }];
+
+  it('adds the offsets after the partitions of a send announced before them, and never two adds at once', async () => {
+    const { cluster, requests, holds, addsInFlight } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    eos.beginTransaction();
+    const partitionsAnswered = gate();
+    holds.set('AddPartitionsToTxn', partitionsAnswered.promise);
+    // As a transaction's sendBatch then sendOffsets do: the send announces itself, then reaches its add later.
+    eos.announceSend();
+    const offsetsSent = eos.sendOffsets(offsets('1'));
+    await new Promise((resolve) => setImmediate(resolve));
+    const partitionsAdded = eos.addPartitionsToTransaction(partitions);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn'], 'the offsets wait for the announced send');
+    partitionsAnswered.open();
+    await Promise.all([partitionsAdded, offsetsSent]);
+    await eos.commit();
+    assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']);
+    assert.equal(addsInFlight.most, 1);
+  });
+
+  it('sends the offsets at once when the announced send ended without adding partitions', async () => {
+    const { cluster, requests } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    eos.beginTransaction();
+    const settle = eos.announceSend();
+    const offsetsSent = eos.sendOffsets(offsets('1'));
+    settle(); // the send failed before its add, say on metadata
+    await offsetsSent;
+    await eos.commit();
+    assert.deepEqual(requests.slice(1), ['AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']);
+  });
+
+  it('retries an add answered CONCURRENT_TRANSACTIONS itself, while the previous commit\'s markers are written', async () => {
+    const { cluster, requests, answers } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    eos.beginTransaction();
+    answers.set('AddPartitionsToTxn', ['CONCURRENT_TRANSACTIONS', 'CONCURRENT_TRANSACTIONS']);
+    answers.set('AddOffsetsToTxn', ['CONCURRENT_TRANSACTIONS']);
+    await eos.addPartitionsToTransaction(partitions);
+    await eos.sendOffsets(offsets('1'));
+    await eos.commit();
+    assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn', 'AddPartitionsToTxn', 'AddPartitionsToTxn', 'AddOffsetsToTxn', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']);
+  });
+
+  it('hands CONCURRENT_TRANSACTIONS to the caller after ten retries of one add', async () => {
+    const { cluster, requests, answers } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    eos.beginTransaction();
+    answers.set('AddPartitionsToTxn', Array.from({ length: 12 }, () => 'CONCURRENT_TRANSACTIONS'));
+    await assert.rejects(eos.addPartitionsToTransaction(partitions), (error: { type?: string }) => error.type === 'CONCURRENT_TRANSACTIONS');
+    assert.equal(requests.filter((r) => r === 'AddPartitionsToTxn').length, 11);
+    // The next add is not stuck behind the failed one.
+    await eos.addPartitionsToTransaction(partitions);
+    await eos.abort();
+  });
+
+  it('retries TxnOffsetCommit while the group coordinator is still loading the group (error code 14)', async () => {
+    const { cluster, requests, answers } = fakeCluster();
+    const eos = createEosManager({ logger: silent, cluster, transactional: true, transactionalId: 'tx', idempotent: true });
+    await eos.initProducerId();
+    eos.beginTransaction();
+    answers.set('TxnOffsetCommit', ['GROUP_LOAD_IN_PROGRESS']);
+    await eos.sendOffsets(offsets('1'));
+    await eos.commit();
+    assert.equal(requests.filter((r) => r === 'TxnOffsetCommit').length, 2);
   });
 });
 
