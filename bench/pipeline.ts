@@ -8,10 +8,11 @@
  *       end-to-end latency p50/p99 at half that rate, peak RSS per stage
  *       process and Kafka requests per transaction by API;
  *   (e) the same in co-located mode (`sluice run all`).
- * Every stage is its own process, as in production. Throughput is records over
- * the time from the stage's first commit to its last (start-up excluded).
+ * Every stage is its own process, as in production. Throughput is taken over
+ * the steady middle of each backlog: from the 10% mark to the 90% mark of its
+ * records readable downstream (start-up, warm-up and the tail excluded).
  *
- *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--partitions N] [--json FILE] [--modes-only | --stages-only]
+ *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--partitions N] [--latency-share S] [--json FILE] [--modes-only | --stages-only]
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -38,6 +39,8 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '1' },
     json: { type: 'string' },
     'latency-seconds': { type: 'string', default: '20' },
+    /** The share of the sustained rate at which latency is measured: the issue's figure is at half (0.5); lower shares show how much of the latency is contention. */
+    'latency-share': { type: 'string', default: '0.5' },
     /** The pipeline whose stages (c) and (d) measure; (a) and (b) are the same for every pipeline. */
     pipeline: { type: 'string', default: 'signup-risk' },
     /** Partitions of every topic (the input partitions each stage process serves); default SLUICE_TOPIC_PARTITIONS or 3. */
@@ -49,6 +52,8 @@ const { values: args } = parseArgs({
   },
 });
 const EVENTS = Number(args.events);
+const LATENCY_SHARE = Number(args['latency-share']);
+if (!(LATENCY_SHARE > 0 && LATENCY_SHARE <= 1)) throw new Error(`--latency-share must be in (0, 1], got ${args['latency-share']}`);
 const plugin = pipelineByName(args.pipeline).plugin;
 const RUNS = Number(args.runs);
 const MODES_ONLY = args['modes-only'];
@@ -97,16 +102,23 @@ async function prefillRaw(topic: string, count: number, idPrefix: string): Promi
   }
 }
 
+/** Throughput is taken over the records from this share of the backlog to its complement: the steady middle, without start-up, warm-up and the last small transactions. */
+const STEADY_FROM = 0.1;
+
 /**
  * Counts the records readable (read-committed) on a topic. Started before the
- * stages, so that its own group join is not timed; `throughput(startedAt)`
- * resolves once `records` have arrived, timed from `startedAt` (the stages are
- * running and the backlog is in place) to the last one.
+ * stages, so that its own group join is not timed; `throughput()` resolves
+ * once all `records` have arrived, with the rate over the steady middle
+ * (from the 10% mark to the 90% mark of the records readable).
  */
 async function countReadable(topic: string, records: number) {
+  const from = Math.floor(records * STEADY_FROM);
+  const to = Math.ceil(records * (1 - STEADY_FROM));
   let seen = 0;
-  let done: (at: number) => void = () => {};
-  const finished = new Promise<number>((resolve) => {
+  let fromAt = Number.NaN;
+  let toAt = Number.NaN;
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
     done = resolve;
   });
   const follower = await followTopic({
@@ -116,16 +128,18 @@ async function countReadable(topic: string, records: number) {
     logger,
     onMessage: () => {
       seen++;
-      if (seen === records) done(performance.now());
+      if (seen === from) fromAt = performance.now();
+      if (seen === to) toAt = performance.now();
+      if (seen === records) done();
     },
   });
   return {
-    async throughput(startedAt: number): Promise<Throughput> {
+    async throughput(): Promise<Throughput> {
       try {
-        const endedAt = await Promise.race([finished, sleep(600_000).then(() => Number.NaN)]);
-        if (Number.isNaN(endedAt)) throw new Error(`only ${seen} of ${records} records reached ${topic} within 10 minutes`);
-        const seconds = (endedAt - startedAt) / 1000;
-        return { records, seconds, events_per_s: Math.round(records / seconds) };
+        const arrived = await Promise.race([finished.then(() => true), sleep(600_000).then(() => false)]);
+        if (!arrived) throw new Error(`only ${seen} of ${records} records reached ${topic} within 10 minutes`);
+        const seconds = (toAt - fromAt) / 1000;
+        return { records: to - from, seconds, events_per_s: Math.round((to - from) / seconds) };
       } finally {
         await follower.stop();
       }
@@ -155,7 +169,7 @@ async function measurePassthrough(): Promise<Throughput> {
   const stage = passthrough(topicName(name, 'raw'), topicName(name, 'validated'), `${name}.passthrough`);
   try {
     await stage.running;
-    return await counter.throughput(performance.now());
+    return await counter.throughput();
   } finally {
     await stopAll([stage]);
     await dropInstance(name);
@@ -174,7 +188,7 @@ async function measureChain(): Promise<Throughput> {
   const stages = hops.map(([from, to]) => passthrough(topicName(name, from), topicName(name, to), `${name}.${from}`));
   try {
     await Promise.all(stages.map((s) => s.running));
-    return await counter.throughput(performance.now());
+    return await counter.throughput();
   } finally {
     await stopAll(stages);
     await dropInstance(name);
@@ -194,7 +208,7 @@ async function measureStages(): Promise<Record<StageName, Throughput>> {
       const process = spawnStage({ pipeline: name, stage, env: { SLUICE_METRICS_PORT: '0' }, logFile: join(logDir, `${stage}.log`) });
       try {
         await process.running;
-        results[stage] = await counter.throughput(performance.now());
+        results[stage] = await counter.throughput();
       } finally {
         await stopAll([process]);
       }
@@ -216,6 +230,76 @@ interface PipelineResult {
   request_mean_ms: { producer: Record<string, number>; consumer: Record<string, number> };
   /** Input chunks (one partition's records each) per transaction: a process commits the chunks ready together in one. */
   chunks_per_transaction: number;
+  /** Cores used on average during the latency phase, by process (stages, the local stack's services, this benchmark) and by the whole machine. */
+  latency_cpu_cores: Record<string, number>;
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined when it is gone or this is not Linux. */
+function cpuSecondsOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces), from the state on: utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux's USER_HZ: /proc reports CPU time in these ticks. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** Busy CPU seconds of the whole machine (every core), from /proc/stat. */
+function machineBusySeconds(): number | undefined {
+  try {
+    const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    const busy = ticks.slice(0, 8).reduce((sum, t, i) => (i === 3 || i === 4 ? sum : sum + t), 0);
+    return busy / CLOCK_TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The local stack's service processes, by name, from their pid files. */
+function stackPids(): Record<string, number> {
+  const pids: Record<string, number> = {};
+  for (const service of ['kafka', 'registry', 'clickhouse']) {
+    try {
+      const pid = Number(readFileSync(join(stackPaths().run, `${service}.pid`), 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0) pids[service] = pid;
+    } catch {
+      // not started by the local stack (docker-compose, say): not measured
+    }
+  }
+  return pids;
+}
+
+/** Starts measuring CPU use per process; `stop()` gives the cores each used on average since. */
+function measureCpu(processes: StageProcess[]) {
+  const pids: Record<string, number> = { ...stackPids() };
+  for (const p of processes) if (p.child.pid !== undefined) pids[p.name] = p.child.pid;
+  const startedAt = performance.now();
+  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSecondsOf(pid)]));
+  const benchBefore = process.cpuUsage();
+  const machineBefore = machineBusySeconds();
+  return {
+    stop(): Record<string, number> {
+      const seconds = (performance.now() - startedAt) / 1000;
+      const cores: Record<string, number> = {};
+      for (const [name, pid] of Object.entries(pids)) {
+        const [start, end] = [before[name], cpuSecondsOf(pid)];
+        if (start !== undefined && end !== undefined) cores[name] = round((end - start) / seconds);
+      }
+      const bench = process.cpuUsage(benchBefore);
+      cores['bench'] = round((bench.user + bench.system) / 1e6 / seconds);
+      const machineAfter = machineBusySeconds();
+      if (machineBefore !== undefined && machineAfter !== undefined) cores['machine'] = round((machineAfter - machineBefore) / seconds);
+      return cores;
+    },
+  };
 }
 
 /** A free TCP port for a stage's /metrics. */
@@ -270,7 +354,6 @@ async function scrapeRequests(ports: number[]) {
       if (committed) chunks += Number(committed[1]);
     }
   }
-  const round = (n: number) => Math.round(n * 100) / 100;
   // A process commits several partitions' chunks in one transaction when they are ready together: one EndTxn each.
   const transactions = requests.producer.EndTxn?.count ?? chunks;
   const perTransaction = (byApi: ByApi) => Object.fromEntries(Object.entries(byApi).map(([api, { count }]) => [api, round(count / Math.max(1, transactions))]));
@@ -301,14 +384,15 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
   const rss = sampleRss(stages);
   try {
     await Promise.all(stages.map((s) => s.running));
-    const eventsPerS = (await counter.throughput(performance.now())).events_per_s;
+    const eventsPerS = (await counter.throughput()).events_per_s;
     const requests = await scrapeRequests(ports);
 
-    // Latency at half that rate, on the same running stages, new events only.
-    const rate = Math.max(1, Math.round(eventsPerS / 2));
+    // Latency at half that rate (--latency-share), on the same running stages, new events only.
+    const rate = Math.max(1, Math.round(eventsPerS * LATENCY_SHARE));
     const count = rate * LATENCY_SECONDS;
     const idPrefix = `${name}-lat`;
     const outcomes = await Outcomes.follow({ brokers, pipeline: name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix, logger });
+    const cpu = measureCpu(stages);
     try {
       await produceStream({
         brokers,
@@ -330,6 +414,7 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
         latency_ms: { p50: percentile(steady, 50), p99: percentile(steady, 99), rate_per_s: rate, events: outcomes.decisions.size },
         rss_mb: rss.stop(),
         ...requests,
+        latency_cpu_cores: cpu.stop(),
       };
     } finally {
       await outcomes.stop();
@@ -364,6 +449,7 @@ const SKIPPED_PIPELINE: PipelineResult = {
   requests_per_transaction: { producer: {}, consumer: {} },
   request_mean_ms: { producer: {}, consumer: {} },
   chunks_per_transaction: Number.NaN,
+  latency_cpu_cores: {},
 };
 
 async function runOnce(run: number): Promise<RunResult> {
@@ -427,6 +513,7 @@ const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
     consumer: medianOfKeys((r) => f(r).request_mean_ms.consumer),
   },
   chunks_per_transaction: pick((r) => f(r).chunks_per_transaction),
+  latency_cpu_cores: medianOfKeys((r) => f(r).latency_cpu_cores),
   spread: {
     events_per_s: spread((r) => f(r).events_per_s),
     latency_p50_ms: spread((r) => f(r).latency_ms.p50),
@@ -462,6 +549,10 @@ const requestsRow = (mode: ReturnType<typeof modeSummary>) =>
     .sort(([, a], [, b]) => b - a)
     .map(([api, n]) => `${api} ${n} (${mode.request_mean_ms.producer[api]} ms)`)
     .join(' · ') + `  · ${mode.chunks_per_transaction} partition chunks per transaction`;
+const cpuRow = (mode: ReturnType<typeof modeSummary>) =>
+  Object.entries(mode.latency_cpu_cores)
+    .map(([name, cores]) => `${name} ${cores}`)
+    .join(' · ');
 const { independent, colocated } = summary.modes;
 const rows: Array<[string, string]> = [
   ...(MODES_ONLY ? [] : fixedRows()),
@@ -473,10 +564,12 @@ function modeRows(): Array<[string, string]> {
   ['(d) latency', latencyRow(independent)],
   ['(d) peak RSS, MiB', rssRow(independent)],
   ['(d) producer requests / tx', requestsRow(independent)],
+  ['(d) cores used in latency', cpuRow(independent)],
   ['(e) co-located sustained', `${colocated.events_per_s} events/s  (÷ passthrough ${summary.ratios.colocated_over_passthrough})`],
   ['(e) latency', latencyRow(colocated)],
   ['(e) peak RSS, MiB', rssRow(colocated)],
   ['(e) producer requests / tx', requestsRow(colocated)],
+  ['(e) cores used in latency', cpuRow(colocated)],
   ];
 }
 function fixedRows(): Array<[string, string]> {
