@@ -5,7 +5,8 @@
  * requests, and forgets them when a request to one fails; it sends a
  * transaction's adds one at a time, retrying CONCURRENT_TRANSACTIONS itself,
  * and adds offsets after the partitions of a send announced before them; and
- * a batch is grouped per partition in one pass. These tests drive the patched modules
+ * a batch is grouped per partition in one pass; murmur2 (the partitioner)
+ * runs in 32-bit integers; and record batches' CRC-32C is native. These tests drive the patched modules
  * themselves; test/integration/kafkajs-patch.test.ts counts the requests on
  * the real broker.
  */
@@ -16,6 +17,8 @@ import { describe, it } from 'node:test';
 const require = createRequire(import.meta.url);
 const createEosManager = require('kafkajs/src/producer/eosManager');
 const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition');
+const murmur2: (key: Buffer | string) => number = require('kafkajs/src/producer/partitioners/default/murmur2');
+const crc32C: ((buffer: Buffer) => number) & { javascript: (buffer: Buffer) => number; native: boolean } = require('kafkajs/src/protocol/recordBatch/crc32C');
 
 const TRANSACTION = 1;
 const GROUP = 0;
@@ -223,5 +226,66 @@ describe('kafkajs patch: grouping a batch per partition', () => {
       assert.deepEqual(list.map((m) => Number(m.value)), [...list.map((m) => Number(m.value))].sort((a, b) => a - b));
     }
     assert.equal(Object.values(grouped).reduce((n, list) => n + list.length, 0), messages.length);
+  });
+});
+
+/** Kafka's murmur2 (Utils.murmur2, Java int arithmetic) spelled out in BigInt: the reference the patched partitioner must match. */
+function javaMurmur2(data: Buffer): number {
+  const mask = 0xffffffffn;
+  const m = 0x5bd1e995n;
+  const mul = (a: bigint, b: bigint) => (a * b) & mask;
+  let h = (0x9747b28cn ^ BigInt(data.length)) & mask;
+  const whole = data.length - (data.length % 4);
+  for (let i = 0; i < whole; i += 4) {
+    let k = BigInt(data.readUInt32LE(i));
+    k = mul(k, m);
+    k ^= k >> 24n;
+    k = mul(k, m);
+    h = mul(h, m) ^ k;
+  }
+  const tail = data.length % 4;
+  if (tail >= 3) h ^= BigInt(data[whole + 2]!) << 16n;
+  if (tail >= 2) h ^= BigInt(data[whole + 1]!) << 8n;
+  if (tail >= 1) h = mul(h ^ BigInt(data[whole]!), m);
+  h ^= h >> 13n;
+  h = mul(h, m);
+  h ^= h >> 15n;
+  return Number(BigInt.asIntN(32, h));
+}
+
+describe('kafkajs patch: the partitioner and the batch checksum', () => {
+  it('hashes keys to the values of Kafka\'s own murmur2 tests', () => {
+    // Apache Kafka's UtilsTest.testMurmur2: the partition of a key must not depend on the client.
+    const cases: Array<[string, number]> = [
+      ['21', -973932308],
+      ['foobar', -790332482],
+      ['a-little-bit-long-string', -985981536],
+      ['a-little-bit-longer-string', -1486304829],
+      ['lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8', -58897971],
+      ['abc', 479470107],
+    ];
+    for (const [key, hash] of cases) assert.equal(murmur2(Buffer.from(key)), hash, key);
+  });
+
+  it('hashes any key as Java int arithmetic does', () => {
+    let seed = 1;
+    const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+    for (let i = 0; i < 5_000; i++) {
+      const key = Buffer.alloc(i % 67);
+      for (let j = 0; j < key.length; j++) key[j] = next() >>> 24;
+      assert.equal(murmur2(key), javaMurmur2(key), key.toString('hex'));
+    }
+    assert.equal(murmur2('héllo'), javaMurmur2(Buffer.from('héllo')), 'a string key is hashed as its UTF-8 bytes');
+  });
+
+  it('checksums record batches with the native CRC-32C, equal to the JavaScript one', () => {
+    assert.equal(crc32C.native, true, '@node-rs/crc32 is installed and loaded');
+    assert.equal(crc32C(Buffer.from('123456789')), 0xe3069283, 'the CRC-32C check value');
+    let seed = 7;
+    for (let i = 0; i < 500; i++) {
+      const buffer = Buffer.alloc((i * 37) % 4_099);
+      for (let j = 0; j < buffer.length; j++) buffer[j] = (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 24;
+      assert.equal(crc32C(buffer), crc32C.javascript(buffer));
+    }
   });
 });
