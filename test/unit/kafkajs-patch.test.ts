@@ -6,7 +6,8 @@
  * transaction's adds one at a time, retrying CONCURRENT_TRANSACTIONS itself,
  * and adds offsets after the partitions of a send announced before them; and
  * a batch is grouped per partition in one pass; murmur2 (the partitioner)
- * runs in 32-bit integers; and record batches' CRC-32C is native. These tests drive the patched modules
+ * runs in 32-bit integers; record batches' CRC-32C is native; and records
+ * are encoded without a buffer per varint or a Long per timestamp delta. These tests drive the patched modules
  * themselves; test/integration/kafkajs-patch.test.ts counts the requests on
  * the real broker.
  */
@@ -18,6 +19,11 @@ const require = createRequire(import.meta.url);
 const createEosManager = require('kafkajs/src/producer/eosManager');
 const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition');
 const murmur2: (key: Buffer | string) => number = require('kafkajs/src/producer/partitioners/default/murmur2');
+const Encoder = require('kafkajs/src/protocol/encoder');
+const Decoder = require('kafkajs/src/protocol/decoder');
+const Record = require('kafkajs/src/protocol/recordBatch/record/v0');
+const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0');
+const decodeRecordBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder');
 const crc32C: ((buffer: Buffer) => number) & { javascript: (buffer: Buffer) => number; native: boolean } = require('kafkajs/src/protocol/recordBatch/crc32C');
 
 const TRANSACTION = 1;
@@ -287,5 +293,57 @@ describe('kafkajs patch: the partitioner and the batch checksum', () => {
       for (let j = 0; j < buffer.length; j++) buffer[j] = (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 24;
       assert.equal(crc32C(buffer), crc32C.javascript(buffer));
     }
+  });
+});
+
+/** Zigzag LEB128 of a 64-bit integer, spelled out in BigInt: the bytes Kafka's varint and varlong fields must hold. */
+function zigzagVarint(value: bigint): string {
+  let zigzag = BigInt.asUintN(64, (value << 1n) ^ (value >> 63n));
+  const bytes: number[] = [];
+  while (zigzag >= 0x80n) {
+    bytes.push(Number(zigzag & 0x7fn) | 0x80);
+    zigzag >>= 7n;
+  }
+  bytes.push(Number(zigzag));
+  return Buffer.from(bytes).toString('hex');
+}
+
+describe('kafkajs patch: encoding records', () => {
+  const int32Edges = [0, 1, -1, 63, -64, 64, -65, 8191, 8192, 2 ** 31 - 1, -(2 ** 31)];
+
+  it('writes varints and varlongs as zigzag LEB128, in 32 bits and beyond', () => {
+    for (const value of int32Edges) {
+      assert.equal(new Encoder().writeVarInt(value).buffer.toString('hex'), zigzagVarint(BigInt(value)), `varint ${value}`);
+      assert.equal(new Encoder().writeVarLong(value).buffer.toString('hex'), zigzagVarint(BigInt(value)), `varlong ${value}`);
+      assert.equal(Encoder.sizeOfVarLong(value), zigzagVarint(BigInt(value)).length / 2, `size of varlong ${value}`);
+    }
+    for (const value of [2 ** 31, -(2 ** 31) - 1, 2 ** 40, -(2 ** 45), Number.MAX_SAFE_INTEGER]) {
+      assert.equal(new Encoder().writeVarLong(value).buffer.toString('hex'), zigzagVarint(BigInt(value)), `varlong ${value}`);
+      assert.equal(Encoder.sizeOfVarLong(value), zigzagVarint(BigInt(value)).length / 2, `size of varlong ${value}`);
+    }
+  });
+
+  it('encodes a batch that decodes to the same records: keys and values of every varint length, headers, timestamps far apart', async () => {
+    const firstTimestamp = 1_764_590_000_000;
+    const deltas = [0, 1, -5, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), 2 ** 40];
+    const sizes = [0, 1, 127, 128, 16_383, 16_384, 600];
+    const messages = sizes.flatMap((size, i) => [
+      { key: Buffer.alloc(size, i + 1), value: Buffer.alloc(sizes[(i + 3) % sizes.length]!, 0xa0 + i), headers: {}, timestamp: firstTimestamp + deltas[i]! },
+      { key: null, value: `ünïcode ${i}`, headers: { trace: `t${i}`, many: [Buffer.from([i]), 'zwei'] }, timestamp: firstTimestamp + deltas[(i + 1) % deltas.length]! },
+    ]);
+    const records = messages.map((message, offsetDelta) => Record({ ...message, offsetDelta, timestampDelta: message.timestamp - firstTimestamp }));
+    const batch = await RecordBatch({ records, firstTimestamp, maxTimestamp: firstTimestamp + 2 ** 40, lastOffsetDelta: records.length - 1 });
+    const decoded = await decodeRecordBatch(new Decoder(batch.buffer));
+    assert.equal(decoded.records.length, messages.length);
+    messages.forEach((message, i) => {
+      const record = decoded.records[i];
+      assert.equal(record.offset, String(i));
+      assert.equal(record.timestamp, String(message.timestamp));
+      assert.deepEqual(record.key, message.key === null ? null : message.key);
+      assert.deepEqual(record.value, Buffer.from(message.value));
+      const headers = Object.fromEntries(Object.entries(record.headers as Record<string, Buffer | Buffer[]>).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
+      const expected = Object.fromEntries(Object.entries(message.headers).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
+      assert.deepEqual(headers, expected);
+    });
   });
 });
