@@ -25,11 +25,12 @@ export const SLUICE_BIN = join(ROOT, 'bin', 'sluice.js');
  *   about twice the live data between full collections instead of four times
  *   (V8's heap-controller.h): 45–75 MB less at peak per stage. Independent
  *   stages keep their throughput; `run all` lost about a tenth of its rate in
- *   the benchmark. The margin is tenfold over validate's default
- *   duplicate-check bound (500,000 ids, ~90 MB); see `nodeFlags`.
+ *   the benchmark. Validate's duplicate check holds its ids off the heap
+ *   (500,000 by default, ~35 MB), but a restore reads a partition's changelog
+ *   onto the heap first (~146 bytes an entry); see `nodeFlags`.
  */
 export const NODE_FLAGS = ['--disable-warning=TimeoutNegativeWarning', '--max-semi-space-size=8', '--max-old-space-size=2000'];
-/** Above this many duplicate-check ids (~180 bytes each) validate may need more than the capped heap: the cap is left off. */
+/** Above this many duplicate-check ids, a restore's changelog entries (~146 bytes each on the heap, until stored off it) may need more than the capped heap: the cap is left off. */
 const UNCAPPED_HEAP_FROM_DEDUP_IDS = 5_000_000;
 
 /** NODE_FLAGS for a process with environment `env`: without the old-generation cap where a raised duplicate-check bound could outgrow it. */

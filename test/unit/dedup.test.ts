@@ -1,8 +1,10 @@
 /**
  * validate's duplicate check and event-time flags, without a broker: the
- * state (window, bound, restore), the stage as the driver runs it (in-chunk
- * and later duplicates, the changelog entries it writes), the sink's row for
- * a dropped duplicate, and the gateway's keying from the manifest.
+ * state (window, bound, restore), its compact store against the Map of
+ * strings it replaced (exactness, growth, memory reuse), the stage as the
+ * driver runs it (in-chunk and later duplicates, the changelog entries it
+ * writes), the sink's row for a dropped duplicate, and the gateway's keying
+ * from the manifest.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -18,7 +20,7 @@ import { stageConfigFromEnv } from '../../processors/runtime/config.ts';
 import { processIsolating, type StageDefinition, type StageServices } from '../../processors/runtime/runtime.ts';
 import { mapRecords } from '../../processors/sink/rows.ts';
 import { changelogSchema, type DedupEntry } from '../../processors/validate/changelog.ts';
-import { DedupState } from '../../processors/validate/dedup.ts';
+import { DedupState, hashOf } from '../../processors/validate/dedup.ts';
 import { validateStage } from '../../processors/validate/runner.ts';
 import { timelinessOf } from '../../processors/validate/transform.ts';
 import { PipelineDriver } from '../driver.ts';
@@ -61,6 +63,144 @@ describe('duplicate check: state', () => {
     assert.equal(state.seenAt(0, 'old', T0 + 10), undefined);
     assert.equal(state.seenAt(1, 'other', T0 + 10), T0, 'other partitions are untouched');
     assert.equal(state.size, 2);
+  });
+});
+
+describe('duplicate check: the compact store, against a Map of strings', () => {
+  it('answers as a Map with the same rules would, over many random records, restores, expiries and bounds on several partitions', () => {
+    const colliding = hashCollisions(4);
+    const pool = [
+      '',
+      'a',
+      'ab',
+      'abc',
+      'b',
+      'é',
+      'Ã©',
+      '\u00e9\u00e9',
+      '😀',
+      '\ud83d',
+      '\ude00',
+      '\ude00\ud83d',
+      '\ufffd',
+      '\ud800',
+      '\u0000',
+      'x'.repeat(128),
+      'x'.repeat(127),
+      'é'.repeat(128),
+      ...colliding.flat(),
+      ...Array.from({ length: 120 }, (_, i) => (i % 3 === 0 ? randomUuid(i) : `evt-${i}${i % 5 === 0 ? 'ü' : ''}`)),
+    ];
+    // The last three hash poorly on purpose: most ids share a slot's probe run, so only their bytes tell them apart;
+    // the last one's runs start at the index's last slots and wrap around to its first.
+    for (const [seed, maxIds, windowMs, hash] of [
+      [1, 40, DAY, undefined],
+      [2, 1_000, 2 * HOUR, undefined],
+      [3, 7, HOUR, undefined],
+      [4, 90, 30 * 60_000, undefined],
+      [5, 60, DAY, (id: string) => id.length % 4],
+      [6, 1_000, 3 * HOUR, () => 7],
+      [7, 200, DAY, (id: string) => -1 - (id.length % 3)],
+    ] as const) {
+      const random = mulberry32(seed);
+      const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+      const state = new DedupState({ windowMs, maxIds, hash });
+      const model = new MapDedup({ windowMs, maxIds });
+      let nowMs = T0;
+      for (let op = 0; op < 3_000; op++) {
+        nowMs += Math.floor(random() * 10 * 60_000);
+        const partition = Math.floor(random() * 4);
+        const roll = random();
+        const entries = Array.from({ length: Math.floor(random() * 12) }, () => [pick(pool), nowMs - Math.floor(random() * windowMs * 1.2)] as const);
+        const what = roll < 0.7 ? 'record' : roll < 0.85 ? 'expire' : 'restore';
+        if (what === 'record') {
+          state.record(partition, entries, nowMs);
+          model.record(partition, entries, nowMs);
+        } else if (what === 'expire') {
+          state.expire(partition, nowMs);
+          model.expire(partition, nowMs);
+        } else {
+          state.restore(partition, entries, nowMs);
+          model.restore(partition, entries, nowMs);
+        }
+        const at = `seed ${seed}, op ${op} (${what})`;
+        assert.equal(state.size, model.size, at);
+        assert.equal(state.evicted, model.evicted, at);
+        for (let p = 0; p < 5; p++) {
+          for (const id of pool) {
+            const when = nowMs + Math.floor(random() * 2 - 1) * Math.floor(windowMs / 2);
+            assert.equal(state.seenAt(p, id, when), model.seenAt(p, id, when), `${at}: partition ${p}, id ${JSON.stringify(id)}`);
+          }
+        }
+      }
+    }
+  });
+
+  it('never takes one id for another: same hash, same bytes in another encoding, a prefix, a lone surrogate', () => {
+    const pairs: Array<readonly [string, string]> = [
+      ...hashCollisions(3),
+      ['é', 'Ã©'],
+      ['\ud800', '\ufffd'],
+      ['\ud800', '\udc00'],
+      ['\ud83d\ude00', '\ude00\ud83d'],
+      ['ab', 'abc'],
+      ['', '\u0000'],
+    ];
+    // With the real hash, and with one that gives every id the same slot: the bytes decide.
+    for (const [[one, other], hash] of pairs.flatMap((pair) => [[pair, undefined] as const, [pair, () => 0] as const])) {
+      const state = new DedupState({ windowMs: DAY, maxIds: 1_000, hash });
+      // Adjacent in the arena: "ab" then "c" must not read as "abc".
+      state.record(0, [[one, T0], ['c', T0 + 1]], T0 + 1);
+      assert.equal(state.seenAt(0, one, T0 + 2), T0, JSON.stringify(one));
+      assert.equal(state.seenAt(0, other, T0 + 2), undefined, `${JSON.stringify(other)} is not ${JSON.stringify(one)}`);
+      state.record(0, [[other, T0 + 2]], T0 + 2);
+      assert.equal(state.size, 3, `${JSON.stringify(other)} is held apart from ${JSON.stringify(one)}`);
+      assert.equal(state.seenAt(0, one, T0 + 3), T0);
+      assert.equal(state.seenAt(0, other, T0 + 3), T0 + 2);
+    }
+  });
+
+  it('grows far past its initial capacity and still finds every id, and only those', () => {
+    // Arena offsets start near 2^32: they wrap within the first ids, here and in the tests above.
+    const count = 150_000;
+    const state = new DedupState({ windowMs: DAY, maxIds: 1_000_000 });
+    const ids = Array.from({ length: count }, (_, i) => randomUuid(i));
+    for (let i = 0; i < count; i += 1_000) state.record(i % 3, ids.slice(i, i + 1_000).map((id, j) => [id, T0 + i + j] as const), T0 + i);
+    assert.equal(state.size, count);
+    for (let i = 0; i < count; i++) {
+      const partition = Math.floor(i / 1_000) % 3;
+      assert.equal(state.seenAt(partition, ids[i]!, T0 + count), T0 + i, ids[i]);
+      assert.equal(state.seenAt((partition + 1) % 3, ids[i]!, T0 + count), undefined);
+    }
+    for (let i = 0; i < 10_000; i++) assert.equal(state.seenAt(i % 3, randomUuid(count + i), T0 + count), undefined);
+  });
+
+  it('reuses its memory as ids expire: a steady stream through the window does not grow it, an emptied partition gives it back', () => {
+    const windowMs = 60_000;
+    const state = new DedupState({ windowMs, maxIds: 1_000_000 });
+    let bytesAfterWarmUp = 0;
+    // 300,000 ids of up to 60 bytes through a window that holds 2,000 of them: 18 MB if the arena kept every id.
+    for (let i = 0; i < 300_000; i += 100) {
+      const nowMs = T0 + i * 30;
+      state.record(0, Array.from({ length: 100 }, (_, j) => [`${randomUuid(i + j)}${'é'.repeat((i + j) % 12)}`, nowMs] as const), nowMs);
+      if (i === 20_000) bytesAfterWarmUp = state.bytes;
+      if (i > 0 && i % 10_000 === 0) {
+        assert.equal(state.size, 2_000);
+        assert.equal(state.seenAt(0, `${randomUuid(i)}${'é'.repeat(i % 12)}`, nowMs), nowMs);
+        assert.equal(state.seenAt(0, `${randomUuid(i - 2_000)}${'é'.repeat((i - 2_000) % 12)}`, nowMs), undefined, 'out of the window');
+      }
+    }
+    assert.ok(state.bytes <= bytesAfterWarmUp, `${state.bytes} bytes after the stream, ${bytesAfterWarmUp} after its first 20,000 ids`);
+    assert.ok(state.bytes < 500_000, `${state.bytes} bytes for 2,000 ids`);
+
+    const large = new DedupState({ windowMs, maxIds: 1_000_000 });
+    const empty = new DedupState({ windowMs, maxIds: 1_000_000 });
+    empty.record(0, [['one', T0]], T0);
+    large.record(0, Array.from({ length: 100_000 }, (_, i) => [randomUuid(i), T0] as const), T0);
+    assert.ok(large.bytes > 20 * empty.bytes, `${large.bytes} bytes for 100,000 ids`);
+    large.record(0, [['one', T0 + windowMs]], T0 + windowMs);
+    assert.equal(large.size, 1);
+    assert.equal(large.bytes, empty.bytes, 'back to the size a new partition starts with');
   });
 });
 
@@ -220,4 +360,103 @@ async function buildStage(payload = signupRisk.payload): Promise<StageDefinition
     now: () => T0,
   } as unknown as StageServices<PipelineInstance>;
   return (await validateStage.factory(stageConfigFromEnv('validate', validateStage.settings(signupRisk), {}))(services)) as StageDefinition<Buffer>;
+}
+
+/**
+ * The duplicate check's semantics as the Map of strings had them, the
+ * reference the compact store must match: insertion order is validation
+ * order, a recorded id takes the new time and keeps its place.
+ */
+class MapDedup {
+  private readonly partitions = new Map<number, Map<string, number>>();
+  size = 0;
+  evicted = 0;
+  private readonly options: { windowMs: number; maxIds: number };
+  constructor(options: { windowMs: number; maxIds: number }) {
+    this.options = options;
+  }
+
+  seenAt(partition: number, id: string, nowMs: number): number | undefined {
+    const at = this.partitions.get(partition)?.get(id);
+    return at !== undefined && at > nowMs - this.options.windowMs ? at : undefined;
+  }
+
+  record(partition: number, entries: Iterable<readonly [string, number]>, nowMs: number): void {
+    let ids = this.partitions.get(partition);
+    if (ids === undefined) {
+      ids = new Map<string, number>();
+      this.partitions.set(partition, ids);
+    }
+    this.expire(partition, nowMs);
+    for (const [id, at] of entries) {
+      if (!ids.has(id)) this.size++;
+      ids.set(id, at);
+    }
+    this.bound(partition);
+  }
+
+  restore(partition: number, entries: Iterable<readonly [string, number]>, nowMs: number): void {
+    this.size -= this.partitions.get(partition)?.size ?? 0;
+    const ids = new Map<string, number>();
+    this.partitions.set(partition, ids);
+    for (const [id, at] of entries) {
+      if (at <= nowMs - this.options.windowMs || ids.has(id)) continue;
+      ids.set(id, at);
+      this.size++;
+    }
+    this.bound(partition);
+  }
+
+  expire(partition: number, nowMs: number): void {
+    const ids = this.partitions.get(partition);
+    for (const [id, at] of ids ?? []) {
+      if (at > nowMs - this.options.windowMs) break;
+      ids!.delete(id);
+      this.size--;
+    }
+  }
+
+  private bound(partition: number): void {
+    while (this.size > this.options.maxIds) {
+      let ids = this.partitions.get(partition)!;
+      if (ids.size === 0) ids = [...this.partitions.values()].reduce((largest, candidate) => (candidate.size > largest.size ? candidate : largest));
+      const oldest = ids.keys().next();
+      if (oldest.done) return;
+      ids.delete(oldest.value);
+      this.size--;
+      this.evicted++;
+    }
+  }
+}
+
+/** Deterministic pseudo-random numbers in [0, 1). */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** A UUID-shaped id, the same for the same `n`. */
+function randomUuid(n: number): string {
+  const random = mulberry32(n * 7_919 + 1);
+  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16)).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
+}
+
+/** `count` pairs of distinct ids with the same 32-bit hash (a birthday search: about ten among 300,000 ids). */
+function hashCollisions(count: number): Array<readonly [string, string]> {
+  const seen = new Map<number, string>();
+  const pairs: Array<readonly [string, string]> = [];
+  for (let i = 0; pairs.length < count; i++) {
+    const id = i % 2 === 0 ? `c${i}` : `c${i}-ü`;
+    const other = seen.get(hashOf(id));
+    if (other !== undefined) pairs.push([other, id]);
+    else seen.set(hashOf(id), id);
+  }
+  return pairs;
 }
