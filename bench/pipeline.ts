@@ -12,7 +12,7 @@
  * the steady middle of each backlog: from the 10% mark to the 90% mark of its
  * records readable downstream (start-up, warm-up and the tail excluded).
  *
- *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--partitions N] [--latency-share S] [--json FILE] [--modes-only | --stages-only]
+ *   npm run bench -- [--pipeline P] [--events N] [--runs R] [--partitions N] [--latency-share S] [--hops] [--json FILE] [--modes-only | --stages-only]
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -41,6 +41,8 @@ const { values: args } = parseArgs({
     'latency-seconds': { type: 'string', default: '20' },
     /** The share of the sustained rate at which latency is measured: the issue's figure is at half (0.5); lower shares show how much of the latency is contention. */
     'latency-share': { type: 'string', default: '0.5' },
+    /** Also time each hop of the latency phase (produced → validated → scored → decided, each readable): three more consumers in this process. */
+    hops: { type: 'boolean', default: false },
     /** The pipeline whose stages (c) and (d) measure; (a) and (b) are the same for every pipeline. */
     pipeline: { type: 'string', default: 'signup-risk' },
     /** Partitions of every topic (the input partitions each stage process serves); default SLUICE_TOPIC_PARTITIONS or 3. */
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
 });
 const EVENTS = Number(args.events);
 const LATENCY_SHARE = Number(args['latency-share']);
+const HOPS = args.hops;
 if (!(LATENCY_SHARE > 0 && LATENCY_SHARE <= 1)) throw new Error(`--latency-share must be in (0, 1], got ${args['latency-share']}`);
 const plugin = pipelineByName(args.pipeline).plugin;
 const RUNS = Number(args.runs);
@@ -232,6 +235,64 @@ interface PipelineResult {
   chunks_per_transaction: number;
   /** Cores used on average during the latency phase, by process (stages, the local stack's services, this benchmark) and by the whole machine. */
   latency_cpu_cores: Record<string, number>;
+  /** With --hops: p50 and p99 of each hop of the latency phase, from produced (occurred_at) to readable on validated, then scored, then decided. */
+  latency_hops_ms?: Record<'validated' | 'scored' | 'decided', { p50: number; p99: number }>;
+}
+
+/** The event_id of a framed Avro record of a contract topic: its first field, a string right after the 5-byte frame. */
+function eventIdOf(value: Buffer): string | undefined {
+  let length = 0;
+  let shift = 0;
+  let at = 5;
+  for (;;) {
+    const byte = value[at++];
+    if (byte === undefined) return undefined;
+    length |= (byte & 0x7f) << shift;
+    if (byte < 0x80) break;
+    shift += 7;
+  }
+  length = (length >>> 1) ^ -(length & 1);
+  return length >= 0 && at + length <= value.length ? value.toString('utf8', at, at + length) : undefined;
+}
+
+/** When each event of this run became readable on the validated, scored and decided topics (for --hops). */
+async function followHops(name: string, idPrefix: string) {
+  const topics = ['validated', 'scored', 'decided'] as const;
+  const seenAt = Object.fromEntries(topics.map((t) => [t, new Map<string, number>()])) as Record<(typeof topics)[number], Map<string, number>>;
+  const followers = await Promise.all(
+    topics.map((topic) =>
+      followTopic({
+        brokers,
+        topic: topicName(name, topic),
+        clientId: `sluice-bench-hops-${topic}`,
+        logger,
+        onMessage: ({ value }) => {
+          const id = value === null ? undefined : eventIdOf(value);
+          if (id?.startsWith(idPrefix) && !seenAt[topic].has(id)) seenAt[topic].set(id, Date.now());
+        },
+      }),
+    ),
+  );
+  return {
+    /** Per hop, over the events after the first tenth (the stages settling), p50 and p99. */
+    summary(occurredAt: ReadonlyMap<string, number>): NonNullable<PipelineResult['latency_hops_ms']> {
+      const events = [...occurredAt.keys()];
+      const steady = events.slice(Math.floor(events.length * 0.1));
+      const hop = (from: (id: string) => number | undefined, to: (id: string) => number | undefined) => {
+        const ms = steady.flatMap((id) => {
+          const [a, b] = [from(id), to(id)];
+          return a === undefined || b === undefined ? [] : [b - a];
+        });
+        return { p50: percentile(ms, 50), p99: percentile(ms, 99) };
+      };
+      return {
+        validated: hop((id) => occurredAt.get(id), (id) => seenAt.validated.get(id)),
+        scored: hop((id) => seenAt.validated.get(id), (id) => seenAt.scored.get(id)),
+        decided: hop((id) => seenAt.scored.get(id), (id) => seenAt.decided.get(id)),
+      };
+    },
+    stop: () => Promise.all(followers.map((f) => f.stop())),
+  };
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
@@ -392,6 +453,7 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
     const count = rate * LATENCY_SECONDS;
     const idPrefix = `${name}-lat`;
     const outcomes = await Outcomes.follow({ brokers, pipeline: name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix, logger });
+    const hops = HOPS ? await followHops(name, idPrefix) : undefined;
     const cpu = measureCpu(stages);
     try {
       await produceStream({
@@ -415,8 +477,10 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
         rss_mb: rss.stop(),
         ...requests,
         latency_cpu_cores: cpu.stop(),
+        ...(hops && { latency_hops_ms: hops.summary(new Map([...outcomes.decisions].map(([id, decision]) => [id, decision.occurred_at]))) }),
       };
     } finally {
+      await hops?.stop();
       await outcomes.stop();
     }
   } finally {
@@ -514,6 +578,14 @@ const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
   },
   chunks_per_transaction: pick((r) => f(r).chunks_per_transaction),
   latency_cpu_cores: medianOfKeys((r) => f(r).latency_cpu_cores),
+  ...(HOPS && {
+    latency_hops_ms: Object.fromEntries(
+      (['validated', 'scored', 'decided'] as const).map((hop) => [
+        hop,
+        { p50: pick((r) => f(r).latency_hops_ms?.[hop].p50 ?? Number.NaN), p99: pick((r) => f(r).latency_hops_ms?.[hop].p99 ?? Number.NaN) },
+      ]),
+    ),
+  }),
   spread: {
     events_per_s: spread((r) => f(r).events_per_s),
     latency_p50_ms: spread((r) => f(r).latency_ms.p50),
@@ -553,6 +625,10 @@ const cpuRow = (mode: ReturnType<typeof modeSummary>) =>
   Object.entries(mode.latency_cpu_cores)
     .map(([name, cores]) => `${name} ${cores}`)
     .join(' · ');
+const hopsRow = (mode: ReturnType<typeof modeSummary>) =>
+  Object.entries(mode.latency_hops_ms ?? {})
+    .map(([hop, { p50, p99 }]) => `→ ${hop} p50 ${p50} · p99 ${p99}`)
+    .join('  ');
 const { independent, colocated } = summary.modes;
 const rows: Array<[string, string]> = [
   ...(MODES_ONLY ? [] : fixedRows()),
@@ -565,11 +641,13 @@ function modeRows(): Array<[string, string]> {
   ['(d) peak RSS, MiB', rssRow(independent)],
   ['(d) producer requests / tx', requestsRow(independent)],
   ['(d) cores used in latency', cpuRow(independent)],
+  ...(HOPS ? [['(d) latency per hop, ms', hopsRow(independent)] as [string, string]] : []),
   ['(e) co-located sustained', `${colocated.events_per_s} events/s  (÷ passthrough ${summary.ratios.colocated_over_passthrough})`],
   ['(e) latency', latencyRow(colocated)],
   ['(e) peak RSS, MiB', rssRow(colocated)],
   ['(e) producer requests / tx', requestsRow(colocated)],
   ['(e) cores used in latency', cpuRow(colocated)],
+  ...(HOPS ? [['(e) latency per hop, ms', hopsRow(colocated)] as [string, string]] : []),
   ];
 }
 function fixedRows(): Array<[string, string]> {
