@@ -69,24 +69,43 @@ function readRow<P>(adapter: ModelAdapter<P>, probabilities: ArrayLike<number>, 
     }
     if (p > probabilities[offset + best]!) best = i;
   }
-  const at = (i: number) => Math.min(1, probabilities[offset + i]!);
-  if (adapter.output.kind === 'binary') return { score: at(adapter.output.positiveIndex), label: null, classScores: [] };
-  return { score: at(best), label: classes[best]!, classScores: Array.from({ length: classes.length }, (_, i) => at(i)) };
+  if (adapter.output.kind === 'binary') return { score: Math.min(1, probabilities[offset + adapter.output.positiveIndex]!), label: null, classScores: [] };
+  const classScores: number[] = [];
+  for (let i = 0; i < classes.length; i++) classScores.push(Math.min(1, probabilities[offset + i]!));
+  return { score: classScores[best]!, label: classes[best]!, classScores };
+}
+
+/** The features of a record, or null when they cannot be computed (wrong count, a non-finite value, a throw). */
+function featureRow<P>(adapter: ModelAdapter<P>, record: ValidatedRecord<P>): ArrayLike<number> | null {
+  try {
+    const features = adapter.features(record.event_type, record.payload);
+    if (features.length !== adapter.featureNames.length) return null;
+    for (let i = 0; i < features.length; i++) if (!Number.isFinite(features[i]!)) return null;
+    return features;
+  } catch {
+    return null;
+  }
 }
 
 export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ShadowedScoredRecord<P>>>> {
   const { adapter } = ctx;
   const width = adapter.output.classes.length;
-  const rows: Array<ArrayLike<number> | null> = records.map((record) => {
-    try {
-      const features = adapter.features(record.event_type, record.payload);
-      if (features.length !== adapter.featureNames.length) return null;
-      for (let i = 0; i < features.length; i++) if (!Number.isFinite(features[i]!)) return null;
-      return features;
-    } catch {
-      return null;
+  const count = records.length;
+  // Plain loops and arrays indexed by record, not map/flatMap closures and a Map: fewer short-lived
+  // objects per record, and V8 stops moving this chunk's objects straight to the old generation
+  // (bench/score-memory.ts: peak heap ~20 MB lower, the same as with V8's pretenuring turned off).
+  const rows = new Array<ArrayLike<number> | null>(count);
+  /** The rows that have features, the ones given to the model, and the index of each one's record. */
+  const scorableRows: Array<ArrayLike<number>> = [];
+  const scorable: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const row = featureRow(adapter, records[i]!);
+    rows[i] = row;
+    if (row !== null) {
+      scorableRows.push(row);
+      scorable.push(i);
     }
-  });
+  }
   const monitoredNames = [...adapter.monitoredNames];
   const emit = (
     record: ValidatedRecord<P>,
@@ -129,41 +148,39 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
     return records.map((record, i) => (rows[i] ? emit(record, rows[i], null, null) : failed(record, 'features could not be computed')));
   }
 
-  const predict = async (batch: Array<ArrayLike<number>>): Promise<Float32Array> => {
+  const predict = async (batch: ReadonlyArray<ArrayLike<number>>): Promise<Float32Array> => {
     const started = performance.now();
     const probabilities = await scorer.predict(batch);
     ctx.observeLatency?.((performance.now() - started) / 1000);
     return probabilities;
   };
 
-  const scorable = rows.flatMap((row, i) => (row ? [i] : []));
-  const predictions = new Map<number, Prediction | string>();
+  /** By record index: the prediction, or why there is none. */
+  const predictions = new Array<Prediction | string | undefined>(count);
   try {
-    const result = await predict(scorable.map((i) => rows[i]!));
+    const result = await predict(scorableRows);
     // A model that returns too few or too many values would pin scores on the wrong records.
     if (result.length !== scorable.length * width) throw new Error(`model returned ${result.length} values for ${scorable.length} rows of ${width} classes`);
-    scorable.forEach((index, j) => {
-      predictions.set(index, readRow(adapter, result, j * width));
-    });
+    for (let j = 0; j < scorable.length; j++) predictions[scorable[j]!] = readRow(adapter, result, j * width);
   } catch {
     for (const index of scorable) {
       try {
-        predictions.set(index, readRow(adapter, await predict([rows[index]!]), 0));
+        predictions[index] = readRow(adapter, await predict([rows[index]!]), 0);
       } catch (error) {
-        predictions.set(index, `inference failed: ${errorMessage(error)}`);
+        predictions[index] = `inference failed: ${errorMessage(error)}`;
       }
     }
   }
 
-  const shadows = ctx.shadow ? await scoreShadow(ctx.shadow, adapter, records, rows, predictions) : null;
+  const shadows = ctx.shadow ? await scoreShadow(ctx.shadow, adapter, records, rows, scorable, predictions) : null;
 
   return records.map((record, i) => {
     const row = rows[i];
     if (!row) return failed(record, 'features could not be computed (wrong count or a non-finite value)');
-    const prediction = predictions.get(i);
+    const prediction = predictions[i];
     if (prediction === undefined) return failed(record, 'no prediction for this row');
     if (typeof prediction === 'string') return failed(record, prediction);
-    const shadow = shadows?.predictions.get(i);
+    const shadow = shadows?.predictions[i];
     return emit(record, row, prediction, scorer.version, shadow && shadows ? { version: shadows.version, prediction: shadow } : null);
   });
 }
@@ -178,21 +195,22 @@ async function scoreShadow<P>(
   adapter: ModelAdapter<P>,
   records: Array<ValidatedRecord<P>>,
   rows: Array<ArrayLike<number> | null>,
-  predictions: Map<number, Prediction | string>,
-): Promise<{ version: string; predictions: Map<number, Prediction> } | null> {
-  const scored = [...predictions].flatMap(([index, prediction]) => (typeof prediction === 'string' ? [] : [{ index, champion: prediction.score }]));
+  scorable: readonly number[],
+  predictions: ReadonlyArray<Prediction | string | undefined>,
+): Promise<{ version: string; predictions: Array<Prediction | undefined> } | null> {
+  const scored = scorable.filter((index) => typeof predictions[index] === 'object');
   if (scored.length === 0) return null;
   try {
     const width = adapter.output.classes.length;
-    const result = await shadow.scorer.predict(scored.map(({ index }) => rows[index]!));
+    const result = await shadow.scorer.predict(scored.map((index) => rows[index]!));
     if (result.length !== scored.length * width) throw new Error(`challenger returned ${result.length} values for ${scored.length} rows of ${width} classes`);
     const scores: ShadowReport['scores'] = [];
-    const byIndex = new Map<number, Prediction>();
-    scored.forEach(({ index, champion }, j) => {
+    const byIndex = new Array<Prediction | undefined>(records.length);
+    scored.forEach((index, j) => {
       const prediction = readRow(adapter, result, j * width);
       if (typeof prediction === 'string') throw new Error(prediction);
-      scores.push({ eventId: records[index]!.event_id, champion, challenger: prediction.score });
-      byIndex.set(index, prediction);
+      scores.push({ eventId: records[index]!.event_id, champion: (predictions[index] as Prediction).score, challenger: prediction.score });
+      byIndex[index] = prediction;
     });
     shadow.report({ version: shadow.scorer.version, scores });
     return { version: shadow.scorer.version, predictions: byIndex };

@@ -5,7 +5,7 @@ import { FEATURE_NAMES, featuresOf } from '../../pipelines/signup-risk/features.
 import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import type { ScoredRecord, SignupPayload, ValidatedRecord } from '../../pipelines/signup-risk/types.ts';
 import type { Outcome } from '../../processors/runtime/types.ts';
-import { type ScoreContext, type Scorer, scoreBatch } from '../../processors/score/transform.ts';
+import { type ScoreContext, type Scorer, type ShadowedScoredRecord, type ShadowReport, scoreBatch } from '../../processors/score/transform.ts';
 import { lowRiskPayload } from '../fixtures.ts';
 
 const NOW = 1_764_000_000_000;
@@ -106,6 +106,44 @@ describe('scoreBatch', () => {
     );
     assert.equal((outcomes[1] as { eventId?: string }).eventId, 'e-2');
     assert.equal(scored(outcomes[2]!).score, Math.fround(0.03), 'the rows around it keep their own scores');
+  });
+
+  it('dead-letters a record whose features cannot be computed; the rest of the chunk keeps its own scores, in one call', async () => {
+    const model = scorer();
+    const broken: ValidatedRecord = { ...record(2), payload: lowRiskPayload({ user_id: 'u-2', signups_from_ip_24h: 2, email_domain_age_days: Number.NaN }) };
+    const outcomes = await scoreBatch([record(1), broken, record(3), record(4)], context(model));
+    assert.deepEqual(model.calls, [3], 'the three scorable rows in one micro-batch');
+    assert.deepEqual(
+      outcomes.map((o) => (o.kind === 'emit' ? scored(o).score : o.reason)),
+      [Math.fround(0.01), 'SCORING_FAILED', Math.fround(0.03), Math.fround(0.04)],
+    );
+    assert.equal((outcomes[1] as { eventId?: string }).eventId, 'e-2');
+  });
+
+  it("scores the challenger in shadow on the records the champion scored, each record beside its own champion's score", async () => {
+    const champion = scorer({ failOn: [3] });
+    const challenger = { ...scorer({ score: (row) => indexOf(row) / 10 }), version: 'm-challenger' };
+    const reports: ShadowReport[] = [];
+    const outcomes = await scoreBatch([1, 2, 3, 4].map(record), {
+      ...context(champion),
+      shadow: { scorer: challenger, report: (report) => reports.push(report), failed: (error) => assert.fail(String(error)) },
+    });
+    assert.deepEqual(
+      outcomes.map((o) => (o.kind === 'emit' ? [scored(o).score, (scored(o) as ShadowedScoredRecord).shadow_score] : o.reason)),
+      [[Math.fround(0.01), Math.fround(0.1)], [Math.fround(0.02), Math.fround(0.2)], 'SCORING_FAILED', [Math.fround(0.04), Math.fround(0.4)]],
+    );
+    assert.deepEqual(challenger.calls, [3], 'the champion-scored rows only, in one call');
+    assert.deepEqual(reports, [
+      {
+        version: 'm-challenger',
+        scores: [
+          { eventId: 'e-1', champion: Math.fround(0.01), challenger: Math.fround(0.1) },
+          { eventId: 'e-2', champion: Math.fround(0.02), challenger: Math.fround(0.2) },
+          { eventId: 'e-4', champion: Math.fround(0.04), challenger: Math.fround(0.4) },
+        ],
+      },
+    ]);
+    assert.equal((scored(outcomes[0]!) as ShadowedScoredRecord).shadow_model_version, 'm-challenger');
   });
 
   it('dead-letters a score that is not a probability', async () => {
