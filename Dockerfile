@@ -11,10 +11,13 @@ FROM node:24.21-slim
 # host's memory, 64 MiB on a 24 GiB host), and an old generation capped below
 # 2 GiB, under which V8 lets the heap grow to about twice the live data between
 # full collections instead of four times. A duplicate-check bound raised above
-# 5 million ids (SLUICE_DEDUP_MAX_IDS) needs the cap raised too.
+# 5 million ids (SLUICE_DEDUP_MAX_IDS) needs the cap raised too. glibc hands
+# freed blocks of 128 KiB and more (fetch responses, produce requests) back to
+# the system at once instead of keeping them resident: 10-20 MB less per stage.
 ENV NODE_ENV=production \
     ONNXRUNTIME_NODE_INSTALL=skip \
-    NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=2000"
+    NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=2000" \
+    MALLOC_MMAP_THRESHOLD_=131072
 
 WORKDIR /app
 
