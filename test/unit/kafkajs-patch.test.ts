@@ -235,6 +235,15 @@ describe('kafkajs patch: grouping a batch per partition', () => {
   });
 });
 
+/** A repeatable stream of 32-bit words (a linear congruential generator) for test inputs. */
+function randomWords(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state;
+  };
+}
+
 /** Kafka's murmur2 (Utils.murmur2, Java int arithmetic) spelled out in BigInt: the reference the patched partitioner must match. */
 function javaMurmur2(data: Buffer): number {
   const mask = 0xffffffffn;
@@ -274,8 +283,7 @@ describe('kafkajs patch: the partitioner and the batch checksum', () => {
   });
 
   it('hashes any key as Java int arithmetic does', () => {
-    let seed = 1;
-    const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+    const next = randomWords(1);
     for (let i = 0; i < 5_000; i++) {
       const key = Buffer.alloc(i % 67);
       for (let j = 0; j < key.length; j++) key[j] = next() >>> 24;
@@ -287,10 +295,10 @@ describe('kafkajs patch: the partitioner and the batch checksum', () => {
   it('checksums record batches with the native CRC-32C, equal to the JavaScript one', () => {
     assert.equal(crc32C.native, true, '@node-rs/crc32 is installed and loaded');
     assert.equal(crc32C(Buffer.from('123456789')), 0xe3069283, 'the CRC-32C check value');
-    let seed = 7;
+    const next = randomWords(7);
     for (let i = 0; i < 500; i++) {
       const buffer = Buffer.alloc((i * 37) % 4_099);
-      for (let j = 0; j < buffer.length; j++) buffer[j] = (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 24;
+      for (let j = 0; j < buffer.length; j++) buffer[j] = next() >>> 24;
       assert.equal(crc32C(buffer), crc32C.javascript(buffer));
     }
   });
