@@ -543,9 +543,9 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
           ],
         });
         // Both settle before the transaction ends either way.
-        const [batch, commit] = await Promise.allSettled([sent, offsets]);
-        if (batch.status === 'rejected') throw batch.reason;
-        if (commit.status === 'rejected') throw commit.reason;
+        const [batchSent, offsetsSent] = await Promise.allSettled([sent, offsets]);
+        if (batchSent.status === 'rejected') throw batchSent.reason;
+        if (offsetsSent.status === 'rejected') throw offsetsSent.reason;
         await transaction.commit();
       } catch (error) {
         await transaction.abort().catch(() => {});
