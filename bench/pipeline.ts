@@ -25,7 +25,7 @@ import { Outcomes, percentile, produceStream } from '../cli/traffic.ts';
 import { deleteTopics, ensureTopics, openProducer } from '../connectors/kafka/admin.ts';
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
-import { stackPaths } from '../deploy/local/stack.ts';
+import { readPid, stackPaths } from '../deploy/local/stack.ts';
 import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
@@ -116,7 +116,8 @@ const STEADY_FROM = 0.1;
  * (from the 10% mark to the 90% mark of the records readable).
  */
 async function countReadable(topic: string, records: number) {
-  const from = Math.floor(records * STEADY_FROM);
+  // The first record at least: `seen` counts from 1.
+  const from = Math.max(1, Math.floor(records * STEADY_FROM));
   const to = Math.ceil(records * (1 - STEADY_FROM));
   let seen = 0;
   let fromAt = Number.NaN;
@@ -325,16 +326,12 @@ function machineBusySeconds(): number | undefined {
   }
 }
 
-/** The local stack's service processes, by name, from their pid files. */
+/** The local stack's running service processes, by name (none under docker-compose: not measured). */
 function stackPids(): Record<string, number> {
   const pids: Record<string, number> = {};
-  for (const service of ['kafka', 'registry', 'clickhouse']) {
-    try {
-      const pid = Number(readFileSync(join(stackPaths().run, `${service}.pid`), 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0) pids[service] = pid;
-    } catch {
-      // not started by the local stack (docker-compose, say): not measured
-    }
+  for (const service of ['kafka', 'registry', 'clickhouse'] as const) {
+    const pid = readPid(stackPaths(), service);
+    if (pid !== null) pids[service] = pid;
   }
   return pids;
 }

@@ -352,7 +352,8 @@ function alive(pid: number): boolean {
   }
 }
 
-function readPid(paths: StackPaths, name: ServiceName): number | null {
+/** The pid of a running service of the local stack, from its pid file; null when it is not running. */
+export function readPid(paths: StackPaths, name: ServiceName): number | null {
   try {
     const pid = Number(readFileSync(pidFile(paths, name), 'utf8').trim());
     return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
