@@ -12,6 +12,7 @@ import { MemoryCodec } from '../../connectors/registry/memory.ts';
 import { keyingOf } from '../../ingest/keying.ts';
 import { topicName } from '../../lib/contracts.ts';
 import { createLogger } from '../../lib/log.ts';
+import { createRng } from '../../lib/prng.ts';
 import { createStageMetrics } from '../../lib/metrics.ts';
 import type { PipelineInstance } from '../../lib/pipeline.ts';
 import { signupRisk } from '../../pipelines/signup-risk/index.ts';
@@ -102,8 +103,9 @@ describe('duplicate check: the compact store, against a Map of strings', () => {
       [6, 1_000, 3 * HOUR, () => 7],
       [7, 200, DAY, (id: string) => -1 - (id.length % 3)],
     ] as const) {
-      const random = mulberry32(seed);
-      const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+      const rng = createRng(seed);
+      const random = rng.next;
+      const pick = rng.pick;
       const state = new DedupState({ windowMs, maxIds, hash });
       const model = new MapDedup({ windowMs, maxIds });
       let nowMs = T0;
@@ -429,22 +431,11 @@ class MapDedup {
   }
 }
 
-/** Deterministic pseudo-random numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** A UUID-shaped id, the same for the same `n`. */
 function randomUuid(n: number): string {
-  const random = mulberry32(n * 7_919 + 1);
-  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16)).join('');
+  const rng = createRng(n);
+  const hex = Array.from({ length: 32 }, () => rng.int(0, 15).toString(16)).join('');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
 }
 

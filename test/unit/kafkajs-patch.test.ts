@@ -14,6 +14,7 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
+import { createRng } from '../../lib/prng.ts';
 
 const require = createRequire(import.meta.url);
 const createEosManager = require('kafkajs/src/producer/eosManager');
@@ -161,12 +162,14 @@ describe('kafkajs patch: a transaction\'s adds, one at a time', () => {
     const offsetsSent = eos.sendOffsets(offsets('1'));
     await new Promise((resolve) => setImmediate(resolve));
     const partitionsAdded = eos.addPartitionsToTransaction(partitions);
+    // A second add meanwhile (another broker's share of the batch, say) waits for the first's answer.
+    const morePartitionsAdded = eos.addPartitionsToTransaction([{ topic: 'out', partitions: [{ partition: 1 }] }]);
     await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn'], 'the offsets wait for the announced send');
+    assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn'], 'the offsets wait for the announced send, the second add for the first');
     partitionsAnswered.open();
-    await Promise.all([partitionsAdded, offsetsSent]);
+    await Promise.all([partitionsAdded, morePartitionsAdded, offsetsSent]);
     await eos.commit();
-    assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']);
+    assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn', 'AddPartitionsToTxn', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']);
     assert.equal(addsInFlight.most, 1);
   });
 
@@ -235,15 +238,6 @@ describe('kafkajs patch: grouping a batch per partition', () => {
   });
 });
 
-/** A repeatable stream of 32-bit words (a linear congruential generator) for test inputs. */
-function randomWords(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    return state;
-  };
-}
-
 /** Kafka's murmur2 (Utils.murmur2, Java int arithmetic) spelled out in BigInt: the reference the patched partitioner must match. */
 function javaMurmur2(data: Buffer): number {
   const mask = 0xffffffffn;
@@ -283,10 +277,10 @@ describe('kafkajs patch: the partitioner and the batch checksum', () => {
   });
 
   it('hashes any key as Java int arithmetic does', () => {
-    const next = randomWords(1);
+    const rng = createRng(1);
     for (let i = 0; i < 5_000; i++) {
       const key = Buffer.alloc(i % 67);
-      for (let j = 0; j < key.length; j++) key[j] = next() >>> 24;
+      for (let j = 0; j < key.length; j++) key[j] = rng.int(0, 255);
       assert.equal(murmur2(key), javaMurmur2(key), key.toString('hex'));
     }
     assert.equal(murmur2('héllo'), javaMurmur2(Buffer.from('héllo')), 'a string key is hashed as its UTF-8 bytes');
@@ -295,10 +289,10 @@ describe('kafkajs patch: the partitioner and the batch checksum', () => {
   it('checksums record batches with the native CRC-32C, equal to the JavaScript one', () => {
     assert.equal(crc32C.native, true, '@node-rs/crc32 is installed and loaded');
     assert.equal(crc32C(Buffer.from('123456789')), 0xe3069283, 'the CRC-32C check value');
-    const next = randomWords(7);
+    const rng = createRng(7);
     for (let i = 0; i < 500; i++) {
       const buffer = Buffer.alloc((i * 37) % 4_099);
-      for (let j = 0; j < buffer.length; j++) buffer[j] = next() >>> 24;
+      for (let j = 0; j < buffer.length; j++) buffer[j] = rng.int(0, 255);
       assert.equal(crc32C(buffer), crc32C.javascript(buffer));
     }
   });
