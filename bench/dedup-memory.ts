@@ -22,6 +22,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { NODE_FLAGS } from '../cli/processes.ts';
+import { percentile } from '../cli/traffic.ts';
 import { DedupState } from '../processors/validate/dedup.ts';
 
 const { values } = parseArgs({
@@ -147,10 +148,6 @@ function fill(store: Store, count: number, idAt: (i: number) => string, from = 0
 /** A random UUID as a flat string, as JSON.parse makes an event id (randomUUID's own result is built of several pieces). */
 const uuid = (): string => Buffer.from(randomUUID(), 'latin1').toString('latin1');
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 async function measureMemory(name: StoreName): Promise<Pick<Figures, 'before' | 'after' | 'perId' | 'allocated'>> {
   // Warm up first (code compiled, start-up garbage gone): `before` is then the process as it runs.
@@ -199,7 +196,7 @@ function measureTime(): Record<StoreName, Times> {
     }
   }
   return Object.fromEntries(
-    names.map((name) => [name, { recordNs: median(samples[name]!.record), recordAtBoundNs: median(samples[name]!.atBound), seenAtHeldNs: median(samples[name]!.held), seenAtNewNs: median(samples[name]!.fresh) }]),
+    names.map((name) => [name, { recordNs: percentile(samples[name]!.record, 50), recordAtBoundNs: percentile(samples[name]!.atBound, 50), seenAtHeldNs: percentile(samples[name]!.held, 50), seenAtNewNs: percentile(samples[name]!.fresh, 50) }]),
   ) as Record<StoreName, Times>;
 }
 

@@ -28,6 +28,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { GCProfiler, type GCProfilerResult, getHeapSpaceStatistics } from 'node:v8';
+import { percentile } from '../cli/traffic.ts';
 
 const { values } = parseArgs({
   options: {
@@ -273,11 +274,6 @@ try {
 }
 peak = { ...maxOf(peak, memory()), rssMb: Math.max(peak.rssMb, round(procStatusKb('VmHWM') * 1024)) };
 
-const median = (xs: number[]): number => {
-  const sorted = xs.toSorted((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : Math.round((sorted[mid - 1]! + sorted[mid]!) / 2);
-};
 const hashes = new Set(results.map((r) => r.scoresSha256));
 const report = {
   model: model.version,
@@ -292,15 +288,15 @@ const report = {
   peak,
   /** Resident size of each V8 heap space after the model loaded and its largest during scoring. */
   heapSpacesMb: { afterLoad: spacesAfterLoad, peak: peakSpaces },
-  rowsPerSecondMedian: median(results.map((r) => r.rowsPerSecond)),
-  largeChunkRowsPerSecondMedian: median(results.map((r) => r.largeRowsPerSecond)),
-  smallChunkRowsPerSecondMedian: median(results.map((r) => r.smallRowsPerSecond)),
+  rowsPerSecondMedian: percentile(results.map((r) => r.rowsPerSecond), 50),
+  largeChunkRowsPerSecondMedian: percentile(results.map((r) => r.largeRowsPerSecond), 50),
+  smallChunkRowsPerSecondMedian: percentile(results.map((r) => r.smallRowsPerSecond), 50),
   scoresSha256: hashes.size === 1 ? [...hashes][0]! : 'differs between passes',
   /** JS heap bytes per record (median of the passes), scoring alone: a pass's figure less that of a pass that only makes the records. */
   scoringHeapBytesPerRecord: {
-    allocated: Math.round((median(results.map((r) => r.gc.allocatedBytes)) - recordsOnly.gc.allocatedBytes) / events),
-    pretenured: Math.round((median(results.map((r) => r.gc.pretenuredBytes)) - recordsOnly.gc.pretenuredBytes) / events),
-    promoted: Math.round((median(results.map((r) => r.gc.promotedBytes)) - recordsOnly.gc.promotedBytes) / events),
+    allocated: Math.round((percentile(results.map((r) => r.gc.allocatedBytes), 50) - recordsOnly.gc.allocatedBytes) / events),
+    pretenured: Math.round((percentile(results.map((r) => r.gc.pretenuredBytes), 50) - recordsOnly.gc.pretenuredBytes) / events),
+    promoted: Math.round((percentile(results.map((r) => r.gc.promotedBytes), 50) - recordsOnly.gc.promotedBytes) / events),
   },
   recordsOnly: recordsOnly.gc,
   results,
