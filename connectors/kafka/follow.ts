@@ -1,7 +1,10 @@
 /**
  * Reads a (small, compacted) topic from the beginning and keeps following it:
  * the control topic. kafkajs has no manual assignment, so each follower uses
- * its own throw-away group and deletes it on stop.
+ * its own throw-away group and deletes it on stop. The group commits nothing:
+ * when it joins again (after a broker outage outlasts its session), kafkajs
+ * starts over from the beginning, and the follower skips what it has already
+ * delivered, so each record reaches `onMessage` once, in order.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../lib/log.ts';
@@ -52,9 +55,14 @@ export async function followTopic(options: {
 
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });
+  /** Per partition: the offset after the last record delivered. */
+  const delivered = new Map<number, bigint>();
   await consumer.run({
     autoCommit: false,
     eachMessage: async ({ message, partition }) => {
+      const offset = BigInt(message.offset);
+      if (offset < (delivered.get(partition) ?? 0n)) return;
+      delivered.set(partition, offset + 1n);
       try {
         const headers: Record<string, string> = {};
         for (const [name, value] of Object.entries(message.headers ?? {})) {
@@ -65,7 +73,7 @@ export async function followTopic(options: {
         options.logger.error({ err: error, offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
       }
       const end = remaining.get(partition);
-      if (end !== undefined && BigInt(message.offset) + 1n >= end) {
+      if (end !== undefined && offset + 1n >= end) {
         remaining.delete(partition);
         if (remaining.size === 0) markCaughtUp();
       }
