@@ -7,7 +7,9 @@
  * and adds offsets after the partitions of a send announced before them; and
  * a batch is grouped per partition in one pass; murmur2 (the partitioner)
  * runs in 32-bit integers; record batches' CRC-32C is native; and records
- * are encoded without a buffer per varint or a Long per timestamp delta. These tests drive the patched modules
+ * are encoded without a buffer per varint or a Long per timestamp delta; a
+ * consumer whose coordinator is loading the group joins again instead of
+ * fetching as a member that never synced. These tests drive the patched modules
  * themselves; test/integration/kafkajs-patch.test.ts counts the requests on
  * the real broker.
  */
@@ -26,6 +28,11 @@ const Record = require('kafkajs/src/protocol/recordBatch/record/v0');
 const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0');
 const decodeRecordBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder');
 const crc32C: ((buffer: Buffer) => number) & { javascript: (buffer: Buffer) => number; native: boolean } = require('kafkajs/src/protocol/recordBatch/crc32C');
+const ConsumerGroup = require('kafkajs/src/consumer/consumerGroup');
+const { MemberAssignment } = require('kafkajs/src/consumer/assignerProtocol');
+const InstrumentationEventEmitter = require('kafkajs/src/instrumentation/emitter');
+const { KafkaJSProtocolError } = require('kafkajs/src/errors');
+const { createErrorFromCode } = require('kafkajs/src/protocol/error');
 
 const TRANSACTION = 1;
 const GROUP = 0;
@@ -221,6 +228,68 @@ describe('kafkajs patch: a transaction\'s adds, one at a time', () => {
     await eos.sendOffsets(offsets('1'));
     await eos.commit();
     assert.equal(requests.filter((r) => r === 'TxnOffsetCommit').length, 2);
+  });
+});
+
+describe('kafkajs patch: joining a group whose coordinator is loading it', () => {
+  /** A consumer group of one follower member; its coordinator refuses the first `refusals` SyncGroups with `code`. */
+  function joiningGroup(code: number, refusals: number) {
+    const requests: Array<{ api: string; memberId: string }> = [];
+    const coordinator = {
+      joinGroup: async ({ memberId }: { memberId: string }) => {
+        requests.push({ api: 'JoinGroup', memberId });
+        return { generationId: 3, leaderId: 'leader', memberId: 'member-1', members: [], groupProtocol: 'RoundRobinAssigner' };
+      },
+      syncGroup: async ({ memberId }: { memberId: string }) => {
+        requests.push({ api: 'SyncGroup', memberId });
+        if (requests.filter((r) => r.api === 'SyncGroup').length <= refusals) throw new KafkaJSProtocolError(createErrorFromCode(code));
+        return { memberAssignment: MemberAssignment.encode({ version: 0, assignment: { in: [0, 1] } }) };
+      },
+    };
+    const cluster = {
+      findGroupCoordinator: async () => coordinator,
+      refreshMetadata: async () => {},
+      findTopicPartitionMetadata: () => [{ partitionId: 0 }, { partitionId: 1 }, { partitionId: 2 }],
+      committedOffsets: () => ({}),
+    };
+    const emitter = new InstrumentationEventEmitter();
+    const joins: Array<{ generationId: number; memberAssignment: Record<string, number[]> }> = [];
+    emitter.addListener('consumer.group_join', (event: { payload: (typeof joins)[number] }) => joins.push(event.payload));
+    const group = new ConsumerGroup({
+      retry: { retries: 3, initialRetryTime: 1, maxRetryTime: 2 },
+      cluster,
+      groupId: 'group',
+      topics: ['in'],
+      topicConfigurations: {},
+      logger: silent,
+      instrumentationEmitter: emitter,
+      assigners: [{ name: 'RoundRobinAssigner', protocol: () => ({ name: 'RoundRobinAssigner', metadata: Buffer.alloc(0) }) }],
+      sessionTimeout: 6_000,
+      rebalanceTimeout: 60_000,
+    });
+    return { group, requests, joins };
+  }
+
+  it('joins again as the same member after SyncGroup is refused with COORDINATOR_LOAD_IN_PROGRESS, and only then reports the join', async () => {
+    const { group, requests, joins } = joiningGroup(14, 2);
+    await group.joinAndSync();
+    assert.deepEqual(
+      requests.map((r) => r.api),
+      ['JoinGroup', 'SyncGroup', 'JoinGroup', 'SyncGroup', 'JoinGroup', 'SyncGroup'],
+    );
+    assert.deepEqual(requests.slice(2).map((r) => r.memberId), ['member-1', 'member-1', 'member-1', 'member-1']);
+    assert.equal(joins.length, 1);
+    assert.deepEqual(joins[0]?.memberAssignment, { in: [0, 1] });
+  });
+
+  it('joins again after NOT_COORDINATOR, and still gives up on an error that retrying cannot fix', async () => {
+    const moved = joiningGroup(16, 1);
+    await moved.group.joinAndSync();
+    assert.equal(moved.joins.length, 1);
+    const refused = joiningGroup(30, 1); // GROUP_AUTHORIZATION_FAILED
+    await assert.rejects(refused.group.joinAndSync(), (error: { type?: string }) => error.type === 'GROUP_AUTHORIZATION_FAILED');
+    assert.deepEqual(refused.requests.map((r) => r.api), ['JoinGroup', 'SyncGroup']);
+    assert.equal(refused.joins.length, 0);
   });
 });
 
