@@ -42,7 +42,7 @@ const { values: args } = parseArgs({
     'latency-seconds': { type: 'string', default: '20' },
     /** The share of the sustained rate at which latency is measured: the issue's figure is at half (0.5); lower shares show how much of the latency is contention. */
     'latency-share': { type: 'string', default: '0.5' },
-    /** Also time each hop of the latency phase (produced → validated → scored → decided, each readable): three more consumers in this process. */
+    /** Also time each hop of the latency phase (produced → raw → validated → scored → decided, each readable): four more consumers in this process. */
     hops: { type: 'boolean', default: false },
     /** The pipeline whose stages (c) and (d) measure; (a) and (b) are the same for every pipeline. */
     pipeline: { type: 'string', default: 'signup-risk' },
@@ -237,8 +237,11 @@ interface PipelineResult {
   chunks_per_transaction: number;
   /** Cores used on average during the latency phase, by process (stages, the local stack's services, this benchmark) and by the whole machine. */
   latency_cpu_cores: Record<string, number>;
-  /** With --hops: p50 and p99 of each hop of the latency phase, from produced (occurred_at) to readable on validated, then scored, then decided. */
-  latency_hops_ms?: Record<'validated' | 'scored' | 'decided', { p50: number; p99: number }>;
+  /**
+   * With --hops: p50 and p99 of each hop of the latency phase, from produced (occurred_at) to readable on raw (the
+   * load generator's own send), then on validated, scored and decided; and `raw_to_decided`, the pipeline's own part.
+   */
+  latency_hops_ms?: Record<HopKey, { p50: number; p99: number }>;
 }
 
 /** The event_id of a framed Avro record of a contract topic: its first field, a string right after the 5-byte frame. */
@@ -257,19 +260,33 @@ function eventIdOf(value: Buffer): string | undefined {
   return length >= 0 && at + length <= value.length ? value.toString('utf8', at, at + length) : undefined;
 }
 
-/** When each event of this run became readable on the validated, scored and decided topics (for --hops). */
+const HOP_TOPICS = ['raw', 'validated', 'scored', 'decided'] as const;
+type HopTopic = (typeof HOP_TOPICS)[number];
+const HOP_KEYS = [...HOP_TOPICS, 'raw_to_decided'] as const;
+type HopKey = (typeof HOP_KEYS)[number];
+
+/** The event id of a raw (JSON) event, or undefined if it has none. */
+function rawEventIdOf(value: Buffer): string | undefined {
+  try {
+    const id = (JSON.parse(value.toString('utf8')) as { event_id?: unknown }).event_id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When each event of this run became readable on the raw, validated, scored and decided topics (for --hops). */
 async function followHops(name: string, idPrefix: string) {
-  const topics = ['validated', 'scored', 'decided'] as const;
-  const seenAt = Object.fromEntries(topics.map((t) => [t, new Map<string, number>()])) as Record<(typeof topics)[number], Map<string, number>>;
+  const seenAt = Object.fromEntries(HOP_TOPICS.map((t) => [t, new Map<string, number>()])) as Record<HopTopic, Map<string, number>>;
   const followers = await Promise.all(
-    topics.map((topic) =>
+    HOP_TOPICS.map((topic) =>
       followTopic({
         brokers,
         topic: topicName(name, topic),
         clientId: `sluice-bench-hops-${topic}`,
         logger,
         onMessage: ({ value }) => {
-          const id = value === null ? undefined : eventIdOf(value);
+          const id = value === null ? undefined : topic === 'raw' ? rawEventIdOf(value) : eventIdOf(value);
           if (id?.startsWith(idPrefix) && !seenAt[topic].has(id)) seenAt[topic].set(id, Date.now());
         },
       }),
@@ -288,9 +305,11 @@ async function followHops(name: string, idPrefix: string) {
         return { p50: percentile(ms, 50), p99: percentile(ms, 99) };
       };
       return {
-        validated: hop((id) => occurredAt.get(id), (id) => seenAt.validated.get(id)),
+        raw: hop((id) => occurredAt.get(id), (id) => seenAt.raw.get(id)),
+        validated: hop((id) => seenAt.raw.get(id), (id) => seenAt.validated.get(id)),
         scored: hop((id) => seenAt.validated.get(id), (id) => seenAt.scored.get(id)),
         decided: hop((id) => seenAt.scored.get(id), (id) => seenAt.decided.get(id)),
+        raw_to_decided: hop((id) => seenAt.raw.get(id), (id) => seenAt.decided.get(id)),
       };
     },
     stop: () => Promise.all(followers.map((f) => f.stop())),
@@ -578,7 +597,7 @@ const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
   latency_cpu_cores: medianOfKeys((r) => f(r).latency_cpu_cores),
   ...(HOPS && {
     latency_hops_ms: Object.fromEntries(
-      (['validated', 'scored', 'decided'] as const).map((hop) => [
+      HOP_KEYS.map((hop) => [
         hop,
         { p50: pick((r) => f(r).latency_hops_ms?.[hop].p50 ?? Number.NaN), p99: pick((r) => f(r).latency_hops_ms?.[hop].p99 ?? Number.NaN) },
       ]),
@@ -625,7 +644,7 @@ const cpuRow = (mode: ReturnType<typeof modeSummary>) =>
     .join(' · ');
 const hopsRow = (mode: ReturnType<typeof modeSummary>) =>
   Object.entries(mode.latency_hops_ms ?? {})
-    .map(([hop, { p50, p99 }]) => `→ ${hop} p50 ${p50} · p99 ${p99}`)
+    .map(([hop, { p50, p99 }]) => `${hop === 'raw_to_decided' ? '| raw → decided' : `→ ${hop}`} p50 ${p50} · p99 ${p99}`)
     .join('  ');
 const { independent, colocated } = summary.modes;
 const rows: Array<[string, string]> = [
