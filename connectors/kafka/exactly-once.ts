@@ -41,7 +41,7 @@ import type { SourceRecord } from '../../lib/contracts.ts';
 import { errorMessage, isSluiceError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import { backoffMs as backoff, interruptibleSleep, throttledLog } from '../../lib/retry.ts';
-import { createKafka, type KafkaClient, kafkaErrorType } from './client.ts';
+import { CONSUMER_RETRY, createKafka, type KafkaClient, kafkaErrorType } from './client.ts';
 
 export interface OutgoingMessage {
   topic: string;
@@ -257,6 +257,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
   const log = options.logger;
   const kafka: KafkaClient = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: log });
   const admin = kafka.admin();
+  const heartbeatIntervalMs = Math.max(500, Math.floor(options.sessionTimeoutMs / 10));
   const consumer = kafka.consumer({
     groupId: options.groupId,
     allowAutoTopicCreation: false,
@@ -264,9 +265,9 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     maxWaitTimeInMs: options.maxWaitTimeMs,
     // A crashed member holds its partitions until its session times out: keep it short.
     sessionTimeout: options.sessionTimeoutMs,
-    heartbeatInterval: Math.max(500, Math.floor(options.sessionTimeoutMs / 10)),
+    heartbeatInterval: heartbeatIntervalMs,
     maxBytesPerPartition: 1_048_576,
-    retry: { retries: 10 },
+    retry: CONSUMER_RETRY,
   });
 
   if (options.onRequest) {
@@ -710,8 +711,28 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     });
   }
 
+  /**
+   * Awaits `work` inside a batch while sending the group's heartbeats, which
+   * kafkajs sends only between batches. A chunk can take longer than the
+   * session: after a broker outage, validate's restore waits until the
+   * transaction the outage interrupted is aborted. Without heartbeats the
+   * group would drop this member meanwhile, and the restore would be done
+   * again after the next join. A heartbeat that fails (the group rebalancing,
+   * or it no longer knows this member) is left to kafkajs's own next one.
+   */
+  async function heartbeating<T>(work: Promise<T>, heartbeat: () => Promise<void>): Promise<T> {
+    const timer = setInterval(() => {
+      heartbeat().catch(() => {});
+    }, heartbeatIntervalMs);
+    try {
+      return await work;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, isRunning, isStale } = payload;
+    const { batch, resolveOffset, isRunning, isStale, heartbeat } = payload;
     const partition = batch.partition;
     if (movedOn !== null) {
       const { error, join } = movedOn;
@@ -737,7 +758,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     const goOn = () => isRunning() && !isStale() && !stopController.signal.aborted && !isHeld(partition) && join === joins && !rewoundSince();
     let messages = batch.messages;
     try {
-      const committedAtJoin = await prepare(join);
+      const committedAtJoin = await heartbeating(prepare(join), heartbeat);
       if (!goOn()) return;
       const since = committedAtJoin.get(partition);
       if (!checked.has(partition) && since != null) {
@@ -758,12 +779,12 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
         if (!goOn()) return;
         const startedAt = performance.now();
         // Handled while the partition's previous chunk is being committed.
-        const items = await handleChunk(partition, chunk);
+        const items = await heartbeating(handleChunk(partition, chunk), heartbeat);
         // As many transactions as the chunk's output bytes need.
         for (const group of packByBytes(items, (item) => item.bytes, budgetOf(partition), options.maxBatchRecords)) {
           // The partition's previous chunk first: committed, or failed and rewound (and backed off).
           handedOver();
-          await outstanding.get(partition);
+          await heartbeating(Promise.resolve(outstanding.get(partition)), heartbeat);
           if (!goOn()) {
             // Handled but not handed over: it comes again, so stage state is void.
             options.epochs?.rewound(partition);

@@ -14,6 +14,7 @@ import { deleteTopics, ensureTopics, setTopicConfig } from '../../connectors/kaf
 import { SchemaCatalog } from '../../connectors/registry/registry.ts';
 import { stackPaths } from '../../deploy/local/stack.ts';
 import { pipelineTopicNames } from '../../lib/contracts.ts';
+import { openTransactionalProducer } from '../../connectors/kafka/tx.ts';
 import { KILL_SWITCH_MODEL, writeControl } from '../../processors/runtime/control.ts';
 import type { DecisionCommon } from '../../processors/decide/transform.ts';
 import { generateSignups } from '../../pipelines/signup-risk/generator.ts';
@@ -182,10 +183,12 @@ describe('reliability', () => {
     await new Promise((resolve) => setTimeout(resolve, 18_000)); // the outage itself
     process.kill(kafkaPid(), 'SIGCONT');
     kafkaFrozen = false;
+    const resumed = Date.now();
     const second = normalEvents(uniqueName('outage-b'), 20);
     await pipeline.produce(second);
     const secondIds = new Set(second.map((e) => e.eventId));
     await decided.until('decisions again after the outage', (ms) => ms.filter((m) => secondIds.has(m.value.event_id)).length >= secondIds.size, 120_000);
+    t.diagnostic(`every new event decided ${Date.now() - resumed} ms after the broker resumed`);
     // The collector's own group outlived its session too and joined again: it must not hand out the first decisions twice.
     const ids = decided.messages.map((m) => m.value.event_id);
     assert.equal(new Set(ids).size, ids.length, 'each decision read once across the outage');
@@ -198,6 +201,33 @@ describe('reliability', () => {
     );
     t.diagnostic(`exit after SIGTERM: ${exits.map((e) => `${e.code} in ${e.ms} ms`).join(', ')}`);
     for (const exit of exits) assert.notEqual(exit.code, 'still running', 'exited within 15 s');
+  });
+
+  it('keeps its group membership through a chunk slower than the session: a restore waiting on an open transaction', async () => {
+    const pipeline = await PipelineInstance.create('it-slowchunk', { SLUICE_SESSION_TIMEOUT_MS: '6000' });
+    instances.push(pipeline);
+    const decided = await pipeline.collect<DecisionCommon>('decided');
+    // A transaction left open on validate's changelog (as an outage leaves one until it is aborted): a
+    // read-committed restore of that partition cannot reach its end until the transaction ends.
+    const holder = await openTransactionalProducer({ brokers: connections.kafkaBrokers, clientId: 'it-slowchunk', transactionalId: `${pipeline.name}.holder` });
+    const open = await holder.begin();
+    await open.send(pipeline.topic('validate-dedup'), [{ key: 'held', value: Buffer.from('held'), partition: 0 }]);
+    try {
+      await pipeline.start();
+      const events = normalEvents(uniqueName('slowchunk'), 30);
+      await pipeline.produce(events);
+      const log = () => readFileSync(join(stackPaths().logs, 'tests', `${pipeline.name}.validate.log`), 'utf8');
+      await waitFor('validate to join its group', () => /"msg":"joined group"/.test(log()), { timeoutMs: 60_000, intervalMs: 200 });
+      // Longer than the 6 s session: without heartbeats during the chunk, the group would drop validate.
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      await open.abort();
+      await decided.until('every event decided', (ms) => new Set(ms.map((m) => m.value.event_id)).size >= events.length, 60_000);
+      const restores = [...log().matchAll(/"partition":0,[^\n]*"ms":(\d+),"msg":"duplicate check restored from the changelog"/g)].map((m) => Number(m[1]));
+      assert.ok(restores.some((ms) => ms >= 9_000), `partition 0's restore waited for the open transaction (restores took ${restores.join(', ')} ms)`);
+      assert.equal(log().match(/"msg":"joined group"/g)?.length, 1, 'validate joined its group once: the slow chunk did not cost its membership');
+    } finally {
+      await holder.close();
+    }
   });
 });
 
