@@ -29,7 +29,7 @@ import type { EachBatchPayload } from 'kafkajs';
 import type { SourceRecord } from '../../lib/contracts.ts';
 import { errorMessage, isSluiceError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
-import { createKafka } from './client.ts';
+import { CONSUMER_RETRY, createKafka } from './client.ts';
 
 export interface BatchConsumerOptions {
   brokers: string[];
@@ -120,7 +120,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
     sessionTimeout: sessionTimeoutMs,
     heartbeatInterval: Math.max(500, Math.floor(sessionTimeoutMs / 10)),
     maxBytesPerPartition: 1_048_576,
-    retry: { retries: 10 },
+    retry: CONSUMER_RETRY,
   });
 
   let buffer: Buffered[] = [];

@@ -12,6 +12,15 @@ export type { Admin, Consumer, Producer, Kafka as KafkaClient } from 'kafkajs';
  */
 export const KAFKA_RETRY = { initialRetryTime: 300, maxRetryTime: 10_000, retries: 10 } as const;
 
+/**
+ * A long-lived consumer's retries (joining its group, fetching): about the
+ * same minute in all, but at most 2 s apart. After a broker outage the group
+ * coordinator answers COORDINATOR_LOAD_IN_PROGRESS for several seconds; with
+ * waits growing to 10 s a stage rejoined up to 10 s after it could have
+ * (27 s after the broker resumed, in the reliability test's outage).
+ */
+export const CONSUMER_RETRY = { initialRetryTime: 300, maxRetryTime: 2_000, retries: 30 } as const;
+
 const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
   [logLevel.WARN]: 'warn',

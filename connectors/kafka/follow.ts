@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../lib/log.ts';
 import { retry } from '../../lib/retry.ts';
-import { createKafka } from './client.ts';
+import { CONSUMER_RETRY, createKafka } from './client.ts';
 
 export interface FollowedMessage {
   key: string | null;
@@ -35,7 +35,7 @@ export async function followTopic(options: {
   const kafka = createKafka({ brokers: options.brokers, clientId: options.clientId, logger: options.logger });
   const admin = kafka.admin();
   const groupId = `sluice.follow.${options.clientId}.${randomUUID()}`;
-  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
+  const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, sessionTimeout: 10_000, heartbeatInterval: 1_000, retry: CONSUMER_RETRY });
   await admin.connect();
   // A topic created a moment ago may not have its leaders ready on the broker yet (NOT_LEADER_FOR_PARTITION).
   const ends = await retry(() => admin.fetchTopicOffsets(options.topic), {
