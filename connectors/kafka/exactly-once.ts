@@ -711,26 +711,6 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     });
   }
 
-  /**
-   * Awaits `work` inside a batch while sending the group's heartbeats, which
-   * kafkajs sends only between batches. A chunk can take longer than the
-   * session: after a broker outage, validate's restore waits until the
-   * transaction the outage interrupted is aborted. Without heartbeats the
-   * group would drop this member meanwhile, and the restore would be done
-   * again after the next join. A heartbeat that fails (the group rebalancing,
-   * or it no longer knows this member) is left to kafkajs's own next one.
-   */
-  async function heartbeating<T>(work: Promise<T>, heartbeat: () => Promise<void>): Promise<T> {
-    const timer = setInterval(() => {
-      heartbeat().catch(() => {});
-    }, heartbeatIntervalMs);
-    try {
-      return await work;
-    } finally {
-      clearInterval(timer);
-    }
-  }
-
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, isRunning, isStale, heartbeat } = payload;
     const partition = batch.partition;
@@ -757,8 +737,16 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
     const rewoundSince = () => rewound !== (rewinds.get(partition) ?? 0) || rewinding.has(partition);
     const goOn = () => isRunning() && !isStale() && !stopController.signal.aborted && !isHeld(partition) && join === joins && !rewoundSince();
     let messages = batch.messages;
+    // kafkajs sends the group's heartbeats only between batches, and a chunk can take longer than the
+    // session: after a broker outage, validate's restore waits until the transaction the outage
+    // interrupted is aborted. Without heartbeats the group would drop this member meanwhile, and the
+    // restore would be done again after the next join. A heartbeat that fails (the group rebalancing,
+    // or it no longer knows this member) is left to kafkajs's own next one.
+    const beating = setInterval(() => {
+      heartbeat().catch(() => {});
+    }, heartbeatIntervalMs);
     try {
-      const committedAtJoin = await heartbeating(prepare(join), heartbeat);
+      const committedAtJoin = await prepare(join);
       if (!goOn()) return;
       const since = committedAtJoin.get(partition);
       if (!checked.has(partition) && since != null) {
@@ -779,12 +767,12 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
         if (!goOn()) return;
         const startedAt = performance.now();
         // Handled while the partition's previous chunk is being committed.
-        const items = await heartbeating(handleChunk(partition, chunk), heartbeat);
+        const items = await handleChunk(partition, chunk);
         // As many transactions as the chunk's output bytes need.
         for (const group of packByBytes(items, (item) => item.bytes, budgetOf(partition), options.maxBatchRecords)) {
           // The partition's previous chunk first: committed, or failed and rewound (and backed off).
           handedOver();
-          await heartbeating(Promise.resolve(outstanding.get(partition)), heartbeat);
+          await outstanding.get(partition);
           if (!goOn()) {
             // Handled but not handed over: it comes again, so stage state is void.
             options.epochs?.rewound(partition);
@@ -796,6 +784,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
         }
       }
     } catch (error) {
+      clearInterval(beating);
       // The handler failed (transient), or preparing the membership did: once the
       // partition's outstanding chunk is settled, rewind to what is committed.
       handedOver();
@@ -803,6 +792,7 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       if (rewoundSince()) return;
       await failed(partition, join, error, 0);
     } finally {
+      clearInterval(beating);
       handedOver();
     }
   }
