@@ -282,10 +282,11 @@ describe('kafkajs patch: joining a group whose coordinator is loading it', () =>
     assert.deepEqual(joins[0]?.memberAssignment, { in: [0, 1] });
   });
 
-  it('joins again after NOT_COORDINATOR, and still gives up on an error that retrying cannot fix', async () => {
-    const moved = joiningGroup(16, 1);
-    await moved.group.joinAndSync();
-    assert.equal(moved.joins.length, 1);
+  it('joins again after COORDINATOR_NOT_AVAILABLE, and still gives up on an error that retrying cannot fix', async () => {
+    const unavailable = joiningGroup(15, 1);
+    await unavailable.group.joinAndSync();
+    assert.deepEqual(unavailable.requests.map((r) => r.api), ['JoinGroup', 'SyncGroup', 'JoinGroup', 'SyncGroup']);
+    assert.equal(unavailable.joins.length, 1);
     const refused = joiningGroup(30, 1); // GROUP_AUTHORIZATION_FAILED
     await assert.rejects(refused.group.joinAndSync(), (error: { type?: string }) => error.type === 'GROUP_AUTHORIZATION_FAILED');
     assert.deepEqual(refused.requests.map((r) => r.api), ['JoinGroup', 'SyncGroup']);
