@@ -148,7 +148,6 @@ function fill(store: Store, count: number, idAt: (i: number) => string, from = 0
 /** A random UUID as a flat string, as JSON.parse makes an event id (randomUUID's own result is built of several pieces). */
 const uuid = (): string => Buffer.from(randomUUID(), 'latin1').toString('latin1');
 
-
 async function measureMemory(name: StoreName): Promise<Pick<Figures, 'before' | 'after' | 'perId' | 'allocated'>> {
   // Warm up first (code compiled, start-up garbage gone): `before` is then the process as it runs.
   fill(STORES[name](), 30_000, uuid);

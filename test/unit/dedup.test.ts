@@ -431,7 +431,6 @@ class MapDedup {
   }
 }
 
-
 /** A UUID-shaped id, the same for the same `n`. */
 function randomUuid(n: number): string {
   const rng = createRng(n);
