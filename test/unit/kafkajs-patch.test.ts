@@ -9,7 +9,8 @@
  * runs in 32-bit integers; record batches' CRC-32C is native; and records
  * are encoded without a buffer per varint or a Long per timestamp delta; a
  * consumer whose coordinator is loading the group joins again instead of
- * fetching as a member that never synced. These tests drive the patched modules
+ * fetching as a member that never synced; a connection's request queue arms
+ * a timer only while requests wait. These tests drive the patched modules
  * themselves; test/integration/kafkajs-patch.test.ts counts the requests on
  * the real broker.
  */
@@ -33,6 +34,7 @@ const { MemberAssignment } = require('kafkajs/src/consumer/assignerProtocol');
 const InstrumentationEventEmitter = require('kafkajs/src/instrumentation/emitter');
 const { KafkaJSProtocolError } = require('kafkajs/src/errors');
 const { createErrorFromCode } = require('kafkajs/src/protocol/error');
+const RequestQueue = require('kafkajs/src/network/requestQueue');
 
 const TRANSACTION = 1;
 const GROUP = 0;
@@ -417,5 +419,77 @@ describe('kafkajs patch: encoding records', () => {
       const expected = Object.fromEntries(Object.entries(message.headers).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
       assert.deepEqual(headers, expected);
     });
+  });
+});
+
+describe('kafkajs patch: a connection\'s request queue', () => {
+  const silent = { debug() {}, info() {}, warn() {}, error() {} };
+  /**
+   * A queue of one connection; `push(id)` queues a request, `sent` lists the
+   * ids written to the socket, and `written()` resolves once the queue is done
+   * with the next write (the rest of that call included).
+   */
+  function requestQueue(maxInFlightRequests: number) {
+    const queue = new RequestQueue({ maxInFlightRequests, requestTimeout: 30_000, enforceRequestTimeout: false, clientId: 'test', broker: 'b:9092', logger: silent });
+    const sent: number[] = [];
+    const waiting: Array<() => void> = [];
+    const push = (correlationId: number) =>
+      queue.push({
+        entry: { apiKey: 3, apiName: 'Metadata', apiVersion: 6, correlationId, resolve() {}, reject() {} },
+        expectResponse: true,
+        sendRequest: () => {
+          sent.push(correlationId);
+          const resolve = waiting.shift();
+          if (resolve) setImmediate(resolve);
+        },
+      });
+    const answer = (correlationId: number) => queue.fulfillRequest({ correlationId, payload: Buffer.alloc(0), size: 0 });
+    const written = () => new Promise<void>((resolve) => waiting.push(resolve));
+    return { queue, sent, push, answer, written };
+  }
+  /** Runs `body` on a fresh queue and destroys it after, so that a looping timer cannot keep the test process alive. */
+  function withQueue(maxInFlightRequests: number, body: (q: ReturnType<typeof requestQueue>) => void) {
+    const q = requestQueue(maxInFlightRequests);
+    try {
+      body(q);
+    } finally {
+      q.queue.destroy();
+    }
+  }
+
+  it('arms no timer once nothing waits (kafkajs kept a 1 ms timer looping per connection for the life of the process)', () => {
+    withQueue(1, ({ queue, sent, push, answer }) => {
+      push(1);
+      answer(1);
+      assert.deepEqual(sent, [1]);
+      assert.equal(queue.throttleCheckTimeoutId, null, 'a timer is armed with no request waiting');
+    });
+  });
+
+  it('still sends a request held back by the in-flight limit when the one before it is answered', () => {
+    withQueue(1, ({ sent, push, answer }) => {
+      push(1);
+      push(2);
+      assert.deepEqual(sent, [1]);
+      answer(1);
+      assert.deepEqual(sent, [1, 2]);
+    });
+  });
+
+  it('still sends a request held back by the broker\'s throttle once the throttle ends, and then arms no timer', async () => {
+    const { queue, sent, push, written } = requestQueue(5);
+    try {
+      const throttledAt = Date.now();
+      queue.maybeThrottle(20);
+      const firstWrite = written();
+      push(1);
+      assert.deepEqual(sent, []);
+      await firstWrite;
+      assert.deepEqual(sent, [1]);
+      assert.ok(Date.now() - throttledAt >= 20, 'sent before the throttle ended');
+      assert.equal(queue.throttleCheckTimeoutId, null, 'the timer re-armed itself after the queue emptied');
+    } finally {
+      queue.destroy();
+    }
   });
 });
