@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --disable-warning=TimeoutNegativeWarning --max-semi-space-size=8 --max-old-space-size=2000
+#!/usr/bin/env -S node --max-semi-space-size=8 --max-old-space-size=2000
 /**
  * The entry that long-running processes start through: TypeScript modules come
  * from the stripped-JavaScript cache (lib/strip-cache.js), so a stage process

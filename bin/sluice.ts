@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --disable-warning=TimeoutNegativeWarning --max-semi-space-size=8 --max-old-space-size=2000
+#!/usr/bin/env -S node --max-semi-space-size=8 --max-old-space-size=2000
 /**
  * sluice: the operator's command line. Results go to stdout, progress to
  * stderr; a failure prints one line, its code and what to do, and exits

@@ -29,7 +29,7 @@ export const SLUICE_BIN = join(ROOT, 'bin', 'sluice.js');
  *   (500,000 by default, ~35 MB), but a restore reads a partition's changelog
  *   onto the heap first (~146 bytes an entry); see `nodeFlags`.
  */
-export const NODE_FLAGS = ['--disable-warning=TimeoutNegativeWarning', '--max-semi-space-size=8', '--max-old-space-size=2000'];
+export const NODE_FLAGS = ['--max-semi-space-size=8', '--max-old-space-size=2000'];
 /** Above this many duplicate-check ids, a restore's changelog entries (~146 bytes each on the heap, until stored off it) may need more than the capped heap: the cap is left off. */
 const UNCAPPED_HEAP_FROM_DEDUP_IDS = 5_000_000;
 
