@@ -13,6 +13,9 @@ export type FramedDecode =
   | { kind: 'unknown-schema'; schemaId: number }
   | { kind: 'undecodable'; message: string };
 
+/** Top-level fields of a record that a reader never uses (see SchemaCodec.decodeSync). */
+export type SkippedFields = readonly string[];
+
 /** True when a value carries the Confluent wire format's framing. */
 export const isFramed = (value: Buffer | null): value is Buffer => value !== null && value.length >= 5 && value[0] === 0;
 
@@ -23,8 +26,13 @@ export interface SchemaCodec {
    * asked: an outage must never look like bad data.
    */
   prefetch(values: Iterable<Buffer | null>): Promise<void>;
-  /** Decodes a framed value with the schemas already resolved. */
-  decodeSync(value: Buffer): FramedDecode;
+  /**
+   * Decodes a framed value with the schemas already resolved. `skipped` names
+   * top-level fields the caller never reads: their bytes are stepped over
+   * (Avro schema resolution against the writer's schema without them), so
+   * their values are never built.
+   */
+  decodeSync(value: Buffer, skipped?: SkippedFields): FramedDecode;
   /** A synchronous encoder for the latest schema of `subject`; SCHEMA_NOT_REGISTERED when it has none. */
   encoderFor(subject: string): Promise<(value: unknown) => Buffer>;
 }

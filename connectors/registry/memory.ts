@@ -4,7 +4,7 @@
  * For the broker-free test driver and for tools that must not need a
  * registry; never for production traffic (ids are meaningless elsewhere).
  */
-import type { FramedDecode, SchemaCodec } from '../../lib/codec.ts';
+import type { FramedDecode, SchemaCodec, SkippedFields } from '../../lib/codec.ts';
 import { SluiceError } from '../../lib/errors.ts';
 import { type AvroType, avroType, decodeFramed, framedEncoder } from './registry.ts';
 
@@ -22,8 +22,8 @@ export class MemoryCodec implements SchemaCodec {
 
   async prefetch(): Promise<void> {}
 
-  decodeSync(value: Buffer): FramedDecode {
-    return decodeFramed(value, (id) => this.types.get(id));
+  decodeSync(value: Buffer, skipped?: SkippedFields): FramedDecode {
+    return decodeFramed(value, (id) => this.types.get(id), skipped);
   }
 
   async encoderFor(subject: string): Promise<(value: unknown) => Buffer> {

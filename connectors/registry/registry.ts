@@ -8,7 +8,7 @@ import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import wireDecoder from '@kafkajs/confluent-schema-registry/dist/wireDecoder.js';
 import avsc from 'avsc';
 import TimeoutMiddleware from 'mappersmith/middleware/timeout';
-import { type FramedDecode, isFramed, type SchemaCodec } from '../../lib/codec.ts';
+import { type FramedDecode, isFramed, type SchemaCodec, type SkippedFields } from '../../lib/codec.ts';
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
 
 // A CommonJS module compiled from TypeScript: its default export sits on `.default`.
@@ -159,8 +159,8 @@ export class SchemaCatalog implements SchemaCodec {
   }
 
   /** Decodes a framed value with cached types only (call prefetch first). */
-  decodeSync(value: Buffer): FramedDecode {
-    return decodeFramed(value, (id) => this.types.get(id));
+  decodeSync(value: Buffer, skipped?: SkippedFields): FramedDecode {
+    return decodeFramed(value, (id) => this.types.get(id), skipped);
   }
 
   async encoderFor(subject: string): Promise<(value: unknown) => Buffer> {
@@ -199,7 +199,7 @@ export class SchemaCatalog implements SchemaCodec {
 }
 
 /** Decodes a framed value with the types at hand (the registry's cache, or an in-memory codec's). */
-export function decodeFramed(value: Buffer, typeOf: (id: number) => AvroType | undefined): FramedDecode {
+export function decodeFramed(value: Buffer, typeOf: (id: number) => AvroType | undefined, skipped?: SkippedFields): FramedDecode {
   let framed: { registryId: number; payload: Buffer };
   try {
     framed = wireDecode(value);
@@ -209,9 +209,54 @@ export function decodeFramed(value: Buffer, typeOf: (id: number) => AvroType | u
   const type = typeOf(framed.registryId);
   if (type === undefined) return { kind: 'unknown-schema', schemaId: framed.registryId };
   try {
-    return { kind: 'decoded', value: type.fromBuffer(framed.payload), schemaId: framed.registryId };
+    const projected = skipped === undefined ? undefined : projection(type, skipped);
+    const decoded = projected ? projected.reader.fromBuffer(framed.payload, projected.resolver) : type.fromBuffer(framed.payload);
+    return { kind: 'decoded', value: decoded, schemaId: framed.registryId };
   } catch (error) {
     return { kind: 'undecodable', message: `schema id ${framed.registryId}: ${errorMessage(error)}` };
+  }
+}
+
+interface Projected {
+  reader: AvroType;
+  resolver: ReturnType<AvroType['createResolver']>;
+}
+
+/** Per writer type, per list of skipped fields: the reader without them, or null when the writer has none of them. */
+const projections = new WeakMap<AvroType, Map<string, Projected | null>>();
+
+/**
+ * The reader of `writer`'s records without the `skipped` top-level fields,
+ * and its resolver: reading through it steps over those fields' bytes. Built
+ * once per writer schema. A writer with none of the fields, or one whose
+ * remaining fields do not stand alone (a named type defined only inside a
+ * skipped field), is read whole.
+ */
+function projection(writer: AvroType, skipped: SkippedFields): Projected | null {
+  let byFields = projections.get(writer);
+  if (!byFields) {
+    byFields = new Map();
+    projections.set(writer, byFields);
+  }
+  const key = skipped.join(',');
+  let projected = byFields.get(key);
+  if (projected === undefined) {
+    projected = buildProjection(writer, skipped);
+    byFields.set(key, projected);
+  }
+  return projected;
+}
+
+function buildProjection(writer: AvroType, skipped: SkippedFields): Projected | null {
+  const schema = writer.schema() as { type?: string; fields?: Array<{ name: string }> };
+  if (schema.type !== 'record' || !schema.fields) return null;
+  const fields = schema.fields.filter((field) => !skipped.includes(field.name));
+  if (fields.length === schema.fields.length) return null;
+  try {
+    const reader = avroType({ ...schema, fields });
+    return { reader, resolver: reader.createResolver(writer) };
+  } catch {
+    return null;
   }
 }
 

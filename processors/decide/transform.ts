@@ -57,12 +57,18 @@ function classesOf(names: readonly string[], scores: readonly number[]): { byNam
   return { byName, top };
 }
 
+/** The scored record's fields no decision reads (the sink, drift monitoring and review read them from the scored topic): the decide stage skips them while decoding. */
+export const UNREAD_SCORED_FIELDS = ['feature_names', 'feature_values'] as const satisfies ReadonlyArray<keyof ScoredRecord>;
+
+/** A scored record as the decide stage reads it. */
+export type DecideInput<P = unknown> = Omit<ScoredRecord<P>, (typeof UNREAD_SCORED_FIELDS)[number]>;
+
 /**
  * What the policy would decide on the challenger's view of the record: for
  * comparison only (the shadow-comparison query), never acted on. Null when no
  * challenger scored it.
  */
-function shadowDecision<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideContext<P>): string | null {
+function shadowDecision<P>(scored: DecideInput<P> & ShadowFields, ctx: DecideContext<P>): string | null {
   if (!scored.shadow_model_version || typeof scored.shadow_score !== 'number') return null;
   const shadowClasses = scored.class_names.length > 0 ? classesOf(scored.class_names, scored.shadow_class_scores ?? []) : { byName: {}, top: null };
   const verdict = ctx.policy.decide(
@@ -76,7 +82,7 @@ function shadowDecision<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideCo
 export const KILL_SWITCH_REVIEW_REASON = 'kill_switch_review';
 
 /** The policy's verdict, or under the kill switch's `review` mode, review with the policy's verdict as reasons. */
-function verdictOf<P>(scored: ScoredRecord<P>, ctx: DecideContext<P>): Verdict {
+function verdictOf<P>(scored: DecideInput<P>, ctx: DecideContext<P>): Verdict {
   const classScores = classesOf(scored.class_names, scored.class_scores).byName;
   const verdict = ctx.policy.decide(
     { eventType: scored.event_type, payload: scored.payload, score: scored.score, label: scored.label, classScores },
@@ -91,7 +97,7 @@ function verdictOf<P>(scored: ScoredRecord<P>, ctx: DecideContext<P>): Verdict {
   };
 }
 
-export function decide<P>(scored: ScoredRecord<P> & ShadowFields, ctx: DecideContext<P>): Outcome<DecisionCommon> {
+export function decide<P>(scored: DecideInput<P> & ShadowFields, ctx: DecideContext<P>): Outcome<DecisionCommon> {
   const verdict = verdictOf(scored, ctx);
   const shadowVersion = scored.shadow_model_version || null;
   // score and model_version are copied as received even when the policy did not

@@ -11,7 +11,7 @@
  * a defect in sluice's own code, isolated to the record that triggers it and
  * dead-lettered as PROCESSING_FAILED, never blamed on the producer.
  */
-import type { SchemaCodec } from '../../lib/codec.ts';
+import type { SchemaCodec, SkippedFields } from '../../lib/codec.ts';
 import { type DeadLetter, deadLetter, type Outcome, type SourceRecord, type TopicSuffix, topicName } from '../../lib/contracts.ts';
 import { errorMessage, isSluiceError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -37,6 +37,8 @@ export interface StageDefinition<In = unknown> {
   input: TopicSuffix;
   /** `bytes`: the raw value as consumed; `avro`: decoded with the codec (bad framing is dead-lettered). */
   inputFormat: 'bytes' | 'avro';
+  /** Avro input only: top-level fields the stage never reads, skipped while decoding instead of built (SchemaCodec.decodeSync). */
+  inputSkips?: SkippedFields;
   outputs: readonly TopicSuffix[];
   process(inputs: Array<StageInput<In>>): Promise<Outcome[]> | Outcome[];
   /**
@@ -247,7 +249,7 @@ export function createStageHandler<In>(args: {
         outcomes[i] = deadLetter('MALFORMED_PAYLOAD', 'empty value on an Avro topic');
         continue;
       }
-      const decoded = codec.decodeSync(value);
+      const decoded = codec.decodeSync(value, definition.inputSkips);
       if (decoded.kind === 'decoded') {
         inputs.push({ source, value: decoded.value as In });
         positions.push(i);

@@ -2,10 +2,10 @@
  * The framed encoder writes Confluent's wire format (magic byte, schema id,
  * Avro body) byte for byte as the registry client's own encoder does, for
  * values small and larger than its scratch buffer, and the decoder reads back
- * what it wrote.
+ * what it wrote, skipping the fields a reader never uses when asked to.
  */
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { describe, it } from 'node:test';
 import { encode as wireEncode } from '@kafkajs/confluent-schema-registry/dist/wireEncoder.js';
 import avsc from 'avsc';
 import { decodeFramed, framedEncoder } from '../../connectors/registry/registry.ts';
@@ -30,4 +30,58 @@ it('writes what the registry client writes, growing its scratch buffer for large
     assert.equal(decoded.kind, 'decoded');
     assert.deepEqual({ ...(decoded as { value: object }).value }, value);
   }
+});
+
+describe('reading a record without the fields a reader skips', () => {
+  const writer = avsc.Type.forSchema({
+    type: 'record',
+    name: 'Scored',
+    namespace: 'sluice.test',
+    fields: [
+      { name: 'event_id', type: 'string' },
+      { name: 'feature_names', type: { type: 'array', items: 'string' }, default: [] },
+      { name: 'score', type: ['null', 'double'], default: null },
+      { name: 'feature_values', type: { type: 'array', items: 'double' }, default: [] },
+      { name: 'scored_at', type: 'long' },
+    ],
+  });
+  const record = { event_id: 'evt-7', feature_names: ['age', 'ünïcode', ''], score: 0.25, feature_values: [1.5, -2, 3e300], scored_at: 1_767_225_200_000 };
+  const framed = framedEncoder(12, writer)(record);
+  const skipped = ['feature_names', 'feature_values'] as const;
+
+  it('steps over the skipped fields\' bytes and reads every field after them as a whole decode does', () => {
+    const decoded = decodeFramed(framed, () => writer, skipped);
+    assert.equal(decoded.kind, 'decoded');
+    assert.deepEqual({ ...(decoded as { value: object }).value }, { event_id: 'evt-7', score: 0.25, scored_at: 1_767_225_200_000 });
+    const whole = decodeFramed(framed, () => writer);
+    assert.deepEqual({ ...(whole as { value: object }).value }, record);
+  });
+
+  it('reads a writer that has none of the skipped fields whole', () => {
+    const plain = avsc.Type.forSchema({ type: 'record', name: 'Plain', fields: [{ name: 'event_id', type: 'string' }] });
+    const decoded = decodeFramed(framedEncoder(13, plain)({ event_id: 'evt-8' }), () => plain, skipped);
+    assert.deepEqual({ ...(decoded as { value: object }).value }, { event_id: 'evt-8' });
+  });
+
+  it('reads whole a writer whose other fields use a type defined only inside a skipped field', () => {
+    const nested = avsc.Type.forSchema({
+      type: 'record',
+      name: 'Outer',
+      fields: [
+        { name: 'feature_names', type: { type: 'record', name: 'Inner', fields: [{ name: 'n', type: 'int' }] } },
+        { name: 'other', type: 'Inner' },
+      ],
+    });
+    const value = { feature_names: { n: 1 }, other: { n: 2 } };
+    const decoded = decodeFramed(framedEncoder(14, nested)(value), () => nested, skipped);
+    assert.equal(decoded.kind, 'decoded');
+    assert.deepEqual(JSON.parse(JSON.stringify((decoded as { value: object }).value)), value);
+  });
+
+  it('still refuses a truncated record as undecodable', () => {
+    for (const cut of [1, 9, framed.length - 6]) {
+      const decoded = decodeFramed(framed.subarray(0, framed.length - cut), () => writer, skipped);
+      assert.equal(decoded.kind, 'undecodable', `${cut} bytes cut`);
+    }
+  });
 });

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { MemoryCodec } from '../../connectors/registry/memory.ts';
 import { SluiceError } from '../../lib/errors.ts';
+import { createLogger } from '../../lib/log.ts';
 import type { Policy } from '../../lib/pipeline.ts';
 import { signupRisk } from '../../pipelines/signup-risk/index.ts';
 import {
@@ -477,5 +479,29 @@ describe('decide: config', () => {
       () => loadDecidePolicy({ thresholds: { blockAt: 0.5, reviewAt: 0.9 }, disposableDomainsFile: DECIDE_DEFAULTS.disposableDomainsFile }),
       (error) => error instanceof SluiceError && error.code === 'CONFIG_INVALID',
     );
+  });
+});
+
+describe('decide: reading scored records', () => {
+  it('reads them without the feature arrays, which no decision uses, and decides each as it decides the whole record', async () => {
+    const settings = stageConfigFromEnv('decide', decideStage.settings(signupRisk), {});
+    const services = { pipeline: { name: 'signup-risk', plugin: signupRisk }, control: { killSwitchMode: () => 'model' }, logger: createLogger({}, 'silent'), now: () => NOW_MS };
+    const definition = await decideStage.factory(settings)(services as never);
+    assert.deepEqual(definition.inputSkips, ['feature_names', 'feature_values']);
+    const codec = new MemoryCodec();
+    codec.register('signup-risk.scored-value', JSON.parse(readFileSync(new URL('../../schemas/signup-risk/scored.avsc', import.meta.url), 'utf8')));
+    const encode = codec.encoderForSync('signup-risk.scored-value');
+    const source = { topic: 'signup-risk.scored', partition: 0, offset: '0', key: null, value: null, headers: {}, timestampMs: NOW_MS };
+    const records = [scored(0.97), scored(0.6), scored(0.02), scored(null), scored(0.3, { plan: 'enterprise' as Plan }), scored(0.2, { email_domain: 'mailinator.com' })];
+    for (const record of records) {
+      const framed = encode({ ...record, feature_names: ['email_domain_age_days', 'signups_from_ip_24h'], feature_values: [3650, 1] });
+      const read = codec.decodeSync(framed, definition.inputSkips);
+      const whole = codec.decodeSync(framed);
+      assert.ok(read.kind === 'decoded' && whole.kind === 'decoded');
+      assert.equal('feature_names' in (read.value as object) || 'feature_values' in (read.value as object), false, 'the feature arrays were built');
+      // Compared as data: the two decodes build the payload with two classes of the same shape.
+      const asData = async (value: unknown) => JSON.parse(JSON.stringify(await definition.process([{ source, value }])));
+      assert.deepEqual(await asData(read.value), await asData(whole.value), `score ${record.score}`);
+    }
   });
 });
