@@ -217,6 +217,7 @@ function kafkaService(brokers: string[]): Service {
           '-Xms512m',
           '-XX:+UseG1GC',
           '-XX:MaxGCPauseMillis=20',
+          `-Xlog:gc:file=${join(paths.logs, 'kafka-gc.log')}:time,uptime:filecount=3,filesize=10m`,
           '-Djava.awt.headless=true',
           `-Dlog4j2.configurationFile=${join(HERE, 'kafka', 'log4j2.properties')}`,
           `-Dkafka.logs.dir=${paths.logs}`,
