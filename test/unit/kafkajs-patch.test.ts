@@ -448,17 +448,17 @@ describe('kafkajs patch: a connection\'s request queue', () => {
     return { queue, sent, push, answer, written };
   }
   /** Runs `body` on a fresh queue and destroys it after, so that a looping timer cannot keep the test process alive. */
-  function withQueue(maxInFlightRequests: number, body: (q: ReturnType<typeof requestQueue>) => void) {
+  async function withQueue(maxInFlightRequests: number, body: (q: ReturnType<typeof requestQueue>) => void | Promise<void>) {
     const q = requestQueue(maxInFlightRequests);
     try {
-      body(q);
+      await body(q);
     } finally {
       q.queue.destroy();
     }
   }
 
-  it('arms no timer once nothing waits (kafkajs kept a 1 ms timer looping per connection for the life of the process)', () => {
-    withQueue(1, ({ queue, sent, push, answer }) => {
+  it('arms no timer once nothing waits (kafkajs kept a 1 ms timer looping per connection for the life of the process)', async () => {
+    await withQueue(1, ({ queue, sent, push, answer }) => {
       push(1);
       answer(1);
       assert.deepEqual(sent, [1]);
@@ -466,8 +466,8 @@ describe('kafkajs patch: a connection\'s request queue', () => {
     });
   });
 
-  it('still sends a request held back by the in-flight limit when the one before it is answered', () => {
-    withQueue(1, ({ sent, push, answer }) => {
+  it('still sends a request held back by the in-flight limit when the one before it is answered', async () => {
+    await withQueue(1, ({ sent, push, answer }) => {
       push(1);
       push(2);
       assert.deepEqual(sent, [1]);
@@ -477,8 +477,7 @@ describe('kafkajs patch: a connection\'s request queue', () => {
   });
 
   it('still sends a request held back by the broker\'s throttle once the throttle ends, and then arms no timer', async () => {
-    const { queue, sent, push, written } = requestQueue(5);
-    try {
+    await withQueue(5, async ({ queue, sent, push, written }) => {
       const throttledAt = Date.now();
       queue.maybeThrottle(20);
       const firstWrite = written();
@@ -488,8 +487,6 @@ describe('kafkajs patch: a connection\'s request queue', () => {
       assert.deepEqual(sent, [1]);
       assert.ok(Date.now() - throttledAt >= 20, 'sent before the throttle ended');
       assert.equal(queue.throttleCheckTimeoutId, null, 'the timer re-armed itself after the queue emptied');
-    } finally {
-      queue.destroy();
-    }
+    });
   });
 });
