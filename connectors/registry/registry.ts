@@ -222,8 +222,12 @@ interface Projected {
   resolver: ReturnType<AvroType['createResolver']>;
 }
 
-/** Per writer type, per list of skipped fields: the reader without them, or null when the writer has none of them. */
-const projections = new WeakMap<AvroType, Map<string, Projected | null>>();
+/**
+ * Per writer type, per list of skipped fields (by identity: a stage's list is
+ * one constant, so nothing is built per record): the reader without them, or
+ * null when the writer has none of them.
+ */
+const projections = new WeakMap<AvroType, Map<SkippedFields, Projected | null>>();
 
 /**
  * The reader of `writer`'s records without the `skipped` top-level fields,
@@ -238,11 +242,10 @@ function projection(writer: AvroType, skipped: SkippedFields): Projected | null 
     byFields = new Map();
     projections.set(writer, byFields);
   }
-  const key = skipped.join(',');
-  let projected = byFields.get(key);
+  let projected = byFields.get(skipped);
   if (projected === undefined) {
     projected = buildProjection(writer, skipped);
-    byFields.set(key, projected);
+    byFields.set(skipped, projected);
   }
   return projected;
 }
