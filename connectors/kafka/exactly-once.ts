@@ -784,6 +784,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
         }
       }
     } catch (error) {
+      // Stopped before the failure path, not only in `finally`: the rewind and its backoff
+      // wait without this batch's heartbeats, so a member that keeps failing is not kept alive by them.
       clearInterval(beating);
       // The handler failed (transient), or preparing the membership did: once the
       // partition's outstanding chunk is settled, rewind to what is committed.
