@@ -1,10 +1,12 @@
 /**
  * The kafkajs patch on the real broker: after the first, a transaction that
  * produces and commits consumer offsets sends five requests (AddPartitionsToTxn,
- * Produce, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) and no FindCoordinator.
+ * Produce, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) and no FindCoordinator;
+ * and a new admin client's first group request is not retried.
  */
 import assert from 'node:assert/strict';
 import { after, it } from 'node:test';
+import { Kafka, logLevel } from 'kafkajs';
 import { deleteTopics, ensureTopics } from '../../connectors/kafka/admin.ts';
 import { createKafka } from '../../connectors/kafka/client.ts';
 import { connections, uniqueName } from '../helpers.ts';
@@ -36,5 +38,28 @@ it('sends no FindCoordinator request once a transactional producer knows its coo
     assert.ok((counts.AddPartitionsToTxn ?? 0) >= 5);
   } finally {
     await producer.disconnect();
+  }
+});
+
+it("answers a new admin client's first group request without a retry: the coordinator lookup reads the cluster's metadata first", async () => {
+  await ensureTopics(connections.kafkaBrokers, [{ topic, partitions: 1, replicationFactor: 1, config: {} }]);
+  // kafkajs logs every retry it schedules with its wait (retryTime); unpatched, the lookup failed once with an empty broker pool and waited ~300 ms.
+  const retries: string[] = [];
+  const kafka = new Kafka({
+    brokers: connections.kafkaBrokers,
+    clientId: 'test-patch-admin',
+    logLevel: logLevel.DEBUG,
+    logCreator: () => ({ namespace, log }) => {
+      if (log['retryTime'] !== undefined) retries.push(`${namespace}: ${log.message}`);
+    },
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const [offsets] = await admin.fetchOffsets({ groupId: uniqueName('it-kafkajs-patch-group'), topics: [topic] });
+    assert.deepEqual(offsets?.partitions.map((p) => p.offset), ['-1'], 'a group that never committed has no offset');
+    assert.deepEqual(retries, [], 'no request was retried');
+  } finally {
+    await admin.disconnect();
   }
 });

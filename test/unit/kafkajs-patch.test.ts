@@ -12,7 +12,8 @@
  * fetching as a member that never synced; a connection's request queue arms
  * a timer only while requests wait. These tests drive the patched modules
  * themselves; test/integration/kafkajs-patch.test.ts counts the requests on
- * the real broker.
+ * the real broker, and checks there that a new admin client reads the
+ * cluster's metadata before its first coordinator lookup.
  */
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
