@@ -390,8 +390,9 @@ export async function readWindow(options: {
       const records: SourceRecord[] = [];
       const start = options.starts?.get(batch.partition) ?? -1n;
       for (const message of batch.messages) {
-        if (BigInt(message.offset) >= end) break;
-        if (BigInt(message.offset) < start) continue;
+        const offset = BigInt(message.offset);
+        if (offset >= end) break;
+        if (offset < start) continue;
         const headers: Record<string, string | undefined> = {};
         for (const [name, value] of Object.entries(message.headers ?? {})) {
           const first = Array.isArray(value) ? value[0] : value;

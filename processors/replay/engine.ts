@@ -408,7 +408,7 @@ export async function executeReplay(ctx: ReplayContext, request: ReplayRequest, 
           summary.skipped_human++;
           return;
         }
-        const version = index.nextVersion(value.event_id);
+        const version = DecisionIndex.nextVersion(known);
         const result = decide(value, { pipeline: pipeline.name, policy, reviewDecision, killSwitchOn, now: ctx.now, replay: { id: run, decisionVersion: () => version } });
         const decision = result.kind === 'emit' ? result.outputs.find((o) => o.to === 'decided')?.value : undefined;
         if (decision === undefined) {

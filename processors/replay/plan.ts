@@ -115,21 +115,26 @@ export class DecisionIndex {
 
   observe(decision: { event_id: string; decision_version: number; decision: string; decided_by: string }): void {
     const known = this.events.get(decision.event_id);
-    const human = (known?.human ?? false) || decision.decided_by === 'human';
-    if (known === undefined || decision.decision_version >= known.version) {
+    const human = decision.decided_by === 'human';
+    if (known === undefined) {
       this.events.set(decision.event_id, { version: decision.decision_version, decision: decision.decision, human });
-    } else if (human !== known.human) {
-      known.human = human;
+      return;
     }
+    // In place: a replay observes every re-decision it writes, on an index of the window's events.
+    if (decision.decision_version >= known.version) {
+      known.version = decision.decision_version;
+      known.decision = decision.decision;
+    }
+    if (human) known.human = true;
   }
 
   get(eventId: string): KnownDecisions | undefined {
     return this.events.get(eventId);
   }
 
-  /** The version a replay gives its re-decision: above every earlier one, and never the first decision's (1). */
-  nextVersion(eventId: string): number {
-    return Math.max(this.events.get(eventId)?.version ?? 0, 1) + 1;
+  /** The version a replay gives its re-decision of an event whose decisions are `known` (what `get` returned): above every earlier one, and never the first decision's (1). */
+  static nextVersion(known: KnownDecisions | undefined): number {
+    return Math.max(known?.version ?? 0, 1) + 1;
   }
 
   get size(): number {

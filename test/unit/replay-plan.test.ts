@@ -102,12 +102,12 @@ describe('replay: identity and window', () => {
 describe('replay: decision versions', () => {
   it('gives every re-decision a version above every earlier decision of its event, never 1', () => {
     const index = new DecisionIndex();
-    assert.equal(index.nextVersion('unseen'), 2, 'an event not decided yet (in flight) still gets 2: the live decision 1 cannot supersede it');
+    assert.equal(DecisionIndex.nextVersion(index.get('unseen')), 2, 'an event not decided yet (in flight) still gets 2: the live decision 1 cannot supersede it');
     index.observe({ event_id: 'e', decision_version: 1, decision: 'block', decided_by: 'model' });
-    assert.equal(index.nextVersion('e'), 2);
+    assert.equal(DecisionIndex.nextVersion(index.get('e')), 2);
     index.observe({ event_id: 'e', decision_version: 4, decision: 'approve', decided_by: 'model' });
     index.observe({ event_id: 'e', decision_version: 3, decision: 'review', decided_by: 'model' });
-    assert.equal(index.nextVersion('e'), 5, 'out of order on the topic: the highest counts');
+    assert.equal(DecisionIndex.nextVersion(index.get('e')), 5, 'out of order on the topic: the highest counts');
     assert.deepEqual(index.get('e'), { version: 4, decision: 'approve', human: false }, 'the decision that stands is the highest version');
   });
 
