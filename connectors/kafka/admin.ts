@@ -262,6 +262,63 @@ export async function resetOffsetsToEarliest(brokers: string[], groupId: string,
 /** For deploy/local: the broker check, imported from this module rather than from the client module. */
 export { probeKafka } from './client.ts';
 
+/** The partition of an internal topic Kafka keeps a group or transactional id in: Utils.abs(id.hashCode()) % partitions, with Java's String.hashCode. */
+function internalPartitionOf(id: string, partitions: number): number {
+  let hash = 0;
+  for (let i = 0; i < id.length; i++) hash = (Math.imul(31, hash) + id.charCodeAt(i)) | 0;
+  return (hash === -2147483648 ? 0 : Math.abs(hash)) % partitions;
+}
+
+/** Ids `<prefix>.0`, `<prefix>.1`, … until one falls in each of an internal topic's `partitions` partitions. */
+function idPerPartition(prefix: string, partitions: number): string[] {
+  const byPartition = new Map<number, string>();
+  for (let i = 0; byPartition.size < partitions && i < partitions * 1_000; i++) {
+    const id = `${prefix}.${i}`;
+    const partition = internalPartitionOf(id, partitions);
+    if (!byPartition.has(partition)) byPartition.set(partition, id);
+  }
+  return [...byPartition.values()];
+}
+
+/**
+ * For deploy/local, once the broker answers: waits until every partition of
+ * `__consumer_offsets` and `__transaction_state` has a coordinator that
+ * answers. A new broker creates those topics on the first request for a
+ * coordinator and loads each partition after that; until then it answers
+ * COORDINATOR_NOT_AVAILABLE or COORDINATOR_LOAD_IN_PROGRESS, which kafkajs
+ * logs as errors before it retries ~300 ms later. This way the first stage,
+ * test or demo after `stack up` meets neither. It asks for the coordinator of
+ * one group and one transactional id per partition (ids that stay the same
+ * from one `stack up` to the next): tens of milliseconds once they are ready.
+ */
+export async function readyCoordinators(brokers: string[]): Promise<void> {
+  const kafka = createKafka({ brokers, clientId: 'sluice-stack' });
+  const admin = kafka.admin();
+  const initialise = async (transactionalId: string) => {
+    // A transaction begun (and ended) initialises the transactional id: an answer from that id's transaction coordinator.
+    const producer = kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 });
+    try {
+      await producer.connect();
+      await (await producer.transaction()).abort();
+    } finally {
+      await producer.disconnect().catch(() => {});
+    }
+  };
+  await admin.connect();
+  try {
+    // The first requests make the broker create the two topics.
+    await Promise.all([admin.describeGroups(['sluice.stack-ready']), initialise('sluice.stack-ready')]);
+    const { topics } = await admin.fetchTopicMetadata({ topics: ['__consumer_offsets', '__transaction_state'] });
+    const partitionsOf = (topic: string) => topics.find((t) => t.name === topic)?.partitions.length ?? 1;
+    await Promise.all([
+      admin.describeGroups(idPerPartition('sluice.stack-ready', partitionsOf('__consumer_offsets'))),
+      ...idPerPartition('sluice.stack-ready', partitionsOf('__transaction_state')).map(initialise),
+    ]);
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
 // ---------------------------------------------------------------- windows of a topic (replay)
 
 /**

@@ -11,8 +11,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { probeKafka } from '../../connectors/kafka/admin.ts';
-import { SluiceError } from '../../lib/errors.ts';
+import { probeKafka, readyCoordinators } from '../../connectors/kafka/admin.ts';
+import { errorMessage, SluiceError } from '../../lib/errors.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const PROJECT_ROOT = resolve(HERE, '..', '..');
@@ -461,7 +461,14 @@ export async function stackUp(options: StackOptions): Promise<ServiceStatus[]> {
       progress(`${service.name}: answering on ${service.address}`);
     }),
   );
-  await enforceCompatibility(options.registryUrl);
+  const coordinators = readyCoordinators(options.brokers).catch((error: unknown) => {
+    throw new SluiceError(
+      'STACK_SERVICE_FAILED',
+      `Kafka answers on ${options.brokers.join(',')}, but its group or transaction coordinator does not (${errorMessage(error)}). Read ${logFile(paths, 'kafka')}.`,
+      { cause: error },
+    );
+  });
+  await Promise.all([enforceCompatibility(options.registryUrl), coordinators]);
   return stackStatus(options);
 }
 
