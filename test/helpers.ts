@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import { Kafka, logLevel } from 'kafkajs';
 import { NODE_FLAGS, SLUICE_BIN } from '../cli/processes.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 
@@ -77,4 +78,22 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A plain kafkajs client whose troubles are collected: every error it logs
+ * and every retry it schedules (kafkajs logs each with its wait, retryTime).
+ * For tests that a request was answered at once.
+ */
+export function kafkaCollectingTroubles(clientId: string): { kafka: Kafka; troubles: string[] } {
+  const troubles: string[] = [];
+  const kafka = new Kafka({
+    brokers: connections.kafkaBrokers,
+    clientId,
+    logLevel: logLevel.DEBUG,
+    logCreator: () => ({ level, namespace, log }) => {
+      if (level === logLevel.ERROR || log['retryTime'] !== undefined) troubles.push(`${namespace}: ${log.message} ${String(log['error'] ?? '')}`.trim());
+    },
+  });
+  return { kafka, troubles };
 }

@@ -11,19 +11,10 @@
  */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { Kafka, logLevel } from 'kafkajs';
-import { connections, uniqueName } from '../helpers.ts';
+import { kafkaCollectingTroubles, uniqueName } from '../helpers.ts';
 
 it("answers a new client's first group request and first transactional initialisation at once: no error, no retry", async () => {
-  const troubles: string[] = [];
-  const kafka = new Kafka({
-    brokers: connections.kafkaBrokers,
-    clientId: 'it-broker-ready',
-    logLevel: logLevel.DEBUG,
-    logCreator: () => ({ level, namespace, log }) => {
-      if (level === logLevel.ERROR || log['retryTime'] !== undefined) troubles.push(`${namespace}: ${log.message} ${String(log['error'] ?? '')}`);
-    },
-  });
+  const { kafka, troubles } = kafkaCollectingTroubles('it-broker-ready');
   const admin = kafka.admin();
   const producer = kafka.producer({ transactionalId: uniqueName('it-broker-ready'), idempotent: true, maxInFlightRequests: 1 });
   await admin.connect();
