@@ -27,6 +27,14 @@
  *   assignment, so the restarted process's initialisation aborts at once what
  *   the crashed one left open instead of waiting for the transaction timeout.
  *
+ * A transaction sends three requests where the cluster has KIP-890's
+ * transactions v2 (Kafka 4.0 and later finalize `transaction.version` 2):
+ * Produce and TxnOffsetCommit, side by side, each adding its partitions to the
+ * transaction itself, then EndTxn, which also bumps the producer's epoch. On
+ * older clusters, five: AddPartitionsToTxn before the Produce and
+ * AddOffsetsToTxn before the TxnOffsetCommit (sluice's kafkajs patch decides
+ * from the cluster's finalized features).
+ *
  * kafkajs also leaves these duties to us (KAFKA-NOTES.md):
  * - A failed commit or abort wedges a kafkajs producer: it is thrown away, a new
  *   one is made (which ends what the old one left open), and the partitions
@@ -396,7 +404,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       // The broker answers CONCURRENT_TRANSACTIONS while it writes the previous
       // commit's markers, for a few milliseconds, and the lane begins the next
       // transaction as soon as one commits. The patched kafkajs retries that
-      // answer to an add within 1-20 ms itself; anything else retriable comes
+      // answer to an add (under transactions v2, to the TxnOffsetCommit, which
+      // is the add) within 1-20 ms itself; anything else retriable comes
       // here: kafkajs's default first retry comes after ~300 ms, which would add
       // that much latency to a transaction; here, 3 ms, doubling. Bounded: after
       // the last retry the chunk fails, the producer is replaced and the records

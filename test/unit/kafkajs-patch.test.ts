@@ -4,7 +4,10 @@
  * FindCoordinator request before each of a transaction's four coordinator
  * requests, and forgets them when a request to one fails; it sends a
  * transaction's adds one at a time, retrying CONCURRENT_TRANSACTIONS itself,
- * and adds offsets after the partitions of a send announced before them; and
+ * and adds offsets after the partitions of a send announced before them;
+ * where the cluster has KIP-890's transactions v2, it sends no adds at all
+ * (Produce v12 and TxnOffsetCommit v5 add their partitions) and takes the
+ * epoch each EndTxn v5 bumps; and
  * a batch is grouped per partition in one pass; murmur2 (the partitioner)
  * runs in 32-bit integers; record batches' CRC-32C is native; and records
  * are encoded without a buffer per varint or a Long per timestamp delta; a
@@ -48,17 +51,22 @@ const protocolError = (type: string) => Object.assign(new Error(type), { type, r
  * next request of an API fail once with NOT_COORDINATOR, `answers` queues
  * other protocol errors per API, and `holds` keeps an API's requests
  * unanswered until released. `inFlight` records, at each request, how many
- * adds (AddPartitionsToTxn, AddOffsetsToTxn) were unanswered with it.
+ * adds (AddPartitionsToTxn, AddOffsetsToTxn) were unanswered with it, and
+ * `calls` each request's arguments. With `transactionsV2`, the broker says the
+ * cluster has KIP-890's transactions v2, and each EndTxn answers with the
+ * producer's next epoch.
  */
-function fakeCluster() {
+function fakeCluster({ transactionsV2 = false } = {}) {
   const lookups: Array<{ groupId: string; coordinatorType: number }> = [];
   const requests: string[] = [];
   const failNext = new Set<string>();
   const answers = new Map<string, string[]>();
   const holds = new Map<string, Promise<void>>();
   const addsInFlight = { now: 0, most: 0 };
-  const request = (api: string, response: unknown = {}) => async () => {
+  const calls: Array<{ api: string; args: Record<string, unknown> }> = [];
+  const request = (api: string, response: unknown | ((args: Record<string, unknown>) => unknown) = {}) => async (args: Record<string, unknown> = {}) => {
     requests.push(api);
+    calls.push({ api, args });
     const add = api === 'AddPartitionsToTxn' || api === 'AddOffsetsToTxn';
     if (add) addsInFlight.most = Math.max(addsInFlight.most, ++addsInFlight.now);
     try {
@@ -66,7 +74,7 @@ function fakeCluster() {
       if (failNext.delete(api)) throw notCoordinator();
       const type = answers.get(api)?.shift();
       if (type !== undefined) throw protocolError(type);
-      return response;
+      return typeof response === 'function' ? response(args) : response;
     } finally {
       if (add) addsInFlight.now--;
     }
@@ -77,7 +85,8 @@ function fakeCluster() {
     addPartitionsToTxn: request('AddPartitionsToTxn'),
     addOffsetsToTxn: request('AddOffsetsToTxn'),
     txnOffsetCommit: request('TxnOffsetCommit'),
-    endTxn: request('EndTxn'),
+    endTxn: request('EndTxn', (args: Record<string, unknown>) => (transactionsV2 ? { producerId: '7', producerEpoch: Number(args['producerEpoch']) + 1 } : {})),
+    supportsTransactionsV2: () => transactionsV2,
   };
   const cluster = {
     retry: { retries: 2, initialRetryTime: 1, maxRetryTime: 2 },
@@ -91,7 +100,7 @@ function fakeCluster() {
       return broker;
     },
   };
-  return { cluster, lookups, requests, failNext, answers, holds, addsInFlight };
+  return { cluster, lookups, requests, calls, failNext, answers, holds, addsInFlight };
 }
 
 const silent = { debug() {}, info() {}, warn() {}, error() {}, namespace: () => silent };
@@ -231,6 +240,62 @@ describe('kafkajs patch: a transaction\'s adds, one at a time', () => {
     await eos.sendOffsets(offsets('1'));
     await eos.commit();
     assert.equal(requests.filter((r) => r === 'TxnOffsetCommit').length, 2);
+  });
+});
+
+describe('kafkajs patch: transactions v2 (KIP-890) when the cluster has them', () => {
+  const offsets = (offset: string) => ({ consumerGroupId: 'group', topics: [{ topic: 'in', partitions: [{ partition: 0, offset }] }] });
+  const open = async (options: { cluster: boolean; producer: boolean }) => {
+    const fake = fakeCluster({ transactionsV2: options.cluster });
+    const eos = createEosManager({ logger: silent, cluster: fake.cluster, transactional: true, transactionalId: 'tx', idempotent: true, transactionsV2: options.producer });
+    await eos.initProducerId();
+    return { ...fake, eos };
+  };
+
+  it('sends no adds, asks for the v2 requests, and begins each transaction at the epoch the last EndTxn gave, sequences from 0', async () => {
+    const { eos, requests, calls } = await open({ cluster: true, producer: true });
+    assert.equal(eos.isTransactionsV2(), true);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(eos.getProducerEpoch(), i);
+      eos.beginTransaction();
+      await eos.addPartitionsToTransaction([{ topic: 'out', partitions: [{ partition: 0 }] }]);
+      assert.equal(eos.getSequence('out', 0), 0, 'a new epoch starts the sequences again');
+      eos.updateSequence('out', 0, 5); // what a Produce of five records does
+      await eos.sendOffsets(offsets(String(i + 1)));
+      await eos.commit();
+    }
+    assert.deepEqual(requests.slice(1), ['TxnOffsetCommit', 'EndTxn', 'TxnOffsetCommit', 'EndTxn', 'TxnOffsetCommit', 'EndTxn']);
+    assert.ok(calls.filter((c) => c.api === 'TxnOffsetCommit' || c.api === 'EndTxn').every((c) => c.args['transactionsV2'] === true));
+    assert.deepEqual(calls.filter((c) => c.api === 'EndTxn').map((c) => c.args['producerEpoch']), [0, 1, 2]);
+    assert.equal(eos.getProducerEpoch(), 3);
+  });
+
+  it('ends an aborted transaction with EndTxn v5 too, and takes its epoch', async () => {
+    const { eos, calls } = await open({ cluster: true, producer: true });
+    eos.beginTransaction();
+    await eos.addPartitionsToTransaction([{ topic: 'out', partitions: [{ partition: 0 }] }]);
+    await eos.abort();
+    assert.deepEqual(calls.filter((c) => c.api === 'EndTxn').map((c) => [c.args['transactionResult'], c.args['transactionsV2']]), [[false, true]]);
+    assert.equal(eos.getProducerEpoch(), 1);
+  });
+
+  it('retries a TxnOffsetCommit answered CONCURRENT_TRANSACTIONS itself: under v2 it is the add', async () => {
+    const { eos, requests, answers } = await open({ cluster: true, producer: true });
+    eos.beginTransaction();
+    answers.set('TxnOffsetCommit', ['CONCURRENT_TRANSACTIONS', 'CONCURRENT_TRANSACTIONS']);
+    await eos.sendOffsets(offsets('1'));
+    await eos.commit();
+    assert.deepEqual(requests.slice(1), ['TxnOffsetCommit', 'TxnOffsetCommit', 'TxnOffsetCommit', 'EndTxn']);
+  });
+
+  it('keeps to v1 when the cluster lacks them or the producer opts out', async () => {
+    for (const options of [{ cluster: false, producer: true }, { cluster: true, producer: false }]) {
+      const { eos, requests } = await open(options);
+      assert.equal(eos.isTransactionsV2(), false);
+      await transaction(eos);
+      assert.deepEqual(requests.slice(1), ['AddPartitionsToTxn', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn'], JSON.stringify(options));
+      assert.equal(eos.getProducerEpoch(), 0);
+    }
   });
 });
 
