@@ -110,6 +110,7 @@ it('sends the five requests of transactions v1 when the producer opts out of v2'
   // AddPartitionsToTxn may be retried after CONCURRENT_TRANSACTIONS while the previous commit's markers are written.
   assert.ok(Object.entries(counts).filter(([request]) => request.startsWith('AddPartitionsToTxn ')).reduce((sum, [, n]) => sum + n, 0) >= 5, sent);
   assert.ok(!counts['Produce v12'] && !counts['EndTxn v5'], `no v2 request: ${sent}`);
+  assert.equal(counts['TxnOffsetCommit v3'], 5, `the offsets in TxnOffsetCommit v3: ${sent}`);
   const { values, offset } = await committed(group);
   assert.deepEqual(values, [`${group}:0`, `${group}:2`, `${group}:3`, `${group}:5`]);
   assert.equal(offset, '6');
