@@ -175,6 +175,19 @@ function fillTemplate(source: string, target: string, values: Record<string, str
 
 // ---------------------------------------------------------------- services
 
+/**
+ * A new KRaft cluster id, as Kafka's own `Uuid.randomUuid()` makes one: 16
+ * random bytes in base64url, drawn again when the text starts with '-'. One
+ * id in 64 does, and `kafka-storage format -t <id>` then reads it as an
+ * option and fails ("argument --cluster-id/-t: expected one argument").
+ */
+export function kafkaClusterId(): string {
+  for (;;) {
+    const id = Buffer.from(randomUUID().replaceAll('-', ''), 'hex').toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
 function kafkaService(brokers: string[]): Service {
   const libs = (paths: StackPaths) => join(paths.downloads, `kafka-${STACK_VERSIONS.kafka}`);
   const config = (paths: StackPaths) => join(paths.root, 'kafka', 'server.properties');
@@ -203,8 +216,7 @@ function kafkaService(brokers: string[]): Service {
       if (!existsSync(join(dataDir, 'meta.properties'))) {
         progress('formatting Kafka storage (KRaft)');
         const classpath = `${libDir}/*`;
-        const id = Buffer.from(randomUUID().replaceAll('-', ''), 'hex').toString('base64url');
-        run(java, ['-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', id, '-c', config(paths)], {
+        run(java, ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${kafkaClusterId()}`, '-c', config(paths)], {
           what: 'Formatting Kafka storage',
         });
       }
