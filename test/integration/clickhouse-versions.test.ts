@@ -56,11 +56,14 @@ print(json.dumps(out))
 /** A challenger's shadow score and the decision the policy would make on it. */
 const shadowOf = (score: number) => ({ shadow_model_version: 'm3', shadow_score: score, shadow_decision: score >= 0.9 ? 'block' : score >= 0.5 ? 'review' : 'approve' });
 
+/** When sample event `e-<i>` occurred: the last minute before `now`, every half second. */
+const occurredAt = (now: number, i: number) => now - 60_000 + i * 500;
+
 function sampleRows(pipeline: string, now: number): TableRows {
   const rows = emptyRows();
   for (let i = 0; i < 60; i++) {
     const eventId = `e-${i}`;
-    const occurred = now - 60_000 + i * 500;
+    const occurred = occurredAt(now, i);
     const coords = (topic: string) => ({ kafka_topic: `${pipeline}.${topic}`, kafka_partition: i % 3, kafka_offset: i, kafka_timestamp_ms: occurred + 100 });
     const stage = (name: string, at: number, detail = '', version = 0) => ({
       pipeline,
@@ -235,7 +238,10 @@ function sampleLabels(pipeline: string, now: number, multiclass: boolean): { lab
       model_version: 'm2',
       policy_version: 'p1',
       decision_version: 2,
-      occurred_at_ms: now - 40_000,
+      // The event's own occurrence, as the review service copies it: with another
+      // time, an hour that began between the two would split the event's rows and
+      // any(occurred_at) would pick either hour, one engine one, the other the other.
+      occurred_at_ms: occurredAt(now, n),
       decided_at_ms: now - 1_000,
       extra_names: [],
       extra_values: [],
