@@ -10,7 +10,9 @@
  * epoch each EndTxn v5 bumps; and
  * a batch is grouped per partition in one pass; murmur2 (the partitioner)
  * runs in 32-bit integers; record batches' CRC-32C is native; and records
- * are encoded without a buffer per varint or a Long per timestamp delta; a
+ * are encoded without a buffer per varint or a Long per timestamp delta, and a
+ * request's large buffers (its record batches) are kept by reference and
+ * copied once, when the request is written, instead of at every level; a
  * consumer whose coordinator is loading the group joins again instead of
  * fetching as a member that never synced; a connection's request queue arms
  * a timer only while requests wait. These tests drive the patched modules
@@ -485,6 +487,79 @@ describe('kafkajs patch: encoding records', () => {
       const expected = Object.fromEntries(Object.entries(message.headers).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
       assert.deepEqual(headers, expected);
     });
+  });
+});
+
+describe('kafkajs patch: large buffers written by reference', () => {
+  const createRequest = require('kafkajs/src/protocol/request');
+  const { Types: Compression } = require('kafkajs/src/protocol/message/compression');
+  const ProduceV12 = require('kafkajs/src/protocol/requests/produce/v12/request');
+  const Long = require('kafkajs/src/utils/long');
+  /** The bytes of one Produce request of two topics' batches, as the connection writes them, with buffers of `referenceFrom` bytes and more kept by reference. */
+  async function produceRequestBytes(referenceFrom: number): Promise<{ bytes: Buffer; chunked: boolean }> {
+    const before = Encoder.referenceFrom;
+    Encoder.referenceFrom = referenceFrom;
+    try {
+      const rng = createRng(11);
+      const messages = (count: number, size: number) =>
+        Array.from({ length: count }, (_, i) => ({
+          key: Buffer.from(`k${i}`),
+          value: Buffer.from(Array.from({ length: size + (i % 7) * 900 }, () => rng.int(0, 255))),
+          headers: { 'sluice-trace': `t${i}` },
+          timestamp: 1_764_590_000_000 + i,
+        }));
+      const request = ProduceV12({
+        acks: -1,
+        timeout: 30_000,
+        transactionalId: 'tx',
+        producerId: Long.fromInt(7),
+        producerEpoch: 3,
+        compression: Compression.None,
+        topicData: [
+          { topic: 'a', partitions: [{ partition: 0, firstSequence: 0, messages: messages(40, 300) }, { partition: 2, firstSequence: 5, messages: messages(1, 9_000) }] },
+          { topic: 'b', partitions: [{ partition: 1, firstSequence: 0, messages: messages(3, 10) }] },
+        ],
+      });
+      const encoder = await createRequest({ correlationId: 9, clientId: 'c', request });
+      const chunked = encoder.chunks !== null;
+      const size = encoder.size();
+      const bytes = encoder.buffer;
+      assert.equal(bytes.length, size, 'size() counts every byte, referenced or copied');
+      assert.equal(bytes.readInt32BE(0), size - 4, 'the request\'s length prefix');
+      assert.ok(encoder.buffer.equals(bytes), 'reading the buffer again gives the same bytes');
+      return { bytes, chunked };
+    } finally {
+      Encoder.referenceFrom = before;
+    }
+  }
+  it('writes a produce request byte for byte as when every buffer is copied', async () => {
+    const copied = await produceRequestBytes(Infinity);
+    const referenced = await produceRequestBytes(Encoder.referenceFrom);
+    const everything = await produceRequestBytes(1);
+    assert.equal(copied.chunked, false);
+    assert.equal(referenced.chunked, true, 'the batches are large enough to be kept by reference');
+    assert.ok(referenced.bytes.equals(copied.bytes));
+    assert.ok(everything.bytes.equals(copied.bytes));
+  });
+
+  it('keeps writing after a referenced buffer, and never into it', () => {
+    const large = Buffer.alloc(Encoder.referenceFrom, 0xab);
+    const inner = new Encoder().writeInt8(1).writeBuffer(large).writeInt16(2);
+    const outer = new Encoder().writeInt32(3).writeEncoder(inner).writeBytes(large).writeVarIntBytes(large).writeString('end');
+    const expected = Buffer.concat([
+      Buffer.from([0, 0, 0, 3, 1]),
+      large,
+      Buffer.from([0, 2, 0, 0, (large.length >> 8) & 0xff, large.length & 0xff]),
+      large,
+      Buffer.from(zigzagVarint(BigInt(large.length)), 'hex'),
+      large,
+      Buffer.from([0, 3]),
+      Buffer.from('end'),
+    ]);
+    assert.ok(outer.buffer.equals(expected));
+    assert.equal(outer.size(), expected.length);
+    assert.ok(large.every((byte) => byte === 0xab), 'the referenced buffer is unchanged');
+    assert.ok(inner.buffer.equals(Buffer.concat([Buffer.from([1]), large, Buffer.from([0, 2])])), 'the inner encoder still reads whole');
   });
 });
 
