@@ -188,29 +188,74 @@ function epochMs(value: number): number | string {
   return value === 0 ? 0 : value; // no -0
 }
 
-const RFC_3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+const ZERO = 48;
+const NOT_RFC_3339 = 'not an RFC 3339 date-time (e.g. 2026-01-31T12:00:00Z)';
 
+/** The number spelled by `count` ASCII digits of `text` from `at`, or -1 if any is not one. */
+function digitsAt(text: string, at: number, count: number): number {
+  let value = 0;
+  for (let i = at; i < at + count; i++) {
+    const digit = text.charCodeAt(i) - ZERO;
+    if (!(digit >= 0 && digit <= 9)) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/**
+ * `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, T and Z in either case, read
+ * character by character (a regular expression and its ten captures cost
+ * validate about 2% of its CPU).
+ */
 function parseRfc3339(text: string): number | string {
-  const match = RFC_3339.exec(text);
-  if (match === null) return 'not an RFC 3339 date-time (e.g. 2026-01-31T12:00:00Z)';
-  const [, y, mo, d, h, mi, s, fraction, sign, offsetH, offsetMi] = match;
-  const year = Number(y);
-  const month = Number(mo);
-  const day = Number(d);
-  const hour = Number(h);
-  const minute = Number(mi);
-  const second = Number(s);
+  const length = text.length;
+  if (length < 20) return NOT_RFC_3339;
+  const year = digitsAt(text, 0, 4);
+  const month = digitsAt(text, 5, 2);
+  const day = digitsAt(text, 8, 2);
+  const hour = digitsAt(text, 11, 2);
+  const minute = digitsAt(text, 14, 2);
+  const second = digitsAt(text, 17, 2);
+  const t = text.charCodeAt(10);
+  if (
+    (year | month | day | hour | minute | second) < 0 ||
+    text.charCodeAt(4) !== 45 /* - */ ||
+    text.charCodeAt(7) !== 45 ||
+    (t !== 84 /* T */ && t !== 116 /* t */) ||
+    text.charCodeAt(13) !== 58 /* : */ ||
+    text.charCodeAt(16) !== 58
+  ) {
+    return NOT_RFC_3339;
+  }
+  let at = 19;
+  let millis = 0;
+  if (text.charCodeAt(at) === 46 /* . */) {
+    at++;
+    const from = at;
+    for (let digit = text.charCodeAt(at) - ZERO; digit >= 0 && digit <= 9; digit = text.charCodeAt(at) - ZERO) {
+      // The first three digits are the milliseconds; the rest are dropped.
+      if (at - from < 3) millis += digit * (at - from === 0 ? 100 : at - from === 1 ? 10 : 1);
+      at++;
+    }
+    if (at === from) return NOT_RFC_3339;
+  }
+  let offsetMinutes = 0;
+  const zone = text.charCodeAt(at);
+  if (zone === 90 /* Z */ || zone === 122 /* z */) {
+    if (at + 1 !== length) return NOT_RFC_3339;
+  } else if (zone === 43 /* + */ || zone === 45 /* - */) {
+    const oh = digitsAt(text, at + 1, 2);
+    const om = digitsAt(text, at + 4, 2);
+    if ((oh | om) < 0 || text.charCodeAt(at + 3) !== 58 || at + 6 !== length) return NOT_RFC_3339;
+    offsetMinutes = (zone === 45 ? -1 : 1) * (oh * 60 + om);
+    if (oh > 23 || om > 59) offsetMinutes = Number.NaN;
+  } else {
+    return NOT_RFC_3339;
+  }
   if (month < 1 || month > 12) return 'month out of range';
   if (day < 1 || day > daysInMonth(year, month)) return 'day out of range for the month';
   if (hour > 23 || minute > 59 || second > 60) return 'time of day out of range';
-  let offsetMinutes = 0;
-  if (sign !== undefined) {
-    const oh = Number(offsetH);
-    const om = Number(offsetMi);
-    if (oh > 23 || om > 59) return 'UTC offset out of range';
-    offsetMinutes = (sign === '-' ? -1 : 1) * (oh * 60 + om);
-  }
-  const millis = fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0'));
+  if (Number.isNaN(offsetMinutes)) return 'UTC offset out of range';
   const ms =
     daysFromCivil(year, month, day) * DAY_MS +
     ((hour * 60 + minute - offsetMinutes) * 60 + second) * 1000 +

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SluiceError } from '../../lib/errors.ts';
 import { createLogger } from '../../lib/log.ts';
+import { createRng } from '../../lib/prng.ts';
 import { createStageMetrics } from '../../lib/metrics.ts';
 import type { PipelineInstance } from '../../lib/pipeline.ts';
 import { isValidDomain, normalizeEmail } from '../../lib/fields.ts';
@@ -263,6 +264,41 @@ describe('validate: occurred_at', () => {
       deadLettered(run(json(withEnvelope('occurred_at', input))), 'SCHEMA_VIOLATION', 'occurred_at');
     });
   }
+
+  it('reads any string as the RFC 3339 grammar does: 20,000 near-misses of valid date-times', () => {
+    // The grammar, as a regular expression, and the calendar, from Date: what the parser must agree with.
+    const grammar = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+    const expected = (text: string): number | undefined => {
+      const match = grammar.exec(text);
+      if (match === null) return undefined;
+      const [y, mo, d, h, mi, sec, oh, om] = [1, 2, 3, 4, 5, 6, 9, 10].map((i) => Number(match[i] ?? 0));
+      if (mo! < 1 || mo! > 12 || h! > 23 || mi! > 59 || sec! > 59 || oh! > 23 || om! > 59) return undefined;
+      const date = new Date(0);
+      date.setUTCFullYear(y!, mo! - 1, d!);
+      if (date.getUTCDate() !== d || date.getUTCMonth() !== mo! - 1) return undefined;
+      date.setUTCHours(h!, mi!, sec!, Number((match[7] ?? '').slice(0, 3).padEnd(3, '0')));
+      const ms = date.getTime() - (match[8] === '-' ? -1 : 1) * (oh! * 60 + om!) * 60_000;
+      return ms < -62_167_219_200_000 || ms > 253_402_300_799_999 ? undefined : ms;
+    };
+    const rng = createRng(3_339);
+    const two = (max: number) => String(rng.int(0, max)).padStart(2, '0');
+    const alphabet = '0123456789-:.TtZz+ x';
+    for (let i = 0; i < 20_000; i++) {
+      const fraction = rng.pick(['', '.', `.${rng.int(0, 9)}`, `.${rng.int(0, 999_999)}`]);
+      const zone = rng.pick(['Z', 'z', `+${two(25)}:${two(61)}`, `-${two(25)}:${two(61)}`, '']);
+      let text = `${String(rng.int(0, 9999)).padStart(4, '0')}-${two(13)}-${two(32)}${rng.pick(['T', 't'])}${two(24)}:${two(60)}:${two(59)}${fraction}${zone}`;
+      for (let m = rng.int(0, 2); m > 0; m--) {
+        const at = rng.int(0, text.length);
+        const char = rng.pick([...alphabet]);
+        const kind = rng.int(0, 2);
+        text = text.slice(0, at) + (kind === 1 ? '' : char) + text.slice(kind === 2 ? at : at + 1);
+      }
+      const outcome = run(json(withEnvelope('occurred_at', text)));
+      const ms = expected(text);
+      if (ms === undefined) deadLettered(outcome, 'SCHEMA_VIOLATION', 'occurred_at');
+      else assert.equal(emitted(outcome).occurred_at, ms, text);
+    }
+  });
 
   it('rejects numbers JSON cannot hold exactly (1e400 is Infinity)', () => {
     const text = JSON.stringify(validEvent()).replace('"2025-12-31T23:00:00Z"', '1e400');
