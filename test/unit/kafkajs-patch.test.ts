@@ -10,7 +10,8 @@
  * epoch each EndTxn v5 bumps; and
  * a batch is grouped per partition in one pass; murmur2 (the partitioner)
  * runs in 32-bit integers; record batches' CRC-32C is native; and records
- * are encoded without a buffer per varint or a Long per timestamp delta, and a
+ * are encoded without a buffer per varint, a Long per timestamp delta or an
+ * encoder per header, and decoded without a Long per offset or timestamp; a
  * request's large buffers (its record batches) are kept by reference and
  * copied once, when the request is written, instead of at every level; a
  * consumer whose coordinator is loading the group joins again instead of
@@ -487,6 +488,58 @@ describe('kafkajs patch: encoding records', () => {
       const expected = Object.fromEntries(Object.entries(message.headers).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
       assert.deepEqual(headers, expected);
     });
+  });
+});
+
+describe('kafkajs patch: records without a Long per varlong or an encoder per header', () => {
+  const Long = require('kafkajs/src/utils/long');
+  const varint = (value: number) => Buffer.from(zigzagVarint(BigInt(value)), 'hex');
+  const lengthPrefixed = (bytes: Buffer) => Buffer.concat([varint(bytes.length), bytes]);
+
+  it('writes a record\'s headers, arrays of values included, as the protocol lays them out', () => {
+    const record = Record({ offsetDelta: 3, timestampDelta: -7, key: Buffer.from('k'), value: 'v', headers: { a: 'x', many: [Buffer.from([1, 2]), 'zwei'], é: '' } });
+    const header = (key: string, value: Buffer | string) => Buffer.concat([lengthPrefixed(Buffer.from(key)), lengthPrefixed(Buffer.from(value))]);
+    const body = Buffer.concat([
+      Buffer.from([0]), // attributes
+      varint(-7),
+      varint(3),
+      lengthPrefixed(Buffer.from('k')),
+      lengthPrefixed(Buffer.from('v')),
+      varint(4),
+      header('a', 'x'),
+      header('many', Buffer.from([1, 2])),
+      header('many', 'zwei'),
+      header('é', ''),
+    ]);
+    assert.equal(record.buffer.toString('hex'), Buffer.concat([varint(body.length), body]).toString('hex'));
+  });
+
+  it('decodes offsets and timestamps exactly, in numbers where they fit and in Longs beyond', async () => {
+    const cases = [
+      { firstOffset: '0', firstTimestamp: 1_764_590_000_000, deltas: [0, 1, -1, 2 ** 40, -(2 ** 48) + 1] },
+      // Deltas of eight and nine varlong bytes, and a first offset past 2^53: the Long path, exactly.
+      { firstOffset: '1152921504606846976', firstTimestamp: 1_764_590_000_000, deltas: [2 ** 49, -(2 ** 55), 2 ** 62] },
+    ];
+    for (const { firstOffset, firstTimestamp, deltas } of cases) {
+      const records = deltas.map((delta, offsetDelta) => Record({ offsetDelta, timestampDelta: delta, key: null, value: `r${offsetDelta}` }));
+      const batch = await RecordBatch({ records, firstOffset: Long.fromValue(firstOffset), firstTimestamp, maxTimestamp: firstTimestamp, lastOffsetDelta: records.length - 1 });
+      const decoded = await decodeRecordBatch(new Decoder(batch.buffer));
+      assert.deepEqual(
+        decoded.records.map((r: { offset: string; timestamp: string }) => [r.offset, r.timestamp]),
+        deltas.map((delta, i) => [String(BigInt(firstOffset) + BigInt(i)), String(BigInt(firstTimestamp) + BigInt(delta))]),
+      );
+    }
+  });
+
+  it('collects a repeated header\'s values in order, whatever the header is called', async () => {
+    // Object.fromEntries defines each key, __proto__ included, as an own property (a literal would set the prototype).
+    const entries = [['trace', ['t1', 't2', 't3']], ['toString', 'not inherited'], ['__proto__', 'a header'], ['constructor', ['c1', 'c2']]];
+    const headers = Object.fromEntries(entries);
+    const batch = await RecordBatch({ records: [Record({ key: null, value: 'v', headers })], lastOffsetDelta: 0 });
+    const [record] = (await decodeRecordBatch(new Decoder(batch.buffer))).records;
+    const read = Object.fromEntries(Object.entries(record.headers as Record<string, Buffer | Buffer[]>).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
+    assert.deepEqual(read, Object.fromEntries(entries));
+    assert.equal(Object.getPrototypeOf(record.headers), Object.prototype);
   });
 });
 
