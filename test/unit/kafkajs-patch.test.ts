@@ -9,7 +9,8 @@
  * (Produce v12 and TxnOffsetCommit v5 add their partitions) and takes the
  * epoch each EndTxn v5 bumps; and
  * a batch is grouped per partition in one pass; murmur2 (the partitioner)
- * runs in 32-bit integers; record batches' CRC-32C is native; and records
+ * runs in 32-bit integers, and the partitioner looks for partitions with a
+ * leader only for a message without a key or a partition; record batches' CRC-32C is native; and records
  * are encoded without a buffer per varint, a Long per timestamp delta or an
  * encoder per header, and decoded without a Long per offset or timestamp; a
  * request's large buffers (its record batches) are kept by reference and
@@ -425,6 +426,18 @@ describe('kafkajs patch: the partitioner and the batch checksum', () => {
       assert.equal(murmur2(key), javaMurmur2(key), key.toString('hex'));
     }
     assert.equal(murmur2('héllo'), javaMurmur2(Buffer.from('héllo')), 'a string key is hashed as its UTF-8 bytes');
+  });
+
+  it('partitions by key as Kafka does, keeps a message\'s own partition, and spreads keyless messages over partitions with a leader', () => {
+    const createPartitioner = require('kafkajs/src/producer/partitioners/default');
+    const partition = createPartitioner();
+    const partitionMetadata = [0, 1, 2, 3].map((partitionId) => ({ partitionId, leader: partitionId === 2 ? -1 : 1 }));
+    for (const key of ['21', 'foobar', 'abc']) {
+      assert.equal(partition({ topic: 't', partitionMetadata, message: { key: Buffer.from(key) } }), (murmur2(Buffer.from(key)) & 0x7fffffff) % 4, key);
+    }
+    assert.equal(partition({ topic: 't', partitionMetadata, message: { key: Buffer.from('abc'), partition: 2 } }), 2, 'a message\'s own partition wins');
+    const keyless = new Set(Array.from({ length: 30 }, () => partition({ topic: 't', partitionMetadata, message: { key: null } })));
+    assert.deepEqual([...keyless].sort(), [0, 1, 3], 'keyless messages go round the partitions that have a leader');
   });
 
   it('checksums record batches with the native CRC-32C, equal to the JavaScript one', () => {
