@@ -240,6 +240,7 @@ function parseRfc3339(text: string): number | string {
     if (at === from) return NOT_RFC_3339;
   }
   let offsetMinutes = 0;
+  let offsetInRange = true;
   const zone = text.charCodeAt(at);
   if (zone === 90 /* Z */ || zone === 122 /* z */) {
     if (at + 1 !== length) return NOT_RFC_3339;
@@ -248,14 +249,14 @@ function parseRfc3339(text: string): number | string {
     const om = digitsAt(text, at + 4, 2);
     if ((oh | om) < 0 || text.charCodeAt(at + 3) !== 58 || at + 6 !== length) return NOT_RFC_3339;
     offsetMinutes = (zone === 45 ? -1 : 1) * (oh * 60 + om);
-    if (oh > 23 || om > 59) offsetMinutes = Number.NaN;
+    offsetInRange = oh <= 23 && om <= 59;
   } else {
     return NOT_RFC_3339;
   }
   if (month < 1 || month > 12) return 'month out of range';
   if (day < 1 || day > daysInMonth(year, month)) return 'day out of range for the month';
   if (hour > 23 || minute > 59 || second > 60) return 'time of day out of range';
-  if (Number.isNaN(offsetMinutes)) return 'UTC offset out of range';
+  if (!offsetInRange) return 'UTC offset out of range';
   const ms =
     daysFromCivil(year, month, day) * DAY_MS +
     ((hour * 60 + minute - offsetMinutes) * 60 + second) * 1000 +
