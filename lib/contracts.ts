@@ -125,8 +125,8 @@ export interface ScoredRecord<P = unknown> extends RecordEnvelope {
   /** Parallel to class_names. */
   class_scores: number[];
   model_version: string | null;
-  /** The monitored features (ModelAdapter.monitoredNames), parallel to feature_values; never a hashed vector. */
-  feature_names: string[];
+  /** The monitored features (ModelAdapter.monitoredNames), parallel to feature_values; never a hashed vector. Score writes one frozen array for every record. */
+  feature_names: readonly string[];
   feature_values: number[];
   validated_at: number;
   scored_at: number;

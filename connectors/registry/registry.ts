@@ -31,9 +31,59 @@ export const UNKNOWN_ID_TTL_MS = 30_000;
 export type { FramedDecode } from '../../lib/codec.ts';
 export { isFramed } from '../../lib/codec.ts';
 
+/** avsc's internal writer of a type, and its output buffer's cursor: what {@link StringArrayType} overrides. */
+interface Tap {
+  writeFixed(bytes: Buffer, length: number): void;
+}
+const ArrayTypeBase = avsc.types.ArrayType as unknown as new (schema: unknown, opts: unknown) => avsc.types.ArrayType & { _write(tap: Tap, value: unknown): void };
+/** A frozen array of strings' Avro bytes, encoded once: a stage writes the same array of names (score's feature names) in every record. */
+const frozenArrayBytes = new WeakMap<object, Buffer>();
+const plainStringArray = avsc.Type.forSchema({ type: 'array', items: 'string' });
+
+/**
+ * An Avro array of strings. A frozen array is written as the bytes it was
+ * first encoded to (it cannot have changed since); any other, item by item.
+ * The bytes are those avsc writes either way.
+ */
+class StringArrayType extends ArrayTypeBase {
+  override _write(tap: Tap, value: unknown): void {
+    if (!Array.isArray(value) || !Object.isFrozen(value)) {
+      super._write(tap, value);
+      return;
+    }
+    let bytes = frozenArrayBytes.get(value);
+    if (bytes === undefined) {
+      bytes = encodeOnItsOwn(value);
+      frozenArrayBytes.set(value, bytes);
+    }
+    tap.writeFixed(bytes, bytes.length);
+  }
+}
+
+/** The array's bytes, through a buffer of its own: `toBuffer` would reuse avsc's shared buffer, which the record being written holds. */
+function encodeOnItsOwn(value: readonly unknown[]): Buffer {
+  let buffer = Buffer.alloc(1_024);
+  let end = plainStringArray.encode(value, buffer, 0);
+  if (end < 0) {
+    // Too small: avsc returns minus the bytes missing.
+    buffer = Buffer.alloc(buffer.length - end);
+    end = plainStringArray.encode(value, buffer, 0);
+  }
+  return buffer.subarray(0, end);
+}
+
+function isStringArraySchema(schema: unknown): boolean {
+  if (typeof schema !== 'object' || schema === null) return false;
+  const { type, items } = schema as { type?: unknown; items?: unknown };
+  return type === 'array' && (items === 'string' || (typeof items === 'object' && items !== null && (items as { type?: unknown }).type === 'string' && Object.keys(items).length === 1));
+}
+
 export function avroType(schema: unknown): AvroType {
   // No logical-type classes: timestamp-millis stays a number of epoch ms.
-  return avsc.Type.forSchema(schema as avsc.Schema, { wrapUnions: false });
+  return avsc.Type.forSchema(schema as avsc.Schema, {
+    wrapUnions: false,
+    typeHook: (nested, opts) => (isStringArraySchema(nested) ? (new StringArrayType(nested, opts) as unknown as avsc.Type) : undefined),
+  });
 }
 
 function registryStatus(error: unknown): number | undefined {

@@ -87,6 +87,17 @@ function featureRow<P>(adapter: ModelAdapter<P>, record: ValidatedRecord<P>): Ar
   }
 }
 
+/** Per model adapter, its monitored names as one frozen array, which the Avro writer encodes once and then copies (connectors/registry). */
+const monitoredNamesByAdapter = new WeakMap<object, readonly string[]>();
+function frozenMonitoredNames(adapter: ModelAdapter<unknown>): readonly string[] {
+  let names = monitoredNamesByAdapter.get(adapter);
+  if (names === undefined) {
+    names = Object.freeze([...adapter.monitoredNames]);
+    monitoredNamesByAdapter.set(adapter, names);
+  }
+  return names;
+}
+
 export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ShadowedScoredRecord<P>>>> {
   const { adapter } = ctx;
   const width = adapter.output.classes.length;
@@ -106,7 +117,7 @@ export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: Sco
       scorable.push(i);
     }
   }
-  const monitoredNames = [...adapter.monitoredNames];
+  const monitoredNames = frozenMonitoredNames(adapter);
   const emit = (
     record: ValidatedRecord<P>,
     features: ArrayLike<number>,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encode as wireEncode } from '@kafkajs/confluent-schema-registry/dist/wireEncoder.js';
 import avsc from 'avsc';
-import { decodeFramed, framedEncoder } from '../../connectors/registry/registry.ts';
+import { avroType, decodeFramed, framedEncoder } from '../../connectors/registry/registry.ts';
 
 const type = avsc.Type.forSchema({
   type: 'record',
@@ -82,6 +82,42 @@ describe('reading a record without the fields a reader skips', () => {
     for (const cut of [1, 9, framed.length - 6]) {
       const decoded = decodeFramed(framed.subarray(0, framed.length - cut), () => writer, skipped);
       assert.equal(decoded.kind, 'undecodable', `${cut} bytes cut`);
+    }
+  });
+});
+
+describe('a frozen array of strings, written once and copied after', () => {
+  const scoredLike = avroType({
+    type: 'record',
+    name: 'ScoredLike',
+    fields: [
+      { name: 'id', type: 'string' },
+      { name: 'feature_names', type: { type: 'array', items: 'string' } },
+      { name: 'class_names', type: { type: 'array', items: { type: 'string' } } },
+      { name: 'n', type: 'int' },
+    ],
+  });
+  const plain = avsc.Type.forSchema(scoredLike.schema() as avsc.Schema);
+
+  it('writes the bytes avsc writes for the same array unfrozen, the first time and every time after, in every way a value is encoded', () => {
+    for (const names of [[], ['a'], ['bé', 'c'.repeat(300), ''], Array.from({ length: 500 }, (_, i) => `feature_${i}`)]) {
+      const frozen = Object.freeze([...names]);
+      const value = (n: number) => ({ id: `e-${n}`, feature_names: frozen, class_names: frozen, n });
+      const expected = (n: number) => plain.toBuffer({ id: `e-${n}`, feature_names: [...names], class_names: [...names], n });
+      // toBuffer first: the first write of a frozen array must not disturb the buffer avsc is writing the record into.
+      assert.deepEqual(scoredLike.toBuffer(value(1)), expected(1), `${names.length} names, toBuffer`);
+      assert.deepEqual(scoredLike.toBuffer(value(2)), expected(2), `${names.length} names, toBuffer again`);
+      const encode = framedEncoder(9, scoredLike);
+      assert.deepEqual(encode(value(3)), wireEncode(9, expected(3)), `${names.length} names, framed`);
+      const decoded = decodeFramed(encode(value(4)), () => scoredLike);
+      assert.equal(decoded.kind, 'decoded');
+      assert.deepEqual((decoded as { value: { feature_names: string[] } }).value.feature_names, names);
+    }
+  });
+
+  it('refuses a frozen array that is not all strings, as it refuses any other', () => {
+    for (const bad of [Object.freeze([1, 2]), Object.freeze(['a', null])]) {
+      assert.throws(() => scoredLike.toBuffer({ id: 'e', feature_names: bad, class_names: [], n: 1 }), /invalid "string"/);
     }
   });
 });

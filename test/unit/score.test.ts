@@ -77,6 +77,10 @@ describe('scoreBatch', () => {
     assert.deepEqual(first.class_scores, []);
     assert.equal(first.model_version, 'm-test');
     assert.deepEqual(first.feature_names, [...FEATURE_NAMES]);
+    // One frozen array for every record of every chunk: the Avro writer encodes it once (test/unit/codec.test.ts).
+    assert.ok(Object.isFrozen(first.feature_names));
+    const later = scored((await scoreBatch([record(4)], context(scorer())))[0]!);
+    assert.equal(later.feature_names, first.feature_names, 'the same array in the next chunk');
     assert.deepEqual(first.feature_values, featuresOf(record(1).payload));
     assert.equal(first.scored_at, NOW);
     assert.equal(first.validated_at, NOW - 500);
