@@ -232,10 +232,9 @@ function parseRfc3339(text: string): number | string {
   if (text.charCodeAt(at) === 46 /* . */) {
     at++;
     const from = at;
-    for (let digit = text.charCodeAt(at) - ZERO; digit >= 0 && digit <= 9; digit = text.charCodeAt(at) - ZERO) {
-      // The first three digits are the milliseconds; the rest are dropped.
-      if (at - from < 3) millis += digit * (at - from === 0 ? 100 : at - from === 1 ? 10 : 1);
-      at++;
+    // The first three digits are the milliseconds (100, 10, 1 each); the rest are dropped.
+    for (let digit = text.charCodeAt(at) - ZERO, weight = 100; digit >= 0 && digit <= 9; digit = text.charCodeAt(++at) - ZERO, weight /= 10) {
+      if (weight >= 1) millis += digit * weight;
     }
     if (at === from) return NOT_RFC_3339;
   }
