@@ -31,7 +31,7 @@ export const UNKNOWN_ID_TTL_MS = 30_000;
 export type { FramedDecode } from '../../lib/codec.ts';
 export { isFramed } from '../../lib/codec.ts';
 
-/** avsc's internal writer of a type, and its output buffer's cursor: what {@link StringArrayType} overrides. */
+/** avsc's cursor over the buffer a value is written into (internal to avsc): the argument of a type's `_write`, which {@link StringArrayType} overrides. */
 interface Tap {
   writeFixed(bytes: Buffer, length: number): void;
 }

@@ -115,6 +115,27 @@ describe('a frozen array of strings, written once and copied after', () => {
     }
   });
 
+  it('reads a frozen array\'s items once, however many records carry it; an unfrozen one every time', () => {
+    const counted = (names: string[]) => {
+      const reads = { count: 0 };
+      const proxy = new Proxy(names, {
+        get(target, key, receiver) {
+          if (typeof key === 'string' && /^\d+$/.test(key)) reads.count++;
+          return Reflect.get(target, key, receiver);
+        },
+      });
+      return { proxy, reads };
+    };
+    const frozen = counted(Object.freeze(['a', 'b', 'c']) as string[]);
+    const unfrozen = counted(['a', 'b', 'c']);
+    for (let n = 0; n < 10; n++) {
+      scoredLike.toBuffer({ id: 'e', feature_names: frozen.proxy, class_names: [], n });
+      scoredLike.toBuffer({ id: 'e', feature_names: unfrozen.proxy, class_names: [], n });
+    }
+    assert.equal(frozen.reads.count, 3, 'the frozen array\'s three items, read for its first record only');
+    assert.equal(unfrozen.reads.count, 30);
+  });
+
   it('refuses a frozen array that is not all strings, as it refuses any other', () => {
     for (const bad of [Object.freeze([1, 2]), Object.freeze(['a', null])]) {
       assert.throws(() => scoredLike.toBuffer({ id: 'e', feature_names: bad, class_names: [], n: 1 }), /invalid "string"/);
