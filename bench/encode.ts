@@ -11,6 +11,7 @@
  */
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
+import { percentile } from '../cli/traffic.ts';
 
 const require = createRequire(import.meta.url);
 const Encoder = require('kafkajs/src/protocol/encoder');
@@ -78,7 +79,7 @@ for (let round = 0; round < WARMUP_ROUNDS + rounds; round++) {
 }
 Encoder.referenceFrom = modes.referenced;
 
-const median = (list: number[]): number => [...list].sort((a, b) => a - b)[list.length >> 1]!;
+const median = (list: number[]): number => percentile(list, 50);
 
 /** One partition's messages as a record batch, as the broker hands it to a consumer. */
 const partitionMessages = topicData[0]!.partitions[0]!.messages;
