@@ -11,7 +11,7 @@ export interface Rng {
   /** True with probability p. */
   chance(p: number): boolean;
   pick<T>(items: readonly T[]): T;
-  /** Picks a key with probability proportional to its weight. */
+  /** Picks a key with probability proportional to its weight. `weights` is read on its first draw only: pass a constant. */
   weighted<K extends string>(weights: Readonly<Record<K, number>>): K;
 }
 
@@ -27,6 +27,32 @@ function splitmix32(state: number): () => number {
 }
 
 const TWO_POW_32 = 4_294_967_296;
+
+/** A weights object's keys and weights as arrays, and their total (summed in key order). */
+interface WeightTable {
+  keys: string[];
+  weights: number[];
+  total: number;
+}
+
+/**
+ * The weights objects drawn from so far, as tables: a generator's constant
+ * weights are read once, not on every draw (an event draws several times).
+ * Keyed by the object, so an object changed after its first draw would keep
+ * its first weights: `weighted` takes constants.
+ */
+const weightTables = new WeakMap<object, WeightTable>();
+
+function weightTable(weights: Readonly<Record<string, number>>): WeightTable {
+  let table = weightTables.get(weights);
+  if (table === undefined) {
+    const keys = Object.keys(weights);
+    const values = keys.map((key) => weights[key]!);
+    table = { keys, weights: values, total: values.reduce((sum, weight) => sum + weight, 0) };
+    weightTables.set(weights, table);
+  }
+  return table;
+}
 
 /**
  * An independent stream per (seed, stream): each generated event gets its own,
@@ -69,15 +95,14 @@ export function createRng(seed: number, stream = 0): Rng {
       if (items.length === 0) throw new RangeError('cannot pick from an empty list');
       return items[Math.floor(next() * items.length)]!;
     },
-    weighted: (weights) => {
-      const entries = Object.entries(weights) as Array<[keyof typeof weights, number]>;
-      const total = entries.reduce((sum, [, weight]) => sum + weight, 0);
+    weighted: <K extends string>(weights: Readonly<Record<K, number>>): K => {
+      const { keys, weights: values, total } = weightTable(weights);
       let roll = next() * total;
-      for (const [key, weight] of entries) {
-        roll -= weight;
-        if (roll < 0) return key;
+      for (let i = 0; i < values.length; i++) {
+        roll -= values[i]!;
+        if (roll < 0) return keys[i] as K;
       }
-      return entries[entries.length - 1]![0];
+      return keys[keys.length - 1] as K;
     },
   };
   return rng;

@@ -91,6 +91,19 @@ const COUNTRY_WEIGHTS = {
   US: 24, IN: 12, BR: 8, GB: 7, DE: 7, FR: 5, NG: 4, ID: 4, MX: 4, JP: 3, CA: 3, ES: 3, IT: 3, NL: 2, PL: 2,
   TR: 2, PH: 2, VN: 2, PK: 1, RU: 1, UA: 1, KE: 1, EG: 1, ZA: 1, AU: 1, SE: 1, KR: 1, AR: 1, CO: 1, RO: 1,
 } as const;
+// Constants rather than literals at the draw: Rng#weighted reads each weights object once.
+const DOMAIN_KIND_WEIGHTS = {
+  suspicious: { free: 0.35, disposable: 0.2, fresh: 0.4, company: 0.05 },
+  ordinary: { free: 0.55, company: 0.4, fresh: 0.05 },
+} as const;
+const CHANNEL_WEIGHTS = {
+  suspicious: { web: 0.4, api: 0.35, android: 0.15, ios: 0.1 },
+  ordinary: { web: 0.5, ios: 0.2, android: 0.22, api: 0.08 },
+} as const;
+const PLAN_WEIGHTS = {
+  suspicious: { free: 0.9, pro: 0.08, enterprise: 0.02 },
+  ordinary: { free: 0.7, pro: 0.24, enterprise: 0.06 },
+} as const;
 const EXTRA_FIELDS: ReadonlyArray<[string, (rng: Rng) => unknown]> = [
   ['utm_source', (rng) => rng.pick(['newsletter', 'google', 'partner', 'tiktok'])],
   ['device_fingerprint', (rng) => hex(rng, 16)],
@@ -191,8 +204,8 @@ interface Domain {
 
 function drawDomain(rng: Rng, suspicious: boolean): Domain {
   const kind = suspicious
-    ? rng.weighted({ free: 0.35, disposable: 0.2, fresh: 0.4, company: 0.05 })
-    : rng.weighted({ free: 0.55, company: 0.4, fresh: 0.05 });
+    ? rng.weighted(DOMAIN_KIND_WEIGHTS.suspicious)
+    : rng.weighted(DOMAIN_KIND_WEIGHTS.ordinary);
   switch (kind) {
     case 'free': {
       const [name, age] = rng.pick(FREE_MAIL);
@@ -240,11 +253,11 @@ function makeSignup(seed: number, index: number, startMs: number, spacingMs: num
   const suspicious = rng.chance(0.15);
   const country = rng.weighted(COUNTRY_WEIGHTS);
   const channel: SignupChannel = suspicious
-    ? rng.weighted({ web: 0.4, api: 0.35, android: 0.15, ios: 0.1 })
-    : rng.weighted({ web: 0.5, ios: 0.2, android: 0.22, api: 0.08 });
+    ? rng.weighted(CHANNEL_WEIGHTS.suspicious)
+    : rng.weighted(CHANNEL_WEIGHTS.ordinary);
   const plan: Plan = suspicious
-    ? rng.weighted({ free: 0.9, pro: 0.08, enterprise: 0.02 })
-    : rng.weighted({ free: 0.7, pro: 0.24, enterprise: 0.06 });
+    ? rng.weighted(PLAN_WEIGHTS.suspicious)
+    : rng.weighted(PLAN_WEIGHTS.ordinary);
   const domain = drawDomain(rng, suspicious);
   const email = `${drawLocalPart(rng, suspicious)}@${domain.name}`;
   const ageDays = rng.chance(suspicious ? 0.25 : 0.12) ? null : domain.ageDays;

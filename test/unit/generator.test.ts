@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import {
   DISPOSABLE_DOMAINS,
@@ -45,6 +46,38 @@ describe('prng', () => {
     const mean = values.reduce((a, b) => a + b, 0) / values.length;
     assert.ok(Math.abs(mean - 0.5) < 0.05, `mean ${mean}`);
   });
+
+  it('picks by weight exactly as a walk over the object\'s entries does, drawing from the same stream', () => {
+    // The reference: the weights read afresh on every draw, in key order.
+    const reference = (roll: number, weights: Record<string, number>) => {
+      const entries = Object.entries(weights);
+      let left = roll * entries.reduce((sum, [, weight]) => sum + weight, 0);
+      for (const [key, weight] of entries) {
+        left -= weight;
+        if (left < 0) return key;
+      }
+      return entries[entries.length - 1]![0];
+    };
+    const tables: Array<Record<string, number>> = [
+      { only: 1 },
+      { a: 0.1, b: 0.2, c: 0.7 },
+      { free: 0.35, disposable: 0.2, fresh: 0.4, company: 0.05 },
+      { zero: 0, a: 3, also_zero: 0, b: 1 },
+      Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, (i % 7) + 0.5])),
+    ];
+    const picked = createRng(5, 1);
+    const rolls = createRng(5, 1);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 20_000; i++) {
+      const weights = tables[i % tables.length]!;
+      const key = picked.weighted(weights);
+      assert.equal(key, reference(rolls.next(), weights));
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    assert.equal(counts.get('zero'), undefined, 'a zero weight is never picked');
+    // 4,000 draws of { a: 0.1, b: 0.2, c: 0.7 }: c about 2,800 times.
+    assert.ok(Math.abs(counts.get('c')! - 2_800) < 200, `c picked ${counts.get('c')} times`);
+  });
 });
 
 describe('generateSignups', () => {
@@ -54,6 +87,12 @@ describe('generateSignups', () => {
     const b = take(12, 300);
     const samePayloads = a.filter((event, i) => JSON.stringify(event.envelope.payload) === JSON.stringify(b[i]!.envelope.payload));
     assert.equal(samePayloads.length, 0);
+  });
+
+  it('still generates the events it did (a pinned digest: training data and benchmark inputs depend on them)', () => {
+    const digest = createHash('sha256');
+    for (const event of generateSignups({ seed: 11, count: 2_000, startMs: 1_700_000_000_000, spacingMs: 7, idPrefix: 'x' })) digest.update(JSON.stringify(event));
+    assert.equal(digest.digest('hex'), 'b78f76cec6691fd72fcb6dd663a6f05d19c4eb3edf868c5a4b6c8e8b5cd4634d');
   });
 
   it('makes each event a function of (seed, index): counts and starting points do not change earlier events', () => {
