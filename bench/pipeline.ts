@@ -238,6 +238,12 @@ interface PipelineResult {
   /** Cores used on average during the latency phase, by process (stages, the local stack's services, this benchmark) and by the whole machine. */
   latency_cpu_cores: Record<string, number>;
   /**
+   * Transactions committed per second during the latency phase, all stage processes together: a stage
+   * commits as soon as its previous transaction ends, so at a low rate transactions are small and many,
+   * and each costs the broker and the client CPU whatever it holds.
+   */
+  latency_transactions_per_s: number;
+  /**
    * With --hops: p50 and p99 of each hop of the latency phase, from produced (occurred_at) to readable on raw (the
    * load generator's own send), then on validated, scored and decided; and `raw_to_decided`, the pipeline's own part.
    */
@@ -412,9 +418,10 @@ function sampleRss(processes: StageProcess[]) {
   };
 }
 
-/** Reads from stages' /metrics: Kafka requests (count and total seconds) by API and client, and transactions committed. */
-async function scrapeRequests(ports: number[]) {
-  type ByApi = Record<string, { count: number; seconds: number }>;
+type ByApi = Record<string, { count: number; seconds: number }>;
+
+/** Reads from stages' /metrics: Kafka requests (count and total seconds) by API and client, and input chunks committed. */
+async function scrapeCounts(ports: number[]) {
   const requests: Record<'producer' | 'consumer', ByApi> = { producer: {}, consumer: {} };
   let chunks = 0;
   for (const port of ports) {
@@ -432,6 +439,12 @@ async function scrapeRequests(ports: number[]) {
       if (committed) chunks += Number(committed[1]);
     }
   }
+  return { requests, chunks };
+}
+
+/** Requests per committed transaction by API and client, their mean durations, and chunks per transaction, from the stages' /metrics. */
+async function scrapeRequests(ports: number[]) {
+  const { requests, chunks } = await scrapeCounts(ports);
   // A process commits several partitions' chunks in one transaction when they are ready together: one EndTxn each.
   const transactions = requests.producer.EndTxn?.count ?? chunks;
   const perTransaction = (byApi: ByApi) => Object.fromEntries(Object.entries(byApi).map(([api, { count }]) => [api, round(count / Math.max(1, transactions))]));
@@ -472,6 +485,8 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
     const outcomes = await Outcomes.follow({ brokers, pipeline: name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix, logger });
     const hops = HOPS ? await followHops(name, idPrefix) : undefined;
     const cpu = measureCpu(stages);
+    const committedBefore = (await scrapeCounts(ports)).requests.producer.EndTxn?.count ?? 0;
+    const latencyStartedAt = performance.now();
     try {
       await produceStream({
         brokers,
@@ -486,6 +501,8 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
       });
       const deadline = Date.now() + 120_000;
       while (outcomes.decisions.size < count && Date.now() < deadline) await sleep(50);
+      const committed = ((await scrapeCounts(ports)).requests.producer.EndTxn?.count ?? 0) - committedBefore;
+      const transactionsPerS = round(committed / ((performance.now() - latencyStartedAt) / 1000));
       // The first seconds include the stages settling into a steady rate: measure the rest.
       const steady = outcomes.latenciesMs.slice(Math.floor(outcomes.latenciesMs.length * 0.1));
       return {
@@ -494,6 +511,7 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
         rss_mb: rss.stop(),
         ...requests,
         latency_cpu_cores: cpu.stop(),
+        latency_transactions_per_s: transactionsPerS,
         ...(hops && { latency_hops_ms: hops.summary(new Map([...outcomes.decisions].map(([id, decision]) => [id, decision.occurred_at]))) }),
       };
     } finally {
@@ -531,6 +549,7 @@ const SKIPPED_PIPELINE: PipelineResult = {
   request_mean_ms: { producer: {}, consumer: {} },
   chunks_per_transaction: Number.NaN,
   latency_cpu_cores: {},
+  latency_transactions_per_s: Number.NaN,
 };
 
 async function runOnce(run: number): Promise<RunResult> {
@@ -595,6 +614,7 @@ const modeSummary = (f: (r: RunResult) => PipelineResult) => ({
   },
   chunks_per_transaction: pick((r) => f(r).chunks_per_transaction),
   latency_cpu_cores: medianOfKeys((r) => f(r).latency_cpu_cores),
+  latency_transactions_per_s: pick((r) => f(r).latency_transactions_per_s),
   ...(HOPS && {
     latency_hops_ms: Object.fromEntries(
       HOP_KEYS.map((hop) => [
@@ -641,7 +661,7 @@ const requestsRow = (mode: ReturnType<typeof modeSummary>) =>
 const cpuRow = (mode: ReturnType<typeof modeSummary>) =>
   Object.entries(mode.latency_cpu_cores)
     .map(([name, cores]) => `${name} ${cores}`)
-    .join(' · ');
+    .join(' · ') + `  · ${mode.latency_transactions_per_s} transactions/s`;
 const hopsRow = (mode: ReturnType<typeof modeSummary>) =>
   Object.entries(mode.latency_hops_ms ?? {})
     .map(([hop, { p50, p99 }]) => `${hop === 'raw_to_decided' ? '| raw → decided' : `→ ${hop}`} p50 ${p50} · p99 ${p99}`)
