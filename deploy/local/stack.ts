@@ -9,6 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { probeKafka, readyCoordinators } from '../../connectors/kafka/admin.ts';
@@ -173,6 +174,15 @@ function fillTemplate(source: string, target: string, values: Record<string, str
   writeFileSync(target, text);
 }
 
+/**
+ * The local broker's request threads for a machine with `cores` cores: Kafka's
+ * defaults (8 I/O, 3 network) on a machine of 8 or more, one I/O thread per
+ * core and at most 3 network threads below that, never fewer than 2 of each.
+ */
+export function brokerThreads(cores: number): { IO_THREADS: number; NETWORK_THREADS: number } {
+  return { IO_THREADS: Math.min(8, Math.max(2, cores)), NETWORK_THREADS: Math.min(3, Math.max(2, cores)) };
+}
+
 // ---------------------------------------------------------------- services
 
 /**
@@ -212,7 +222,7 @@ function kafkaService(brokers: string[]): Service {
         writeFileSync(join(libDir, '.complete'), new Date().toISOString());
       }
       const dataDir = join(paths.data, 'kafka');
-      fillTemplate(join(HERE, 'kafka', 'server.properties'), config(paths), { DATA_DIR: dataDir });
+      fillTemplate(join(HERE, 'kafka', 'server.properties'), config(paths), { DATA_DIR: dataDir, ...brokerThreads(availableParallelism()) });
       if (!existsSync(join(dataDir, 'meta.properties'))) {
         progress('formatting Kafka storage (KRaft)');
         const classpath = `${libDir}/*`;
