@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pipelineTopics, registerPipelineSchemas } from '../cli/pipeline.ts';
 import { spawnProcess, spawnStage, type StageProcess } from '../cli/processes.ts';
-import { Outcomes, percentile, produceStream } from '../cli/traffic.ts';
+import { Outcomes, percentile, produceStreamOffThread } from '../cli/traffic.ts';
 import { deleteTopics, ensureTopics, openProducer } from '../connectors/kafka/admin.ts';
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
@@ -488,10 +488,9 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
     const committedBefore = (await scrapeCounts(ports)).requests.producer.EndTxn?.count ?? 0;
     const latencyStartedAt = performance.now();
     try {
-      await produceStream({
+      await produceStreamOffThread({
         brokers,
         pipeline: name,
-        generator: plugin.generator,
         count,
         ratePerSec: rate,
         badEvery: 0,

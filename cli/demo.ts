@@ -24,7 +24,7 @@ import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/cli
 import { formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
 import { migrate } from '../connectors/clickhouse/migrate.ts';
 import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
-import { countBy, Outcomes, percentile, produceStream } from './traffic.ts';
+import { countBy, Outcomes, percentile, produceStreamOffThread } from './traffic.ts';
 import { PIPELINE_MODES, type PipelineMode, switchMode } from '../processors/runtime/modes.ts';
 import type { ProcessName } from '../processors/runtime/stage.ts';
 
@@ -117,7 +117,7 @@ async function demoPipeline(
     await ensureTopics(connections.kafkaBrokers, pipelineTopics(pipeline.name));
     await registerPipelineSchemas(pipeline.name, connections.schemaRegistryUrl);
 
-    const streamBase = { brokers: connections.kafkaBrokers, pipeline: pipeline.name, generator: pipeline.plugin.generator, seed: 2026, maxMessageBytes: pipeline.plugin.maxMessageBytes };
+    const streamBase = { brokers: connections.kafkaBrokers, pipeline: pipeline.name, seed: 2026, maxMessageBytes: pipeline.plugin.maxMessageBytes };
 
     const mode = options.mode as PipelineMode;
     await switchMode({ brokers: connections.kafkaBrokers, catalog: new SchemaCatalog(connections.schemaRegistryUrl), pipeline: pipeline.name, to: mode, reason: 'demo', updatedBy: 'sluice-demo', logger });
@@ -146,7 +146,7 @@ async function demoPipeline(
     say(`    warming up with ${WARM_UP_EVENTS} events`);
     const warmUp = await follow(`warmup-${runId}`);
     try {
-      const { valid } = await produceStream({ ...streamBase, count: WARM_UP_EVENTS, ratePerSec: 0, badEvery: 0, idPrefix: `warmup-${runId}` });
+      const { valid } = await produceStreamOffThread({ ...streamBase, count: WARM_UP_EVENTS, ratePerSec: 0, badEvery: 0, idPrefix: `warmup-${runId}` });
       await until(() => warmUp.decisions.size >= valid, () => `warm-up: ${warmUp.decisions.size}/${valid} decided. See the stage logs in ${logDir}.`);
     } finally {
       await warmUp.stop();
@@ -159,9 +159,9 @@ async function demoPipeline(
     const render = () =>
       `    produced ${produced}/${count} · decided ${tracked.decisions.size} · dead letters ${tracked.deadLetterCount()}`;
     const ticker = setInterval(() => say(render()), 1_000);
-    let stream: Awaited<ReturnType<typeof produceStream>>;
+    let stream: Awaited<ReturnType<typeof produceStreamOffThread>>;
     try {
-      stream = await produceStream({
+      stream = await produceStreamOffThread({
         ...streamBase,
         count,
         ratePerSec: rate,

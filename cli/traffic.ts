@@ -5,6 +5,7 @@
  * measured from the moment it was produced to the moment its decision is read
  * (read-committed) by a downstream consumer.
  */
+import { Worker } from 'node:worker_threads';
 import { openProducer } from '../connectors/kafka/admin.ts';
 import { followTopic, type Follower } from '../connectors/kafka/follow.ts';
 import type { SchemaCatalog } from '../connectors/registry/registry.ts';
@@ -79,6 +80,34 @@ export async function produceStream(options: StreamOptions): Promise<StreamResul
     await producer.close();
   }
   return { valid: produced, bad, expectedReasons, startedAt, endedAt: Date.now() };
+}
+
+/** What the worker of `produceStreamOffThread` posts: progress after each send, then the result. */
+export type OffThreadMessage = { produced: number } | { result: StreamResult };
+
+/**
+ * `produceStream` on a worker thread, with the generator of `options.pipeline`
+ * (a pipeline or instance name). Generating and encoding a send's events keeps
+ * an event loop busy for milliseconds at a time; where the same process reads
+ * the decisions and timestamps them (the benchmark, the demo), those stalls
+ * would be counted as the pipeline's latency. On a thread of its own the
+ * producer is what it is in production: another program.
+ */
+export function produceStreamOffThread(options: Omit<StreamOptions, 'generator'>): Promise<StreamResult> {
+  const { onProgress, ...data } = options;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./traffic-worker.ts', import.meta.url), { workerData: data });
+    let result: StreamResult | undefined;
+    worker.on('message', (message: OffThreadMessage) => {
+      if ('result' in message) result = message.result;
+      else onProgress?.(message.produced);
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      if (result) resolve(result);
+      else reject(new Error(`the traffic producer's worker thread exited (code ${code}) before it reported a result`));
+    });
+  });
 }
 
 /** Reads a pipeline's decided and dead-letter topics, keeping only this run's events. */

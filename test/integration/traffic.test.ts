@@ -1,0 +1,68 @@
+/**
+ * The demo's and the benchmark's traffic producer on a worker thread: it
+ * writes the pipeline's own generated events, the malformed ones it promised,
+ * and reports progress to the thread that reads the decisions.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { pipelineTopics } from '../../cli/pipeline.ts';
+import { produceStreamOffThread } from '../../cli/traffic.ts';
+import { deleteTopics, ensureTopics } from '../../connectors/kafka/admin.ts';
+import { type FollowedMessage, followTopic } from '../../connectors/kafka/follow.ts';
+import { topicName } from '../../lib/contracts.ts';
+import { createLogger } from '../../lib/log.ts';
+import { pipelineByName } from '../../pipelines/registry.ts';
+import { connections, uniqueName, waitFor } from '../helpers.ts';
+
+const brokers = connections.kafkaBrokers;
+
+/** The event id of a raw record, or undefined for the malformed ones (not JSON, say). */
+function eventIdOf(value: Buffer | null): unknown {
+  try {
+    return (JSON.parse(value?.toString('utf8') ?? '') as { event_id?: unknown }).event_id;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('traffic producer off the main thread', () => {
+  const name = uniqueName('signup-risk-it-traffic');
+  after(async () => {
+    await deleteTopics(brokers, pipelineTopics(name).map((t) => t.topic)).catch(() => {});
+  });
+
+  it('writes the generated events and the malformed ones, and reports its progress', async () => {
+    await ensureTopics(brokers, pipelineTopics(name).filter((t) => t.topic === topicName(name, 'raw')));
+    const read: FollowedMessage[] = [];
+    const follower = await followTopic({ brokers, topic: topicName(name, 'raw'), clientId: 'it-traffic', logger: createLogger({ component: 'it-traffic' }, 'error'), onMessage: (m) => read.push(m) });
+    try {
+      const { plugin } = pipelineByName(name);
+      const progress: number[] = [];
+      const result = await produceStreamOffThread({
+        brokers,
+        pipeline: name,
+        count: 400,
+        ratePerSec: 2_000,
+        badEvery: 40,
+        idPrefix: 'traffic',
+        seed: 9,
+        maxMessageBytes: plugin.maxMessageBytes,
+        onProgress: (produced) => progress.push(produced),
+      });
+      assert.equal(result.valid, 400);
+      assert.equal(result.bad, 10);
+      assert.equal(Object.values(result.expectedReasons).reduce((a, b) => a + b, 0), 10);
+      assert.ok(progress.length > 1, `paced at 2,000/s, 400 events take several sends; progress was reported ${progress.length} time(s)`);
+      assert.deepEqual(progress, [...progress].sort((a, b) => a - b));
+      assert.equal(progress.at(-1), 400);
+
+      await waitFor(`410 records on raw (have ${read.length})`, () => read.length >= 410);
+      const expected = [...plugin.generator.events({ seed: 9, count: 400, startMs: 0, spacingMs: 0, idPrefix: 'traffic' })];
+      const eventIds = new Set(read.map((m) => eventIdOf(m.value)));
+      for (const event of expected) assert.ok(eventIds.has(event.eventId), `event ${event.eventId} is on raw`);
+      assert.equal(read.length, 410, 'nothing more than the valid and malformed events');
+    } finally {
+      await follower.stop();
+    }
+  });
+});
