@@ -1,9 +1,10 @@
 /**
  * How long one Kafka transaction takes (20 records, sendOffsets, commit, as a
- * stage's chunk does) when N transactional producers share the broker. The
- * pipeline runs one producer per input partition per stage: 3 × 3 = 9.
+ * stage's chunk does) when N transactional producers share the broker. Each
+ * stage process has one (KIP-447): three for independent stages, one for
+ * co-located mode.
  *
- *   node bench/transactions.ts [--producers 9] [--transactions 80]
+ *   node bench/transactions.ts [--producers 3] [--transactions 80]
  */
 import { parseArgs } from 'node:util';
 import { deleteTopics, ensureTopics } from '../connectors/kafka/admin.ts';
@@ -11,7 +12,7 @@ import { openTransactionalProducer } from '../connectors/kafka/tx.ts';
 import { percentile } from '../cli/traffic.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 
-const { values } = parseArgs({ options: { producers: { type: 'string', default: '9' }, transactions: { type: 'string', default: '80' } } });
+const { values } = parseArgs({ options: { producers: { type: 'string', default: '3' }, transactions: { type: 'string', default: '80' } } });
 const producers = Number(values.producers);
 const transactions = Number(values.transactions);
 const WARM_UP = 10;
