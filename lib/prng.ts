@@ -3,6 +3,8 @@
  * reproducible: the same (seed, stream) always yields the same numbers, on any
  * machine and Node version. Not for anything security-related.
  */
+import { oncePerObject } from './once.ts';
+
 export interface Rng {
   /** Uniform in [0, 1). */
   next(): number;
@@ -36,23 +38,16 @@ interface WeightTable {
 }
 
 /**
- * The weights objects drawn from so far, as tables: a generator's constant
- * weights are read once, not on every draw (an event draws several times).
- * Keyed by the object, so an object changed after its first draw would keep
- * its first weights: `weighted` takes constants.
+ * A weights object as a table, built at its first draw: a generator's constant
+ * weights are read once, not on every draw (an event draws several times). An
+ * object changed after its first draw would keep its first weights: `weighted`
+ * takes constants.
  */
-const weightTables = new WeakMap<object, WeightTable>();
-
-function weightTable(weights: Readonly<Record<string, number>>): WeightTable {
-  let table = weightTables.get(weights);
-  if (table === undefined) {
-    const keys = Object.keys(weights);
-    const values = keys.map((key) => weights[key]!);
-    table = { keys, weights: values, total: values.reduce((sum, weight) => sum + weight, 0) };
-    weightTables.set(weights, table);
-  }
-  return table;
-}
+const weightTable = oncePerObject((weights: Readonly<Record<string, number>>): WeightTable => {
+  const keys = Object.keys(weights);
+  const values = keys.map((key) => weights[key]!);
+  return { keys, weights: values, total: values.reduce((sum, weight) => sum + weight, 0) };
+});
 
 /**
  * An independent stream per (seed, stream): each generated event gets its own,

@@ -10,6 +10,7 @@ import avsc from 'avsc';
 import TimeoutMiddleware from 'mappersmith/middleware/timeout';
 import { type FramedDecode, isFramed, type SchemaCodec, type SkippedFields } from '../../lib/codec.ts';
 import { errorMessage, SluiceError } from '../../lib/errors.ts';
+import { oncePerObject } from '../../lib/once.ts';
 
 // A CommonJS module compiled from TypeScript: its default export sits on `.default`.
 const wireDecode = (wireDecoder as unknown as { default: (buffer: Buffer) => { registryId: number; payload: Buffer } }).default;
@@ -37,7 +38,7 @@ interface Tap {
 }
 const ArrayTypeBase = avsc.types.ArrayType as unknown as new (schema: unknown, opts: unknown) => avsc.types.ArrayType & { _write(tap: Tap, value: unknown): void };
 /** A frozen array of strings' Avro bytes, encoded once: a stage writes the same array of names (score's feature names) in every record. */
-const frozenArrayBytes = new WeakMap<object, Buffer>();
+const frozenArrayBytes = oncePerObject((array: readonly unknown[]) => encodeOnItsOwn(array));
 const plainStringArray = avsc.Type.forSchema({ type: 'array', items: 'string' });
 
 /**
@@ -51,11 +52,7 @@ class StringArrayType extends ArrayTypeBase {
       super._write(tap, value);
       return;
     }
-    let bytes = frozenArrayBytes.get(value);
-    if (bytes === undefined) {
-      bytes = encodeOnItsOwn(value);
-      frozenArrayBytes.set(value, bytes);
-    }
+    const bytes = frozenArrayBytes(value);
     tap.writeFixed(bytes, bytes.length);
   }
 }

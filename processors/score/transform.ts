@@ -11,6 +11,7 @@
 import { type Clock, deadLetter, type Outcome, type ScoredRecord, type ValidatedRecord } from '../../lib/contracts.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { ModelAdapter } from '../../lib/pipeline.ts';
+import { oncePerObject } from '../../lib/once.ts';
 
 /**
  * `<p>.scored` as this stage writes it: the common scored record, and the
@@ -88,15 +89,7 @@ function featureRow<P>(adapter: ModelAdapter<P>, record: ValidatedRecord<P>): Ar
 }
 
 /** Per model adapter, its monitored names as one frozen array, which the Avro writer encodes once and then copies (connectors/registry). */
-const monitoredNamesByAdapter = new WeakMap<object, readonly string[]>();
-function frozenMonitoredNames(adapter: ModelAdapter<unknown>): readonly string[] {
-  let names = monitoredNamesByAdapter.get(adapter);
-  if (names === undefined) {
-    names = Object.freeze([...adapter.monitoredNames]);
-    monitoredNamesByAdapter.set(adapter, names);
-  }
-  return names;
-}
+const frozenMonitoredNames = oncePerObject((adapter: ModelAdapter<unknown>): readonly string[] => Object.freeze([...adapter.monitoredNames]));
 
 export async function scoreBatch<P>(records: Array<ValidatedRecord<P>>, ctx: ScoreContext<P>): Promise<Array<Outcome<ShadowedScoredRecord<P>>>> {
   const { adapter } = ctx;
