@@ -56,7 +56,7 @@ describe('traffic producer off the main thread', () => {
       assert.deepEqual(progress, [...progress].sort((a, b) => a - b));
       assert.equal(progress.at(-1), 400);
 
-      await waitFor(`410 records on raw (have ${read.length})`, () => read.length >= 410);
+      await waitFor('the 410 records on raw', () => read.length >= 410);
       const expected = [...plugin.generator.events({ seed: 9, count: 400, startMs: 0, spacingMs: 0, idPrefix: 'traffic' })];
       const eventIds = new Set(read.map((m) => eventIdOf(m.value)));
       for (const event of expected) assert.ok(eventIds.has(event.eventId), `event ${event.eventId} is on raw`);
