@@ -62,12 +62,12 @@ const { values: args } = parseArgs({
 const EVENTS = Number(args.events);
 if (args['latency-share'] !== undefined && args['latency-rate'] !== undefined) throw new Error('give --latency-share or --latency-rate, not both');
 const LATENCY_SHARE = Number(args['latency-share'] ?? '0.5');
+if (!(LATENCY_SHARE > 0 && LATENCY_SHARE <= 1)) throw new Error(`--latency-share must be in (0, 1], got ${args['latency-share']}`);
 const LATENCY_RATE = args['latency-rate'] === undefined ? undefined : Number(args['latency-rate']);
 if (LATENCY_RATE !== undefined && !(Number.isSafeInteger(LATENCY_RATE) && LATENCY_RATE > 0)) {
   throw new Error(`--latency-rate must be a whole number of events per second above 0, got ${args['latency-rate']}`);
 }
 const HOPS = args.hops;
-if (!(LATENCY_SHARE > 0 && LATENCY_SHARE <= 1)) throw new Error(`--latency-share must be in (0, 1], got ${args['latency-share']}`);
 const plugin = pipelineByName(args.pipeline).plugin;
 const RUNS = Number(args.runs);
 const MODES_ONLY = args['modes-only'];
