@@ -60,6 +60,11 @@ describe('traffic producer off the main thread', () => {
       const expected = [...plugin.generator.events({ seed: 9, count: 400, startMs: 0, spacingMs: 0, idPrefix: 'traffic' })];
       const eventIds = new Set(read.map((m) => eventIdOf(m.value)));
       for (const event of expected) assert.ok(eventIds.has(event.eventId), `event ${event.eventId} is on raw`);
+      // The malformed ones: the generator's samples in turn, each keyed apart (`<sample key>-<n>`).
+      const samples = plugin.generator.malformed({ maxMessageBytes: plugin.maxMessageBytes, idPrefix: 'traffic', occurredAtMs: 0 });
+      const validIds = new Set(expected.map((event) => event.eventId));
+      const malformedKeys = read.filter((m) => !validIds.has(eventIdOf(m.value) as string)).map((m) => m.key);
+      assert.deepEqual(malformedKeys.sort(), Array.from({ length: 10 }, (_, n) => `${samples[n % samples.length]!.key}-${n}`).sort());
       assert.equal(read.length, 410, 'nothing more than the valid and malformed events');
     } finally {
       await follower.stop();
