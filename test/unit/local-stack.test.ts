@@ -1,12 +1,15 @@
 /**
  * The local stack's Kafka cluster id: `stack up` formats a fresh stack's
  * storage with it on the command line, so it must never read as an option.
- * And its broker's request threads, sized to the machine in the config template.
+ * And its broker's request threads, sized to the machine in the config template,
+ * and its services' logs, set aside at start once large.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { brokerThreads, kafkaClusterId } from '../../deploy/local/stack.ts';
+import { brokerThreads, kafkaClusterId, rotateLog } from '../../deploy/local/stack.ts';
 
 describe('the local stack', () => {
   it('makes Kafka cluster ids of 16 bytes in base64url that never start with "-" (one random id in 64 would)', () => {
@@ -27,5 +30,23 @@ describe('the local stack', () => {
     const template = readFileSync(new URL('../../deploy/local/kafka/server.properties', import.meta.url), 'utf8');
     const placeholders = new Set([...template.matchAll(/@([A-Z_]+)@/g)].map((match) => match[1]));
     assert.deepEqual([...placeholders].sort(), ['DATA_DIR', ...Object.keys(brokerThreads(2))].sort());
+  });
+
+  it("sets a service's log aside at start once it reaches the limit, replacing the one set aside before", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-logs-'));
+    try {
+      const log = join(dir, 'kafka.log');
+      assert.equal(rotateLog(log, 10), false, 'no log yet: nothing to do');
+      writeFileSync(log, 'nine byte');
+      assert.equal(rotateLog(log, 10), false);
+      assert.equal(readFileSync(log, 'utf8'), 'nine byte');
+      writeFileSync(log, 'first run!');
+      writeFileSync(`${log}.1`, 'older');
+      assert.equal(rotateLog(log, 10), true);
+      assert.equal(readFileSync(`${log}.1`, 'utf8'), 'first run!');
+      assert.throws(() => readFileSync(log), { code: 'ENOENT' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
