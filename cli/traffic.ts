@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { openProducer } from '../connectors/kafka/admin.ts';
 import { followTopic, type Follower } from '../connectors/kafka/follow.ts';
 import type { SchemaCatalog } from '../connectors/registry/registry.ts';
+import type { FramedDecode } from '../lib/codec.ts';
 import { topicName } from '../lib/contracts.ts';
 import type { Logger } from '../lib/log.ts';
 import type { TrafficGenerator } from '../lib/pipeline.ts';
@@ -124,7 +125,20 @@ export class Outcomes {
   static async follow(options: { brokers: string[]; pipeline: string; catalog: SchemaCatalog; idPrefix: string; logger: Logger }): Promise<Outcomes> {
     const outcomes = new Outcomes();
     const { catalog, idPrefix } = options;
-    let decoding = Promise.resolve();
+    const record = (decoded: FramedDecode, receivedAt: number) => {
+      if (decoded.kind !== 'decoded') return;
+      const decision = decoded.value as DecisionRecord;
+      if (!decision.event_id.startsWith(idPrefix)) return;
+      if (outcomes.decisions.has(decision.event_id)) {
+        outcomes.duplicates++;
+        return;
+      }
+      outcomes.decisions.set(decision.event_id, decision);
+      outcomes.latenciesMs.push(receivedAt - decision.occurred_at);
+      outcomes.firstDecisionAt ||= receivedAt;
+      outcomes.lastDecisionAt = receivedAt;
+    };
+    let resolving = Promise.resolve();
     outcomes.followers.push(
       await followTopic({
         brokers: options.brokers,
@@ -134,21 +148,15 @@ export class Outcomes {
         onMessage: ({ value }) => {
           const receivedAt = Date.now();
           if (!value) return;
-          decoding = decoding.then(async () => {
-            await catalog.prefetch([value]);
-            const decoded = catalog.decodeSync(value);
-            if (decoded.kind !== 'decoded') return;
-            const decision = decoded.value as DecisionRecord;
-            if (!decision.event_id.startsWith(idPrefix)) return;
-            if (outcomes.decisions.has(decision.event_id)) {
-              outcomes.duplicates++;
-              return;
-            }
-            outcomes.decisions.set(decision.event_id, decision);
-            outcomes.latenciesMs.push(receivedAt - decision.occurred_at);
-            outcomes.firstDecisionAt ||= receivedAt;
-            outcomes.lastDecisionAt = receivedAt;
-          });
+          const decoded = catalog.decodeSync(value);
+          if (decoded.kind !== 'unknown-schema') return record(decoded, receivedAt);
+          // A schema id not resolved yet (the first decisions): resolved once, then decoded.
+          resolving = resolving
+            .then(async () => {
+              await catalog.prefetch([value]);
+              record(catalog.decodeSync(value), receivedAt);
+            })
+            .catch((error) => options.logger.warn({ err: error, schemaId: decoded.schemaId }, 'a decision whose schema could not be read; not counted'));
         },
       }),
       await followTopic({
