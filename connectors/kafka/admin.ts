@@ -34,11 +34,15 @@ export async function ensureTopics(brokers: string[], specs: TopicSpec[]): Promi
       });
       // kafkajs's own wait for leaders gives up on the first UNKNOWN_TOPIC_OR_PARTITION
       // from a broker whose metadata is a moment behind; wait for them here instead.
+      // A leader named in the metadata may still answer NOT_LEADER_FOR_PARTITION for a
+      // moment (it has not taken the partition on yet), and kafkajs's admin does not
+      // retry that: the topics are ready once every partition's offsets can be read.
       await retry(
         async () => {
           const metadata = await admin.fetchTopicMetadata({ topics: missing.map((spec) => spec.topic) });
           const leaderless = metadata.topics.flatMap((topic) => topic.partitions.filter((p) => p.leader < 0).map(() => topic.name));
           if (leaderless.length > 0) throw new Error(`no leader yet for ${[...new Set(leaderless)].join(', ')}`);
+          await Promise.all(missing.map((spec) => admin.fetchTopicOffsets(spec.topic)));
         },
         { what: 'waiting for the new topics to have leaders', logger: quiet, deadlineMs: 30_000, initialMs: 50, maxMs: 1_000 },
       );
