@@ -64,10 +64,13 @@ export async function followTopic(options: {
     // benchmark's and the demo's decision reader more than decoding did.
     eachBatch: async ({ batch }) => {
       const { partition } = batch;
+      // Per batch, not per record: where delivery stands, and where this partition's catch-up ends.
+      let next = delivered.get(partition) ?? 0n;
+      const end = remaining.get(partition);
       for (const message of batch.messages) {
         const offset = BigInt(message.offset);
-        if (offset < (delivered.get(partition) ?? 0n)) continue;
-        delivered.set(partition, offset + 1n);
+        if (offset < next) continue;
+        next = offset + 1n;
         try {
           const headers: Record<string, string> = {};
           for (const [name, value] of Object.entries(message.headers ?? {})) {
@@ -77,12 +80,12 @@ export async function followTopic(options: {
         } catch (error) {
           options.logger.error({ err: error, offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
         }
-        const end = remaining.get(partition);
-        if (end !== undefined && offset + 1n >= end) {
+        if (end !== undefined && next >= end && remaining.has(partition)) {
           remaining.delete(partition);
           if (remaining.size === 0) markCaughtUp();
         }
       }
+      delivered.set(partition, next);
     },
   });
   return {
