@@ -44,7 +44,7 @@ export async function ensureTopics(brokers: string[], specs: TopicSpec[]): Promi
           if (leaderless.length > 0) throw new Error(`no leader yet for ${[...new Set(leaderless)].join(', ')}`);
           await Promise.all(missing.map((spec) => admin.fetchTopicOffsets(spec.topic)));
         },
-        { what: 'waiting for the new topics to have leaders', logger: quiet, deadlineMs: 30_000, initialMs: 50, maxMs: 1_000 },
+        { what: 'waiting for the new topics to have leaders that answer', logger: quiet, deadlineMs: 30_000, initialMs: 50, maxMs: 1_000 },
       );
     }
     return missing.map((spec) => spec.topic);
