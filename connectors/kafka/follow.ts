@@ -53,6 +53,16 @@ export async function followTopic(options: {
   });
   if (remaining.size === 0) markCaughtUp();
 
+  // Caught up once a partition's fetches reach where it ended at start. Counted from the
+  // batches kafkajs has handled, not from the records delivered: a topic written in
+  // transactions ends with a commit marker, which is never delivered, and a fetch of
+  // nothing but markers never reaches eachBatch; both still end a batch.
+  consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    const end = remaining.get(payload.partition);
+    if (end === undefined || payload.lastOffset === null || BigInt(payload.lastOffset) + 1n < end) return;
+    remaining.delete(payload.partition);
+    if (remaining.size === 0) markCaughtUp();
+  });
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });
   /** Per partition: the offset after the last record delivered. */
@@ -64,9 +74,8 @@ export async function followTopic(options: {
     // benchmark's and the demo's decision reader more than decoding did.
     eachBatch: async ({ batch }) => {
       const { partition } = batch;
-      // Per batch, not per record: where delivery stands, and where this partition's catch-up ends.
+      // Per batch, not per record: where delivery stands.
       let next = delivered.get(partition) ?? 0n;
-      const end = remaining.get(partition);
       for (const message of batch.messages) {
         const offset = BigInt(message.offset);
         if (offset < next) continue;
@@ -79,10 +88,6 @@ export async function followTopic(options: {
           options.onMessage({ key: message.key?.toString('utf8') ?? null, value: message.value, offset: message.offset, partition, headers });
         } catch (error) {
           options.logger.error({ err: error, offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
-        }
-        if (end !== undefined && next >= end && remaining.has(partition)) {
-          remaining.delete(partition);
-          if (remaining.size === 0) markCaughtUp();
         }
       }
       delivered.set(partition, next);
