@@ -26,6 +26,7 @@ import { deleteTopics, ensureTopics, openProducer } from '../connectors/kafka/ad
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { readPid, stackPaths } from '../deploy/local/stack.ts';
+import { type HopKey, HOP_KEYS, hopLatencies, readSentAt } from './hops.ts';
 import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
@@ -47,7 +48,7 @@ const { values: args } = parseArgs({
      * sustained rate, which moves 10–25% from run to run on a shared machine; one fixed load compares two builds.
      */
     'latency-rate': { type: 'string' },
-    /** Also time each hop of the latency phase (produced → raw → validated → scored → decided, each readable): four more consumers in this process. */
+    /** Also time each hop of the latency phase, from the records' own timestamps, read after the phase (bench/hops.ts): costs the measured run nothing. */
     hops: { type: 'boolean', default: false },
     /** The pipeline whose stages (c) and (d) measure; (a) and (b) are the same for every pipeline. */
     pipeline: { type: 'string', default: 'signup-risk' },
@@ -254,8 +255,9 @@ interface PipelineResult {
    */
   latency_transactions_per_s: number;
   /**
-   * With --hops: p50 and p99 of each hop of the latency phase, from produced (occurred_at) to readable on raw (the
-   * load generator's own send), then on validated, scored and decided; and `raw_to_decided`, the pipeline's own part.
+   * With --hops: p50 and p99 of each hop of the latency phase, from the records' own timestamps (bench/hops.ts):
+   * produced → the generator's send, → validate's send, → score's, → decide's, → the decision read; and
+   * `raw_to_decided`, the pipeline's own part (the generator's send → the decision read).
    */
   latency_hops_ms?: Record<HopKey, { p50: number; p99: number }>;
 }
@@ -276,11 +278,6 @@ function eventIdOf(value: Buffer): string | undefined {
   return length >= 0 && at + length <= value.length ? value.toString('utf8', at, at + length) : undefined;
 }
 
-const HOP_TOPICS = ['raw', 'validated', 'scored', 'decided'] as const;
-type HopTopic = (typeof HOP_TOPICS)[number];
-const HOP_KEYS = [...HOP_TOPICS, 'raw_to_decided'] as const;
-type HopKey = (typeof HOP_KEYS)[number];
-
 /** The event id of a raw (JSON) event, or undefined if it has none. */
 function rawEventIdOf(value: Buffer): string | undefined {
   try {
@@ -291,45 +288,15 @@ function rawEventIdOf(value: Buffer): string | undefined {
   }
 }
 
-/** When each event of this run became readable on the raw, validated, scored and decided topics (for --hops). */
-async function followHops(name: string, idPrefix: string) {
-  const seenAt = Object.fromEntries(HOP_TOPICS.map((t) => [t, new Map<string, number>()])) as Record<HopTopic, Map<string, number>>;
-  const followers = await Promise.all(
-    HOP_TOPICS.map((topic) =>
-      followTopic({
-        brokers,
-        topic: topicName(name, topic),
-        clientId: `sluice-bench-hops-${topic}`,
-        logger,
-        onMessage: ({ value }) => {
-          const id = value === null ? undefined : topic === 'raw' ? rawEventIdOf(value) : eventIdOf(value);
-          if (id?.startsWith(idPrefix) && !seenAt[topic].has(id)) seenAt[topic].set(id, Date.now());
-        },
-      }),
-    ),
+/** --hops: each hop of the latency phase's decisions after the first tenth (the stages settling), from the records' timestamps. */
+async function hopsOf(name: string, idPrefix: string, outcomes: Outcomes): Promise<Record<HopKey, { p50: number; p99: number }>> {
+  const sentAt = await readSentAt({ brokers, pipeline: name, idPrefix, logger, eventIdOf: (topic, value) => (topic === 'raw' ? rawEventIdOf(value) : eventIdOf(value)) });
+  const decided = [...outcomes.decisions];
+  const steady = decided.slice(Math.floor(decided.length * 0.1));
+  return hopLatencies(
+    steady.map(([id, decision]) => ({ id, occurredAt: decision.occurred_at, readAt: outcomes.readAt.get(id)! })),
+    sentAt,
   );
-  return {
-    /** Per hop, over the events after the first tenth (the stages settling), p50 and p99. */
-    summary(occurredAt: ReadonlyMap<string, number>): NonNullable<PipelineResult['latency_hops_ms']> {
-      const events = [...occurredAt.keys()];
-      const steady = events.slice(Math.floor(events.length * 0.1));
-      const hop = (from: (id: string) => number | undefined, to: (id: string) => number | undefined) => {
-        const ms = steady.flatMap((id) => {
-          const [a, b] = [from(id), to(id)];
-          return a === undefined || b === undefined ? [] : [b - a];
-        });
-        return { p50: percentile(ms, 50), p99: percentile(ms, 99) };
-      };
-      return {
-        raw: hop((id) => occurredAt.get(id), (id) => seenAt.raw.get(id)),
-        validated: hop((id) => seenAt.raw.get(id), (id) => seenAt.validated.get(id)),
-        scored: hop((id) => seenAt.validated.get(id), (id) => seenAt.scored.get(id)),
-        decided: hop((id) => seenAt.scored.get(id), (id) => seenAt.decided.get(id)),
-        raw_to_decided: hop((id) => seenAt.raw.get(id), (id) => seenAt.decided.get(id)),
-      };
-    },
-    stop: () => Promise.all(followers.map((f) => f.stop())),
-  };
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
@@ -493,7 +460,6 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
     const count = rate * LATENCY_SECONDS;
     const idPrefix = `${name}-lat`;
     const outcomes = await Outcomes.follow({ brokers, pipeline: name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix, logger });
-    const hops = HOPS ? await followHops(name, idPrefix) : undefined;
     const cpu = measureCpu(stages);
     const committedBefore = (await scrapeCounts(ports)).requests.producer.EndTxn?.count ?? 0;
     const latencyStartedAt = performance.now();
@@ -521,10 +487,9 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
         ...requests,
         latency_cpu_cores: cpu.stop(),
         latency_transactions_per_s: transactionsPerS,
-        ...(hops && { latency_hops_ms: hops.summary(new Map([...outcomes.decisions].map(([id, decision]) => [id, decision.occurred_at]))) }),
+        ...(HOPS && { latency_hops_ms: await hopsOf(name, idPrefix, outcomes) }),
       };
     } finally {
-      await hops?.stop();
       await outcomes.stop();
     }
   } finally {
@@ -673,7 +638,7 @@ const cpuRow = (mode: ReturnType<typeof modeSummary>) =>
     .join(' · ') + `  · ${mode.latency_transactions_per_s} transactions/s`;
 const hopsRow = (mode: ReturnType<typeof modeSummary>) =>
   Object.entries(mode.latency_hops_ms ?? {})
-    .map(([hop, { p50, p99 }]) => `${hop === 'raw_to_decided' ? '| raw → decided' : `→ ${hop}`} p50 ${p50} · p99 ${p99}`)
+    .map(([hop, { p50, p99 }]) => `${hop === 'raw_to_decided' ? '| raw → read' : `→ ${hop}`} p50 ${p50} · p99 ${p99}`)
     .join('  ');
 const { independent, colocated } = summary.modes;
 const rows: Array<[string, string]> = [

@@ -117,6 +117,8 @@ export class Outcomes {
   /** Decisions seen more than once for an event: must stay 0. */
   duplicates = 0;
   readonly latenciesMs: number[] = [];
+  /** When each decision was read, by event id. */
+  readonly readAt = new Map<string, number>();
   readonly deadLetters = new Map<string, number>();
   firstDecisionAt = 0;
   lastDecisionAt = 0;
@@ -135,6 +137,7 @@ export class Outcomes {
       }
       outcomes.decisions.set(decision.event_id, decision);
       outcomes.latenciesMs.push(receivedAt - decision.occurred_at);
+      outcomes.readAt.set(decision.event_id, receivedAt);
       outcomes.firstDecisionAt ||= receivedAt;
       outcomes.lastDecisionAt = receivedAt;
     };

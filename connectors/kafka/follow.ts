@@ -17,6 +17,8 @@ export interface FollowedMessage {
   offset: string;
   partition: number;
   headers: Record<string, string>;
+  /** The record's timestamp, epoch ms: its producer's (CreateTime, when it sent it) unless the topic stamps append time. */
+  timestampMs: number;
 }
 
 export interface Follower {
@@ -85,7 +87,7 @@ export async function followTopic(options: {
           for (const [name, value] of Object.entries(message.headers ?? {})) {
             if (value !== undefined) headers[name] = String(Array.isArray(value) ? value[0] : value);
           }
-          options.onMessage({ key: message.key?.toString('utf8') ?? null, value: message.value, offset: message.offset, partition, headers });
+          options.onMessage({ key: message.key?.toString('utf8') ?? null, value: message.value, offset: message.offset, partition, headers, timestampMs: Number(message.timestamp) });
         } catch (error) {
           options.logger.error({ err: error, offset: message.offset }, `unreadable message on ${options.topic}; ignored`);
         }
