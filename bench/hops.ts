@@ -22,10 +22,10 @@
  * together: `validated` holds the whole processing, `scored` and `decided` are
  * about zero.
  */
+import { percentile } from '../cli/traffic.ts';
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { topicName } from '../lib/contracts.ts';
 import type { Logger } from '../lib/log.ts';
-import { percentile } from '../cli/traffic.ts';
 
 export const HOP_TOPICS = ['raw', 'validated', 'scored', 'decided'] as const;
 export type HopTopic = (typeof HOP_TOPICS)[number];

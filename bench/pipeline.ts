@@ -26,13 +26,13 @@ import { deleteTopics, ensureTopics, openProducer } from '../connectors/kafka/ad
 import { followTopic } from '../connectors/kafka/follow.ts';
 import { SchemaCatalog } from '../connectors/registry/registry.ts';
 import { readPid, stackPaths } from '../deploy/local/stack.ts';
-import { type HopKey, HOP_KEYS, hopLatencies, readSentAt } from './hops.ts';
 import { createLogger } from '../lib/log.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { pipelineByName } from '../pipelines/registry.ts';
 import { type PipelineMode, switchMode } from '../processors/runtime/modes.ts';
 import type { ProcessName, StageName } from '../processors/runtime/runtime.ts';
 import { pipelineTopicNames, type TopicSuffix, topicName } from '../processors/runtime/types.ts';
+import { type HopKey, HOP_KEYS, hopLatencies, readSentAt } from './hops.ts';
 
 const { values: args } = parseArgs({
   options: {
