@@ -290,15 +290,15 @@ function rawEventIdOf(value: Buffer): string | undefined {
   }
 }
 
-/** --hops: each hop of the latency phase's decisions after the first tenth (the stages settling), from the records' timestamps. */
+/** A latency phase's decisions, in the order read, after the first tenth: the stages settling into the rate. */
+const settled = <T>(inOrder: readonly T[]): T[] => inOrder.slice(Math.floor(inOrder.length * 0.1));
+
+/** --hops: each hop of the latency phase's decisions after the first tenth (see `settled`), from the records' timestamps. */
 async function hopsOf(name: string, idPrefix: string, outcomes: Outcomes): Promise<Record<HopKey, { p50: number; p99: number }>> {
   const sentAt = await readSentAt({ brokers, pipeline: name, idPrefix, logger, eventIdOf: (topic, value) => (topic === 'raw' ? rawEventIdOf(value) : eventIdOf(value)) });
-  const decided = [...outcomes.decisions];
-  const steady = decided.slice(Math.floor(decided.length * 0.1));
-  return hopLatencies(
-    steady.map(([id, decision]) => ({ id, occurredAt: decision.occurred_at, readAt: outcomes.readAt.get(id)! })),
-    sentAt,
-  );
+  // latenciesMs follows the decisions' order: the i-th was read at its occurred_at plus the i-th latency.
+  const events = [...outcomes.decisions].map(([id, decision], i) => ({ id, occurredAt: decision.occurred_at, readAt: decision.occurred_at + outcomes.latenciesMs[i]! }));
+  return hopLatencies(settled(events), sentAt);
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
@@ -481,7 +481,7 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
       const committed = ((await scrapeCounts(ports)).requests.producer.EndTxn?.count ?? 0) - committedBefore;
       const transactionsPerS = round(committed / ((performance.now() - latencyStartedAt) / 1000));
       // The first seconds include the stages settling into a steady rate: measure the rest.
-      const steady = outcomes.latenciesMs.slice(Math.floor(outcomes.latenciesMs.length * 0.1));
+      const steady = settled(outcomes.latenciesMs);
       return {
         events_per_s: eventsPerS,
         latency_ms: { p50: percentile(steady, 50), p99: percentile(steady, 99), rate_per_s: rate, events: outcomes.decisions.size },

@@ -116,9 +116,8 @@ export class Outcomes {
   readonly decisions = new Map<string, DecisionRecord>();
   /** Decisions seen more than once for an event: must stay 0. */
   duplicates = 0;
+  /** Read time minus occurred_at of each decision, in the order of `decisions`. */
   readonly latenciesMs: number[] = [];
-  /** When each decision was read, by event id. */
-  readonly readAt = new Map<string, number>();
   readonly deadLetters = new Map<string, number>();
   firstDecisionAt = 0;
   lastDecisionAt = 0;
@@ -137,7 +136,6 @@ export class Outcomes {
       }
       outcomes.decisions.set(decision.event_id, decision);
       outcomes.latenciesMs.push(receivedAt - decision.occurred_at);
-      outcomes.readAt.set(decision.event_id, receivedAt);
       outcomes.firstDecisionAt ||= receivedAt;
       outcomes.lastDecisionAt = receivedAt;
     };
