@@ -61,7 +61,7 @@ export async function followTopic(options: {
   // nothing but markers never reaches eachBatch; both still end a batch.
   consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
     const end = remaining.get(payload.partition);
-    if (end === undefined || payload.lastOffset === null || BigInt(payload.lastOffset) + 1n < end) return;
+    if (end === undefined || BigInt(payload.lastOffset) + 1n < end) return;
     remaining.delete(payload.partition);
     if (remaining.size === 0) markCaughtUp();
   });
