@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { readSentAt } from '../../bench/hops.ts';
+import { HOP_TOPICS, readSentAt } from '../../bench/hops.ts';
 import { pipelineTopics } from '../../cli/pipeline.ts';
 import { deleteTopics, ensureTopics, openProducer } from '../../connectors/kafka/admin.ts';
 import { topicName } from '../../lib/contracts.ts';
@@ -22,7 +22,7 @@ describe('bench hops: record timestamps', () => {
   });
 
   it("keeps each run event's first record timestamp per topic, as its producer stamped it", async () => {
-    const hopTopics = new Set(['raw', 'validated', 'scored', 'decided'].map((suffix) => topicName(name, suffix as 'raw')));
+    const hopTopics = new Set(HOP_TOPICS.map((suffix) => topicName(name, suffix)));
     await ensureTopics(brokers, pipelineTopics(name).filter((t) => hopTopics.has(t.topic)));
     const producer = await openProducer(brokers, 'it-hops');
     const sent: Record<string, [number, number]> = {};
