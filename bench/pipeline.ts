@@ -65,10 +65,13 @@ const EVENTS = Number(args.events);
 if (args['latency-share'] !== undefined && args['latency-rate'] !== undefined) throw new Error('give --latency-share or --latency-rate, not both');
 const LATENCY_SHARE = Number(args['latency-share'] ?? '0.5');
 if (!(LATENCY_SHARE > 0 && LATENCY_SHARE <= 1)) throw new Error(`--latency-share must be in (0, 1], got ${args['latency-share']}`);
-const LATENCY_RATE = args['latency-rate'] === undefined ? undefined : Number(args['latency-rate']);
-if (LATENCY_RATE !== undefined && !(Number.isSafeInteger(LATENCY_RATE) && LATENCY_RATE > 0)) {
-  throw new Error(`--latency-rate must be a whole number of events per second above 0, got ${args['latency-rate']}`);
+/** A flag's value as a whole number above 0; anything else is an error naming the flag and its unit. */
+function wholeAboveZero(flag: 'latency-rate' | 'latency-seconds', unit: string): number {
+  const value = Number(args[flag]);
+  if (!(Number.isSafeInteger(value) && value > 0)) throw new Error(`--${flag} must be a whole number of ${unit} above 0, got ${args[flag]}`);
+  return value;
 }
+const LATENCY_RATE = args['latency-rate'] === undefined ? undefined : wholeAboveZero('latency-rate', 'events per second');
 const HOPS = args.hops;
 const plugin = pipelineByName(args.pipeline).plugin;
 const RUNS = Number(args.runs);
@@ -77,8 +80,7 @@ const STAGES_ONLY = args['stages-only'];
 if (MODES_ONLY && STAGES_ONLY) throw new Error('--modes-only and --stages-only exclude each other');
 const topicEnv = args.partitions === undefined ? process.env : { ...process.env, SLUICE_TOPIC_PARTITIONS: args.partitions };
 const PARTITIONS = pipelineTopics('bench', topicEnv)[0]!.partitions;
-const LATENCY_SECONDS = Number(args['latency-seconds']);
-if (!(Number.isSafeInteger(LATENCY_SECONDS) && LATENCY_SECONDS > 0)) throw new Error(`--latency-seconds must be a whole number of seconds above 0, got ${args['latency-seconds']}`);
+const LATENCY_SECONDS = wholeAboveZero('latency-seconds', 'seconds');
 const connections = connectionsFromEnv();
 const brokers = connections.kafkaBrokers;
 const logger = createLogger({ component: 'bench' }, 'warn');
