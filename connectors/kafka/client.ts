@@ -1,5 +1,6 @@
 import kafkajs from 'kafkajs';
 import type { Logger } from '../../lib/log.ts';
+import { framedSocketFactory } from './socket.ts';
 
 const { Kafka, logLevel } = kafkajs;
 // sluice creates every producer with the Java-compatible default partitioner; the v2 migration notice is noise.
@@ -46,6 +47,7 @@ export function createKafka(options: KafkaOptions): kafkajs.Kafka {
     connectionTimeout: options.connectionTimeoutMs ?? 3_000,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
     retry: { ...KAFKA_RETRY, ...options.retry },
+    socketFactory: framedSocketFactory,
     logLevel: log ? logLevel.WARN : logLevel.NOTHING,
     logCreator: () => (entry) => {
       if (!log) return;
