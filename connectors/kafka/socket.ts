@@ -7,8 +7,8 @@
  * copied once, straight into a buffer of its own size, and handed to kafkajs
  * whole, as one `data` event.
  */
+import { createRequire } from 'node:module';
 import net from 'node:net';
-import tls from 'node:tls';
 import type { ISocketFactory } from 'kafkajs';
 
 /** The size of the buffer each socket reads into. */
@@ -34,7 +34,7 @@ export class FrameAssembler {
   /** The frame being filled, once its size is known. */
   #frame: Buffer | null = null;
   #filled = 0;
-  /** A size split across reads: its first bytes. */
+  /** The size of the next frame, as far as it has arrived. */
   readonly #size = Buffer.alloc(SIZE_BYTES);
   #sizeFilled = 0;
 
@@ -51,23 +51,14 @@ export class FrameAssembler {
     let at = 0;
     while (at < bytes.length) {
       if (this.#frame === null) {
-        let problem: string | null;
-        if (this.#sizeFilled === 0 && bytes.length - at >= SIZE_BYTES) {
-          // The usual case: the size is whole here, and is copied with the rest.
-          problem = this.#start((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
-        } else {
-          const take = Math.min(SIZE_BYTES - this.#sizeFilled, bytes.length - at);
-          this.#size.set(bytes.subarray(at, at + take), this.#sizeFilled);
-          this.#sizeFilled += take;
-          at += take;
-          if (this.#sizeFilled < SIZE_BYTES) return null;
-          this.#sizeFilled = 0;
-          problem = this.#start(this.#size.readInt32BE(0));
-          if (problem === null) {
-            this.#frame!.set(this.#size, 0);
-            this.#filled = SIZE_BYTES;
-          }
-        }
+        // The size first (it may be split across reads), then a frame of that size, which starts with it.
+        const take = Math.min(SIZE_BYTES - this.#sizeFilled, bytes.length - at);
+        this.#size.set(bytes.subarray(at, at + take), this.#sizeFilled);
+        this.#sizeFilled += take;
+        at += take;
+        if (this.#sizeFilled < SIZE_BYTES) return null;
+        this.#sizeFilled = 0;
+        const problem = this.#start(this.#size.readInt32BE(0));
         if (problem !== null) return problem;
       }
       const frame = this.#frame!;
@@ -88,21 +79,22 @@ export class FrameAssembler {
       return `a response declared a size of ${size} bytes, which no Kafka response has: is the address a Kafka broker's listener?`;
     }
     this.#frame = Buffer.allocUnsafe(SIZE_BYTES + size);
-    this.#filled = 0;
+    this.#frame.set(this.#size, 0);
+    this.#filled = SIZE_BYTES;
     return null;
   }
 }
 
+/** kafkajs's own socket factory, for TLS connections. */
+const kafkajsSockets: ISocketFactory = createRequire(import.meta.url)('kafkajs/src/network/socketFactory')();
+
 /**
  * kafkajs's socket factory, reading through a FrameAssembler. TLS sockets
- * (which sluice does not open today) are made as kafkajs makes them.
+ * (which sluice does not open today) are made by kafkajs's own factory.
  */
-export const framedSocketFactory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
-  if (ssl) {
-    const socket = tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...ssl }, onConnect);
-    socket.setKeepAlive(true, KEEP_ALIVE_DELAY_MS);
-    return socket;
-  }
+export const framedSocketFactory: ISocketFactory = (args) => {
+  if (args.ssl) return kafkajsSockets(args);
+  const { host, port, onConnect } = args;
   const frames = new FrameAssembler((frame) => socket.emit('data', frame));
   const socket: net.Socket = net.connect(
     {

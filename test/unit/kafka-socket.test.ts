@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import tls from 'node:tls';
 import { FrameAssembler, framedSocketFactory, MAX_FRAME_BYTES } from '../../connectors/kafka/socket.ts';
 import { createRng } from '../../lib/prng.ts';
 
@@ -69,8 +70,9 @@ describe('Kafka sockets: responses cut into whole frames', () => {
   });
 
   it('keeps a response that has not fully arrived until the rest does', () => {
-    const { frames } = assemble(stream.subarray(0, stream.length - 1), [20]);
-    assert.equal(frames.length, payloads.length - 1);
+    const { frames, problem } = assemble(stream.subarray(0, stream.length - 1), [20]);
+    assert.equal(problem, null);
+    assert.deepEqual(frames, payloads.slice(0, -1).map(frameOf));
   });
 
   it('refuses a size no Kafka response has, whether split across reads or not, naming the likely cause', () => {
@@ -122,6 +124,23 @@ describe('Kafka sockets: on a real connection', () => {
       const socket = framedSocketFactory({ host: '127.0.0.1', port: peer.port, ssl: false as never, onConnect: () => {} });
       const [error] = (await once(socket, 'error')) as [Error];
       assert.match(error.message, /is the address a Kafka broker's listener\?/);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+describe('Kafka sockets: TLS', () => {
+  it('leaves TLS connections to kafkajs\'s own sockets', async () => {
+    const peer = net.createServer((socket) => socket.destroy());
+    peer.listen(0, '127.0.0.1');
+    await once(peer, 'listening');
+    try {
+      const port = (peer.address() as net.AddressInfo).port;
+      const socket = framedSocketFactory({ host: '127.0.0.1', port, ssl: { rejectUnauthorized: false }, onConnect: () => {} });
+      socket.on('error', () => {});
+      assert.ok(socket instanceof tls.TLSSocket);
+      socket.destroy();
     } finally {
       peer.close();
     }
