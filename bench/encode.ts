@@ -11,6 +11,7 @@
  */
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
+import { positiveInteger } from './args.ts';
 import { percentile } from '../cli/traffic.ts';
 
 const require = createRequire(import.meta.url);
@@ -32,15 +33,10 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
-const positive = (name: string, text: string | undefined): number => {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${text}`);
-  return value;
-};
-const records = positive('records', values.records);
-const valueBytes = positive('value-bytes', values['value-bytes']);
-const partitions = positive('partitions', values.partitions);
-const rounds = positive('rounds', values.rounds);
+const records = positiveInteger('records', values.records);
+const valueBytes = positiveInteger('value-bytes', values['value-bytes']);
+const partitions = positiveInteger('partitions', values.partitions);
+const rounds = positiveInteger('rounds', values.rounds);
 const WARMUP_ROUNDS = 2;
 /** Requests per round: enough for a round to take tens of milliseconds. */
 const REQUESTS = Math.max(20, Math.ceil(150_000 / records));

@@ -20,6 +20,7 @@ import { framedSocketFactory } from '../connectors/kafka/socket.ts';
 import { MALLOC_MMAP_THRESHOLD, NODE_FLAGS } from '../cli/processes.ts';
 import { percentile } from '../cli/traffic.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
+import { positiveInteger } from './args.ts';
 
 const SOCKETS = ['sluice', 'kafkajs'] as const;
 type SocketKind = (typeof SOCKETS)[number];
@@ -40,12 +41,7 @@ const { values } = parseArgs({
     socket: { type: 'string' },
   },
 });
-const positive = (name: string, text: string | undefined): number => {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${text}`);
-  return value;
-};
-const records = positive('records', values.records);
+const records = positiveInteger('records', values.records);
 const brokers = connectionsFromEnv().kafkaBrokers;
 
 if (values.read !== undefined) {
@@ -83,8 +79,8 @@ async function readAll(topic: string, socket: SocketKind): Promise<Round> {
 }
 
 async function compare(): Promise<void> {
-  const rounds = positive('rounds', values.rounds);
-  const valueBytes = positive('value-bytes', values['value-bytes']);
+  const rounds = positiveInteger('rounds', values.rounds);
+  const valueBytes = positiveInteger('value-bytes', values['value-bytes']);
   const topic = `sluice-bench-fetch-${Date.now().toString(36)}`;
   await ensureTopics(brokers, [{ topic, partitions: 3, replicationFactor: 1, config: {} }]);
   try {

@@ -11,6 +11,7 @@ import { loadModel, resolveModelDir } from '../connectors/onnx/model.ts';
 import { generateSignups } from '../pipelines/signup-risk/generator.ts';
 import { featuresOf } from '../pipelines/signup-risk/features.ts';
 import { signupRisk } from '../pipelines/signup-risk/index.ts';
+import { positiveInteger } from './args.ts';
 
 const { values } = parseArgs({
   options: {
@@ -19,8 +20,7 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
-const runs = Number(values.runs);
-if (!Number.isSafeInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`);
+const runs = positiveInteger('runs', values.runs);
 
 const BATCH_SIZES = [1, 32, 64, 256];
 const WARMUP_RUNS = 50;

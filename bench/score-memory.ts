@@ -29,6 +29,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { GCProfiler, type GCProfilerResult, getHeapSpaceStatistics } from 'node:v8';
 import { percentile } from '../cli/traffic.ts';
+import { positiveInteger } from './args.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,10 +40,8 @@ const { values } = parseArgs({
     json: { type: 'string' },
   },
 });
-const events = Number(values.events);
-const passes = Number(values.passes);
-if (!Number.isSafeInteger(events) || events < 1) throw new Error(`--events must be a positive integer, got ${values.events}`);
-if (!Number.isSafeInteger(passes) || passes < 1) throw new Error(`--passes must be a positive integer, got ${values.passes}`);
+const events = positiveInteger('events', values.events);
+const passes = positiveInteger('passes', values.passes);
 /** Chunks whose outputs stay referenced while the next are made and scored, as the runtime holds a chunk's outputs until its transaction commits. */
 const hold = Number(values.hold);
 if (!Number.isSafeInteger(hold) || hold < 0) throw new Error(`--hold must be a non-negative integer, got ${values.hold}`);
