@@ -6,7 +6,7 @@ FROM node:24.21-slim
 
 # onnxruntime-node's postinstall would download GPU binaries; sluice runs on the
 # CPU binary that ships inside the package (the same setting is in .npmrc).
-# V8's heap sizing for a stage, as cli/processes.ts sets it (README, Memory): a
+# V8's heap sizing for a stage, as cli/processes.ts sets it (docs/performance.md, Memory): a
 # young generation of 8 MiB per semi-space (V8 otherwise sizes it from the
 # host's memory, 64 MiB on a 24 GiB host), and an old generation capped below
 # 2 GiB, under which V8 lets the heap grow to about twice the live data between
@@ -23,7 +23,7 @@ WORKDIR /app
 
 # Dependencies first, so that a source change does not reinstall them.
 COPY package.json package-lock.json .npmrc ./
-# kafkajs is patched at install (patches/): coordinator caching in transactions, linear message grouping.
+# kafkajs is patched at install (patches/; docs/performance.md, How a stage commits and reads).
 COPY patches ./patches
 RUN npm ci --omit=dev \
     && npm cache clean --force
