@@ -13,10 +13,9 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import kafkajs from 'kafkajs';
 import { deleteTopics, ensureTopics } from '../connectors/kafka/admin.ts';
 import { createKafka } from '../connectors/kafka/client.ts';
-import { framedSocketFactory } from '../connectors/kafka/socket.ts';
+import { framedSocketFactory, kafkajsSocketFactory } from '../connectors/kafka/socket.ts';
 import { MALLOC_MMAP_THRESHOLD, NODE_FLAGS } from '../cli/processes.ts';
 import { percentile } from '../cli/traffic.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
@@ -54,7 +53,7 @@ if (values.read !== undefined) {
 
 /** Reads the topic from its start through `socket`, from the first batch on: CPU per record and peak RSS. */
 async function readAll(topic: string, socket: SocketKind): Promise<Round> {
-  const kafka = new kafkajs.Kafka({ brokers, clientId: 'sluice-bench-fetch', logLevel: kafkajs.logLevel.NOTHING, ...(socket === 'sluice' ? { socketFactory: framedSocketFactory } : {}) });
+  const kafka = createKafka({ brokers, clientId: 'sluice-bench-fetch', socketFactory: socket === 'sluice' ? framedSocketFactory : kafkajsSocketFactory });
   const consumer = kafka.consumer({ groupId: `${topic}-${socket}-${process.pid}`, maxBytesPerPartition: 1_048_576 });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });

@@ -1,4 +1,5 @@
 import kafkajs from 'kafkajs';
+import type { ISocketFactory } from 'kafkajs';
 import type { Logger } from '../../lib/log.ts';
 import { framedSocketFactory } from './socket.ts';
 
@@ -36,6 +37,8 @@ export interface KafkaOptions {
   retry?: { initialRetryTime?: number; maxRetryTime?: number; retries?: number };
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** sluice's sockets (socket.ts) unless given: bench/fetch.ts compares them with kafkajs's own. */
+  socketFactory?: ISocketFactory;
 }
 
 /** The one place a Kafka client is constructed: kafkajs's logs go to pino. */
@@ -47,7 +50,7 @@ export function createKafka(options: KafkaOptions): kafkajs.Kafka {
     connectionTimeout: options.connectionTimeoutMs ?? 3_000,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
     retry: { ...KAFKA_RETRY, ...options.retry },
-    socketFactory: framedSocketFactory,
+    socketFactory: options.socketFactory ?? framedSocketFactory,
     logLevel: log ? logLevel.WARN : logLevel.NOTHING,
     logCreator: () => (entry) => {
       if (!log) return;

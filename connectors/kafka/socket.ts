@@ -85,15 +85,15 @@ export class FrameAssembler {
   }
 }
 
-/** kafkajs's own socket factory, for TLS connections. */
-const kafkajsSockets: ISocketFactory = createRequire(import.meta.url)('kafkajs/src/network/socketFactory')();
+/** kafkajs's own socket factory: sluice's for TLS connections, and bench/fetch.ts's yardstick. */
+export const kafkajsSocketFactory: ISocketFactory = createRequire(import.meta.url)('kafkajs/src/network/socketFactory')();
 
 /**
  * kafkajs's socket factory, reading through a FrameAssembler. TLS sockets
  * (which sluice does not open today) are made by kafkajs's own factory.
  */
 export const framedSocketFactory: ISocketFactory = (args) => {
-  if (args.ssl) return kafkajsSockets(args);
+  if (args.ssl) return kafkajsSocketFactory(args);
   const { host, port, onConnect } = args;
   const frames = new FrameAssembler((frame) => socket.emit('data', frame));
   const socket: net.Socket = net.connect(
