@@ -73,6 +73,9 @@ describe('Kafka sockets: responses cut into whole frames', () => {
     const { frames, problem } = assemble(stream.subarray(0, stream.length - 1), [20]);
     assert.equal(problem, null);
     assert.deepEqual(frames, payloads.slice(0, -1).map(frameOf));
+    const whole = assemble(stream, [20, stream.length - 1]);
+    assert.equal(whole.problem, null);
+    assert.deepEqual(whole.frames, payloads.map(frameOf), 'the last response, once its last byte arrives');
   });
 
   it('refuses a size no Kafka response has, whether split across reads or not, naming the likely cause', () => {
