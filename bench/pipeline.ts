@@ -299,7 +299,7 @@ const settled = <T>(inOrder: readonly T[]): T[] => inOrder.slice(Math.floor(inOr
 async function hopsOf(name: string, idPrefix: string, outcomes: Outcomes): Promise<Record<HopKey, { p50: number; p99: number }>> {
   const sentAt = await readSentAt({ brokers, pipeline: name, idPrefix, logger, eventIdOf: (topic, value) => (topic === 'raw' ? rawEventIdOf(value) : eventIdOf(value)) });
   // latenciesMs follows the decisions' order: the i-th was read at its occurred_at plus the i-th latency.
-  const events = [...outcomes.decisions].map(([id, decision], i) => ({ id, occurredAt: decision.occurred_at, readAt: decision.occurred_at + outcomes.latenciesMs[i]! }));
+  const events = [...outcomes.decided].map((id, i) => ({ id, occurredAt: outcomes.occurredAtMs[i]!, readAt: outcomes.occurredAtMs[i]! + outcomes.latenciesMs[i]! }));
   return hopLatencies(settled(events), sentAt);
 }
 
@@ -479,14 +479,14 @@ async function measurePipeline(mode: PipelineMode): Promise<PipelineResult> {
         maxMessageBytes: plugin.maxMessageBytes,
       });
       const deadline = Date.now() + 120_000;
-      while (outcomes.decisions.size < count && Date.now() < deadline) await sleep(50);
+      while (outcomes.decided.size < count && Date.now() < deadline) await sleep(50);
       const committed = ((await scrapeCounts(ports)).requests.producer.EndTxn?.count ?? 0) - committedBefore;
       const transactionsPerS = round(committed / ((performance.now() - latencyStartedAt) / 1000));
       // The first seconds include the stages settling into a steady rate: measure the rest.
       const steady = settled(outcomes.latenciesMs);
       return {
         events_per_s: eventsPerS,
-        latency_ms: { p50: percentile(steady, 50), p99: percentile(steady, 99), rate_per_s: rate, events: outcomes.decisions.size },
+        latency_ms: { p50: percentile(steady, 50), p99: percentile(steady, 99), rate_per_s: rate, events: outcomes.decided.size },
         rss_mb: rss.stop(),
         ...requests,
         latency_cpu_cores: cpu.stop(),

@@ -72,7 +72,7 @@ try {
     const rss = Object.fromEntries(stages.map((s) => [s.name, rssMiB(s.child.pid!)]));
     const heap = Object.fromEntries(await Promise.all(stages.map(async (s, i) => [s.name, await heapUsedMiB(METRICS_BASE_PORT + i)] as const)));
     samples.push({ seconds: Math.round((Date.now() - started) / 1000), rss_mib: rss, heap_used_mib: heap });
-    say(`rss MiB ${JSON.stringify(rss)} heap used MiB ${JSON.stringify(heap)} decided ${outcomes!.decisions.size}`);
+    say(`rss MiB ${JSON.stringify(rss)} heap used MiB ${JSON.stringify(heap)} decided ${outcomes!.decided.size}`);
   };
   await sample();
   const timer = setInterval(() => void sample(), sampleMs);
@@ -100,7 +100,7 @@ try {
       return [s.name, { second_half_start_mib: first, end_mib: last, second_half_growth_mib: Math.round((last - first) * 10) / 10, peak_mib: peak, heap_used_peak_mib: heapPeak }];
     }),
   );
-  const result = { pipeline: name, minutes, rate_per_s: rate, produced: stream.valid + stream.bad, decided: outcomes.decisions.size, samples, growth };
+  const result = { pipeline: name, minutes, rate_per_s: rate, produced: stream.valid + stream.bad, decided: outcomes.decided.size, samples, growth };
   process.stdout.write(`${JSON.stringify(growth, null, 2)}\n`);
   if (args.json) writeFileSync(args.json, `${JSON.stringify(result, null, 2)}\n`);
 } finally {

@@ -24,7 +24,7 @@ import { createClickHouse, queryRows, quote } from '../connectors/clickhouse/cli
 import { formatRows, runDocumentedQuery } from '../connectors/clickhouse/analytics.ts';
 import { migrate } from '../connectors/clickhouse/migrate.ts';
 import { clickhouseCredentialsFromEnv } from '../processors/sink/config.ts';
-import { countBy, Outcomes, percentile, produceStreamOffThread } from './traffic.ts';
+import { Outcomes, percentile, produceStreamOffThread } from './traffic.ts';
 import { PIPELINE_MODES, type PipelineMode, switchMode } from '../processors/runtime/modes.ts';
 import type { ProcessName } from '../processors/runtime/stage.ts';
 
@@ -147,7 +147,7 @@ async function demoPipeline(
     const warmUp = await follow(`warmup-${runId}`);
     try {
       const { valid } = await produceStreamOffThread({ ...streamBase, count: WARM_UP_EVENTS, ratePerSec: 0, badEvery: 0, idPrefix: `warmup-${runId}` });
-      await until(() => warmUp.decisions.size >= valid, () => `warm-up: ${warmUp.decisions.size}/${valid} decided. See the stage logs in ${logDir}.`);
+      await until(() => warmUp.decided.size >= valid, () => `warm-up: ${warmUp.decided.size}/${valid} decided. See the stage logs in ${logDir}.`);
     } finally {
       await warmUp.stop();
     }
@@ -157,7 +157,7 @@ async function demoPipeline(
     say(`4/6 producing ${count} events at ${rate > 0 ? `${rate}/s` : 'full speed'}, one malformed event every ${badEvery}`);
     let produced = 0;
     const render = () =>
-      `    produced ${produced}/${count} · decided ${tracked.decisions.size} · dead letters ${tracked.deadLetterCount()}`;
+      `    produced ${produced}/${count} · decided ${tracked.decided.size} · dead letters ${tracked.deadLetterCount()}`;
     const ticker = setInterval(() => say(render()), 1_000);
     let stream: Awaited<ReturnType<typeof produceStreamOffThread>>;
     try {
@@ -173,7 +173,7 @@ async function demoPipeline(
       });
       const { valid, bad } = stream;
       await until(
-        () => tracked.decisions.size >= valid && tracked.deadLetterCount() >= bad,
+        () => tracked.decided.size >= valid && tracked.deadLetterCount() >= bad,
         () => `${render().trim()}. See the stage logs in ${logDir}.`,
       );
     } finally {
@@ -182,7 +182,6 @@ async function demoPipeline(
     say(render());
 
     say('5/6 summary');
-    const decisions = [...tracked.decisions.values()];
     const seconds = (tracked.lastDecisionAt - stream.startedAt) / 1000;
     const summary = {
       pipeline: pipeline.name,
@@ -190,15 +189,15 @@ async function demoPipeline(
       events_in: stream.valid + stream.bad,
       valid_events: stream.valid,
       malformed_events: stream.bad,
-      decisions: decisions.length,
+      decisions: tracked.decided.size,
       duplicate_decisions: tracked.duplicates,
-      by_decision: countBy(decisions, (d) => d.decision),
-      by_decided_by: countBy(decisions, (d) => d.decided_by),
+      by_decision: Object.fromEntries(tracked.byDecision),
+      by_decided_by: Object.fromEntries(tracked.byDecidedBy),
       dead_letters_by_reason: Object.fromEntries(tracked.deadLetters),
       throughput_events_per_s: Math.round(stream.valid / seconds),
       latency_ms: { p50: percentile(tracked.latenciesMs, 50), p99: percentile(tracked.latenciesMs, 99) },
-      model_version: decisions.find((d) => d.model_version)?.model_version ?? null,
-      policy_version: decisions[0]?.policy_version ?? null,
+      model_version: tracked.modelVersion,
+      policy_version: tracked.policyVersion,
     };
     if (options.json) {
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
@@ -220,7 +219,7 @@ async function demoPipeline(
     }
 
     say('6/6 ClickHouse: two of the documented queries (docs/analytics.md), once the sink has caught up');
-    await waitForSink(clickhouse, pipeline.name, idPrefix, decisions.length);
+    await waitForSink(clickhouse, pipeline.name, idPrefix, summary.decisions);
     for (const name of ['decision-mix', 'loss-check']) {
       const rows = await runDocumentedQuery(clickhouse, name, { pipeline: pipeline.name });
       if (options.json) process.stdout.write(`${JSON.stringify({ query: name, rows })}\n`);
