@@ -116,9 +116,9 @@ export function produceStreamOffThread(options: Omit<StreamOptions, 'generator'>
  * events. It keeps no decision, only what is reported of them: the process
  * that reads them also timestamps them, and a decision kept is an object every
  * scavenge copies (V8's young collection costs what survives it). Keeping each
- * decided record, the benchmark's reader grew to 185 MiB in a latency phase
- * and its scavenges paused 37 ms at p90, up to 70: time counted as the
- * pipeline's latency for the decisions read after them.
+ * decided record, the benchmark's reader grew to 356 MiB in a run and its
+ * scavenges paused 34 ms at p90, up to 114: time counted as the pipeline's
+ * latency for the decisions read after them (docs/performance.md).
  */
 export class Outcomes {
   /** The event ids decided, in the order read. */

@@ -1,18 +1,22 @@
 /**
  * The demo's and the benchmark's traffic producer on a worker thread: it
  * writes the pipeline's own generated events, the malformed ones it promised,
- * and reports progress to the thread that reads the decisions.
+ * and reports progress to the thread that reads the decisions; and that
+ * reader, whose counts and latencies the demo and the benchmark report.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { pipelineTopics } from '../../cli/pipeline.ts';
-import { produceStreamOffThread } from '../../cli/traffic.ts';
+import { Outcomes, produceStreamOffThread } from '../../cli/traffic.ts';
 import { deleteTopics, ensureTopics } from '../../connectors/kafka/admin.ts';
 import { type FollowedMessage, followTopic } from '../../connectors/kafka/follow.ts';
+import { SchemaCatalog } from '../../connectors/registry/registry.ts';
 import { topicName } from '../../lib/contracts.ts';
 import { createLogger } from '../../lib/log.ts';
 import { pipelineByName } from '../../pipelines/registry.ts';
+import type { DecisionCommon } from '../../processors/decide/transform.ts';
 import { connections, uniqueName, waitFor } from '../helpers.ts';
+import { type Collector, PipelineInstance } from '../pipeline-harness.ts';
 
 const brokers = connections.kafkaBrokers;
 
@@ -69,5 +73,46 @@ describe('traffic producer off the main thread', () => {
     } finally {
       await follower.stop();
     }
+  });
+});
+
+describe("the demo's and the benchmark's reader of decisions", () => {
+  let instance: PipelineInstance;
+  let decided: Collector<DecisionCommon>;
+  let outcomes: Outcomes | undefined;
+  after(async () => {
+    await outcomes?.stop();
+    await instance?.stop();
+  });
+
+  it('reports what the decided topic holds for its events: each decision once, their mix, versions, occurred_at and dead letters', async () => {
+    instance = await PipelineInstance.create('it-outcomes');
+    decided = await instance.collect<DecisionCommon>('decided');
+    await instance.start();
+    outcomes = await Outcomes.follow({ brokers, pipeline: instance.name, catalog: new SchemaCatalog(connections.schemaRegistryUrl), idPrefix: 'outc', logger: createLogger({ component: 'it-outcomes' }, 'error') });
+    const tracked = outcomes;
+    const { plugin } = pipelineByName(instance.name);
+    const stream = await produceStreamOffThread({ brokers, pipeline: instance.name, count: 300, ratePerSec: 0, badEvery: 50, idPrefix: 'outc', seed: 4, maxMessageBytes: plugin.maxMessageBytes });
+    await waitFor('every decision and dead letter read', () => tracked.decided.size >= stream.valid && tracked.deadLetterCount() >= stream.bad);
+    const truth = (await decided.until('the 300 decisions collected', (m) => m.length >= stream.valid)).map((m) => m.value);
+
+    assert.deepEqual([...tracked.decided].sort(), truth.map((d) => d.event_id).sort());
+    assert.equal(tracked.duplicates, 0);
+    const countOf = (key: (d: DecisionCommon) => string) => {
+      const counts = new Map<string, number>();
+      for (const d of truth) counts.set(key(d), (counts.get(key(d)) ?? 0) + 1);
+      return counts;
+    };
+    assert.deepEqual(tracked.byDecision, countOf((d) => d.decision));
+    assert.deepEqual(tracked.byDecidedBy, countOf((d) => d.decided_by));
+    assert.ok(tracked.modelVersion, 'the model scored these events');
+    assert.equal(tracked.modelVersion, truth.find((d) => d.model_version)?.model_version);
+    assert.equal(tracked.policyVersion, truth[0]!.policy_version);
+    // occurred_at and the latency of each decision line up with `decided`'s order.
+    const occurredAt = new Map(truth.map((d) => [d.event_id, d.occurred_at]));
+    assert.deepEqual(tracked.occurredAtMs, [...tracked.decided].map((id) => occurredAt.get(id)));
+    assert.equal(tracked.latenciesMs.length, stream.valid);
+    assert.ok(tracked.latenciesMs.every((ms) => ms >= 0), 'read after it was produced');
+    assert.deepEqual(Object.fromEntries(tracked.deadLetters), stream.expectedReasons);
   });
 });
