@@ -156,7 +156,7 @@ export class Outcomes {
       increment(outcomes.byDecision, decision.decision);
       increment(outcomes.byDecidedBy, decision.decided_by);
       outcomes.modelVersion ??= decision.model_version || null;
-      if (outcomes.decided.size === 1) outcomes.policyVersion = decision.policy_version;
+      outcomes.policyVersion ??= decision.policy_version;
       outcomes.lastDecisionAt = receivedAt;
     };
     let resolving = Promise.resolve();
