@@ -12,7 +12,8 @@
  * runs in 32-bit integers, and the partitioner looks for partitions with a
  * leader only for a message without a key or a partition; record batches' CRC-32C is native; and records
  * are encoded without a buffer per varint, a Long per timestamp delta or an
- * encoder per header, and decoded without a Long per offset or timestamp; a
+ * encoder per header (an uncompressed batch in one pass, into one buffer of
+ * its size), and decoded without a Long per offset or timestamp; a
  * request's large buffers (its record batches) are kept by reference and
  * copied once, when the request is written, instead of at every level; a
  * consumer whose coordinator is loading the group joins again instead of
@@ -34,7 +35,7 @@ const murmur2: (key: Buffer | string) => number = require('kafkajs/src/producer/
 const Encoder = require('kafkajs/src/protocol/encoder');
 const Decoder = require('kafkajs/src/protocol/decoder');
 const Record = require('kafkajs/src/protocol/recordBatch/record/v0');
-const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0');
+const { RecordBatch, encodeRecordBatch } = require('kafkajs/src/protocol/recordBatch/v0');
 const decodeRecordBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder');
 const crc32C: ((buffer: Buffer) => number) & { javascript: (buffer: Buffer) => number; native: boolean } = require('kafkajs/src/protocol/recordBatch/crc32C');
 const ConsumerGroup = require('kafkajs/src/consumer/consumerGroup');
@@ -501,6 +502,56 @@ describe('kafkajs patch: encoding records', () => {
       const expected = Object.fromEntries(Object.entries(message.headers).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
       assert.deepEqual(headers, expected);
     });
+  });
+});
+
+describe('kafkajs patch: a record batch written in one pass', () => {
+  const Long = require('kafkajs/src/utils/long');
+  const { Types: Compression } = require('kafkajs/src/protocol/message/compression');
+  type Message = { key: Buffer | string | null; value: Buffer | string | null; headers?: Record<string, string | Buffer | Array<string | Buffer>>; timestamp?: number | string };
+  const batchFields = { producerId: Long.fromInt(42), producerEpoch: 7, firstSequence: 12, transactional: true };
+
+  /** The batch as RecordBatch writes it from a Record encoder per message (as kafkajs's produce requests built it). */
+  async function recordByRecord(messages: Message[], firstTimestamp: number | string, maxTimestamp: number | string, defaultTimestamp: number): Promise<Buffer> {
+    const records = messages.map(({ timestamp, ...message }, offsetDelta) =>
+      Record({ ...message, offsetDelta, timestampDelta: Number(timestamp || defaultTimestamp) - Number(firstTimestamp) }),
+    );
+    return (await RecordBatch({ ...batchFields, records, firstTimestamp, maxTimestamp, lastOffsetDelta: records.length - 1 })).buffer;
+  }
+
+  it('writes the bytes of a Record encoder per message: every varint length, values large enough to be kept by reference, headers, missing and string timestamps', async () => {
+    const rng = createRng(5);
+    const bytes = (size: number) => Buffer.from(Array.from({ length: size }, () => rng.int(0, 255)));
+    const sizes = [0, 1, 63, 64, 127, 128, 8191, 8192, 4095, 4096, 20_000, 300];
+    const firstTimestamp = 1_764_590_000_000;
+    const messages = sizes.flatMap((size, i): Message[] => [
+      { key: bytes(sizes[(i + 5) % sizes.length]!), value: bytes(size), headers: {}, timestamp: firstTimestamp + i * 2 ** 33 },
+      { key: null, value: `ünïcode ${'x'.repeat(size % 300)}`, headers: { trace: `t${i}`, many: [bytes(3), 'zwei'], big: bytes(size) }, timestamp: String(firstTimestamp + i) },
+      { key: `k${i}`, value: null },
+    ]);
+    const defaultTimestamp = firstTimestamp + 5;
+    const maxTimestamp = firstTimestamp + 11 * 2 ** 33;
+    const expected = await recordByRecord(messages, firstTimestamp, maxTimestamp, defaultTimestamp);
+    const encoder = encodeRecordBatch({ ...batchFields, compression: Compression.None, messages, firstTimestamp, maxTimestamp, defaultTimestamp });
+    assert.equal(encoder.chunks, null, 'one buffer: the checksum read it whole');
+    assert.equal(encoder.size(), expected.length);
+    assert.ok(encoder.buffer.equals(expected), 'the same bytes');
+    const decoded = await decodeRecordBatch(new Decoder(encoder.buffer));
+    assert.equal(decoded.records.length, messages.length);
+    assert.equal(decoded.records[messages.length - 1].value, null);
+  });
+
+  it('writes an empty batch and a batch of one as RecordBatch does, and leaves a compressed batch to it', async () => {
+    for (const messages of [[], [{ key: 'k', value: 'v', timestamp: 1_764_590_000_000 }]] as Message[][]) {
+      const expected = await recordByRecord(messages, 1_764_590_000_000, 1_764_590_000_000, 1_764_590_000_000);
+      const encoder = encodeRecordBatch({ ...batchFields, messages, firstTimestamp: 1_764_590_000_000, maxTimestamp: 1_764_590_000_000, defaultTimestamp: 1 });
+      assert.ok(encoder.buffer.equals(expected), `${messages.length} message(s)`);
+    }
+    const messages: Message[] = Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: 'a fairly compressible value '.repeat(4), headers: { h: 'x' } }));
+    const compressed = await encodeRecordBatch({ ...batchFields, compression: Compression.GZIP, messages, firstTimestamp: 1_764_590_000_000, maxTimestamp: 1_764_590_000_000, defaultTimestamp: 1_764_590_000_000 });
+    const decoded = await decodeRecordBatch(new Decoder(compressed.buffer));
+    assert.ok(compressed.size() < 50 * 100, 'compressed');
+    assert.deepEqual(decoded.records.map((r: { key: Buffer; value: Buffer }) => [String(r.key), String(r.value)]), messages.map((m) => [m.key, m.value]));
   });
 });
 
