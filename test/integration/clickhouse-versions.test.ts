@@ -56,6 +56,16 @@ print(json.dumps(out))
 /** A challenger's shadow score and the decision the policy would make on it. */
 const shadowOf = (score: number) => ({ shadow_model_version: 'm3', shadow_score: score, shadow_decision: score >= 0.9 ? 'block' : score >= 0.5 ? 'review' : 'approve' });
 
+const HOUR_MS = 3_600_000;
+
+/**
+ * The sample's `now`: the middle of the latest hour whose middle has passed
+ * (0 to 60 minutes ago). Its rows lie within about a minute either side, and
+ * the review queries count per hour: rows around the top of an hour would be
+ * split between two.
+ */
+const sampleNow = (): number => Math.floor((Date.now() - HOUR_MS / 2) / HOUR_MS) * HOUR_MS + HOUR_MS / 2;
+
 /** When sample event `e-<i>` occurred: the last minute before `now`, every half second. */
 const occurredAt = (now: number, i: number) => now - 60_000 + i * 500;
 
@@ -271,7 +281,7 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it(`runs the migrations, the sink's rows (twice), every documented query and retention alike on 18.16 and ${chdbVersion ?? 'chDB'}`, async () => {
-    const now = Date.now();
+    const now = sampleNow();
     const binary = uniqueName('it-versions-binary');
     const multiclass = uniqueName('it-versions-multiclass');
     const rows = [sampleRows(binary, now), multiclassRows(multiclass, now)];
@@ -310,7 +320,7 @@ describe('ClickHouse 18.16 and current ClickHouse agree', { skip }, () => {
         ...reviewed.flatMap(({ labels }) => [1, 2].map(() => ({ table: TABLES.labels, rows: labels }))),
       ],
       queries,
-      after: [dropPartitionSql(TABLE_OF.deadLetters, new Date().toISOString().slice(0, 10).replaceAll('-', ''))],
+      after: [dropPartitionSql(TABLE_OF.deadLetters, new Date(now).toISOString().slice(0, 10).replaceAll('-', ''))],
       partitions: PARTITIONS_SQL,
     };
     writeFileSync(join(dir, 'job.json'), JSON.stringify(job));
