@@ -588,6 +588,30 @@ describe('kafkajs patch: records without a Long per varlong or an encoder per he
     assert.equal(record.buffer.toString('hex'), Buffer.concat([varint(body.length), body]).toString('hex'));
   });
 
+  it('writes a header without a value as length -1, which reads back as null, in a record and in a batch written in one pass', async () => {
+    const record = Record({ offsetDelta: 0, timestampDelta: 0, key: null, value: 'v', headers: { gone: null, kept: 'x' } });
+    const body = Buffer.concat([
+      Buffer.from([0]), // attributes
+      varint(0),
+      varint(0),
+      varint(-1), // no key
+      lengthPrefixed(Buffer.from('v')),
+      varint(2),
+      lengthPrefixed(Buffer.from('gone')),
+      varint(-1),
+      lengthPrefixed(Buffer.from('kept')),
+      lengthPrefixed(Buffer.from('x')),
+    ]);
+    assert.equal(record.buffer.toString('hex'), Buffer.concat([varint(body.length), body]).toString('hex'));
+
+    const at = 1_764_590_000_000;
+    const messages = [{ key: 'k', value: 'v', headers: { gone: null, kept: 'x' } }];
+    const batch = await encodeRecordBatch({ messages, firstTimestamp: at, maxTimestamp: at, defaultTimestamp: at });
+    const [read] = (await decodeRecordBatch(new Decoder(batch.buffer))).records;
+    assert.equal(read.headers.gone, null);
+    assert.equal(String(read.headers.kept), 'x');
+  });
+
   it('decodes offsets and timestamps exactly, in numbers where they fit and in Longs beyond', async () => {
     const cases = [
       { firstOffset: '0', firstTimestamp: 1_764_590_000_000, deltas: [0, 1, -1, 2 ** 40, -(2 ** 48) + 1] },
