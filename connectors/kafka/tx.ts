@@ -30,15 +30,17 @@ export interface TransactionalProducerOptions {
   transactionalId: string;
   /** Retries of each request: a first delay doubling up to a cap; defaults to the client's (KAFKA_RETRY). */
   retry?: { initialMs?: number; maxMs?: number; retries?: number };
+  /** Requests in flight per connection: 1, or 2 for a send and its offsets side by side, as a stage sends them. */
+  maxInFlightRequests?: 1 | 2;
 }
 
-/** Connects an idempotent transactional producer (one request in flight, no topic auto-creation). */
+/** Connects an idempotent transactional producer (one request in flight unless told, no topic auto-creation). */
 export async function openTransactionalProducer(options: TransactionalProducerOptions): Promise<TransactionalProducer> {
   const { initialMs, maxMs, retries } = options.retry ?? {};
   const producer = createKafka({ brokers: options.brokers, clientId: options.clientId }).producer({
     transactionalId: options.transactionalId,
     idempotent: true,
-    maxInFlightRequests: 1,
+    maxInFlightRequests: options.maxInFlightRequests ?? 1,
     allowAutoTopicCreation: false,
     // Only what is given: the client's own retry settings fill in the rest.
     retry: {
