@@ -405,7 +405,8 @@ export async function startExactlyOnce<Note>(options: ExactlyOnceOptions<Note>):
       // commit's markers, for a few milliseconds, and the lane begins the next
       // transaction as soon as one commits. The patched kafkajs retries that
       // answer to an add (under transactions v2, to the TxnOffsetCommit, which
-      // is the add) within 1-20 ms itself; anything else retriable comes
+      // is the add, and the error 14 the group coordinator answers in its
+      // place) within 1-20 ms itself; anything else retriable comes
       // here: kafkajs's default first retry comes after ~300 ms, which would add
       // that much latency to a transaction; here, 3 ms, doubling. Bounded: after
       // the last retry the chunk fails, the producer is replaced and the records

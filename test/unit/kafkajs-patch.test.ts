@@ -6,8 +6,10 @@
  * transaction's adds one at a time, retrying CONCURRENT_TRANSACTIONS itself,
  * and adds offsets after the partitions of a send announced before them;
  * where the cluster has KIP-890's transactions v2, it sends no adds at all
- * (Produce v12 and TxnOffsetCommit v5 add their partitions) and takes the
- * epoch each EndTxn v5 bumps; and
+ * (Produce v12 and TxnOffsetCommit v5 add their partitions), retries a
+ * TxnOffsetCommit's error 14 in turn as it retries CONCURRENT_TRANSACTIONS
+ * (the group coordinator's answer for its add's), and takes the epoch each
+ * EndTxn v5 bumps; and
  * a batch is grouped per partition in one pass; murmur2 (the partitioner)
  * runs in 32-bit integers, and the partitioner looks for partitions with a
  * leader only for a message without a key or a partition; record batches' CRC-32C is native; and records
@@ -291,6 +293,26 @@ describe('kafkajs patch: transactions v2 (KIP-890) when the cluster has them', (
     await eos.sendOffsets(offsets('1'));
     await eos.commit();
     assert.deepEqual(requests.slice(1), ['TxnOffsetCommit', 'TxnOffsetCommit', 'TxnOffsetCommit', 'EndTxn']);
+  });
+
+  it('retries a TxnOffsetCommit answered error 14 in turn as well: under v2 that is how the group coordinator answers its add\'s CONCURRENT_TRANSACTIONS', async () => {
+    const { eos, requests, answers } = await open({ cluster: true, producer: true });
+    eos.beginTransaction();
+    // More answers than the caller's retrier (two retries here) would take: only the add's own retries get through them.
+    answers.set('TxnOffsetCommit', Array(4).fill('GROUP_LOAD_IN_PROGRESS'));
+    await eos.sendOffsets(offsets('1'));
+    await eos.commit();
+    assert.deepEqual(requests.slice(1), [...Array(5).fill('TxnOffsetCommit'), 'EndTxn']);
+  });
+
+  it('leaves a group coordinator still loading after the add\'s retries to the caller\'s retrier', async () => {
+    const { eos, requests, answers } = await open({ cluster: true, producer: true });
+    eos.beginTransaction();
+    // Eleven attempts in turn, all refused; the retrier's first retry takes eleven more, and the next one gets through.
+    answers.set('TxnOffsetCommit', Array(22).fill('GROUP_LOAD_IN_PROGRESS'));
+    await eos.sendOffsets(offsets('1'));
+    await eos.commit();
+    assert.deepEqual(requests.slice(1), [...Array(23).fill('TxnOffsetCommit'), 'EndTxn']);
   });
 
   it('keeps to v1 when the cluster lacks them or the producer opts out', async () => {
