@@ -30,7 +30,7 @@ const producers = Number(values.producers);
 const transactions = Number(values.transactions);
 const sideBySide = values['side-by-side'];
 if (values['offsets-apart']) {
-  if (!sideBySide) throw new Error('--offsets-apart needs --side-by-side: one request at a time goes to one broker at a time anyway');
+  if (!sideBySide) throw new Error('--offsets-apart needs --side-by-side: sent one after the other, the records and offsets never meet, whichever connection carries them');
   // kafkajs keeps two connections per broker, the second for Fetch, which a producer never sends: there the offsets go alone.
   const TXN_OFFSET_COMMIT = 28;
   const ConnectionPool = createRequire(import.meta.url)('kafkajs/src/network/connectionPool');
