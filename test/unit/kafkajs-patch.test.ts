@@ -295,24 +295,22 @@ describe('kafkajs patch: transactions v2 (KIP-890) when the cluster has them', (
     assert.deepEqual(requests.slice(1), ['TxnOffsetCommit', 'TxnOffsetCommit', 'TxnOffsetCommit', 'EndTxn']);
   });
 
-  it('retries a TxnOffsetCommit answered error 14 in turn as well: under v2 that is how the group coordinator answers its add\'s CONCURRENT_TRANSACTIONS', async () => {
-    const { eos, requests, answers } = await open({ cluster: true, producer: true });
-    eos.beginTransaction();
-    // More answers than the caller's retrier (two retries here) would take: only the add's own retries get through them.
-    answers.set('TxnOffsetCommit', Array(4).fill('GROUP_LOAD_IN_PROGRESS'));
-    await eos.sendOffsets(offsets('1'));
-    await eos.commit();
-    assert.deepEqual(requests.slice(1), [...Array(5).fill('TxnOffsetCommit'), 'EndTxn']);
-  });
-
-  it('leaves a group coordinator still loading after the add\'s retries to the caller\'s retrier', async () => {
-    const { eos, requests, answers } = await open({ cluster: true, producer: true });
-    eos.beginTransaction();
-    // Eleven attempts in turn, all refused; the retrier's first retry takes eleven more, and the next one gets through.
-    answers.set('TxnOffsetCommit', Array(22).fill('GROUP_LOAD_IN_PROGRESS'));
-    await eos.sendOffsets(offsets('1'));
-    await eos.commit();
-    assert.deepEqual(requests.slice(1), [...Array(23).fill('TxnOffsetCommit'), 'EndTxn']);
+  it('retries a TxnOffsetCommit answered error 14 in turn as well (under v2, the group coordinator\'s answer for its add\'s CONCURRENT_TRANSACTIONS), then leaves a coordinator still loading to the caller\'s retrier', async () => {
+    const refused = async (refusals: number) => {
+      const { eos, requests, answers } = await open({ cluster: true, producer: true });
+      eos.beginTransaction();
+      answers.set('TxnOffsetCommit', Array(refusals).fill('GROUP_LOAD_IN_PROGRESS'));
+      return { eos, requests };
+    };
+    // Four refusals: more than the caller's retrier (two retries here) would take, fewer than the add's own eleven attempts.
+    const brief = await refused(4);
+    await brief.eos.sendOffsets(offsets('1'));
+    await brief.eos.commit();
+    assert.deepEqual(brief.requests.slice(1), [...Array(5).fill('TxnOffsetCommit'), 'EndTxn']);
+    // A coordinator that keeps refusing: eleven attempts in turn at each of the retrier's three tries, then the caller hears of it.
+    const loading = await refused(40);
+    await assert.rejects(loading.eos.sendOffsets(offsets('1')), (error: { cause?: { type?: string } }) => error.cause?.type === 'GROUP_LOAD_IN_PROGRESS');
+    assert.deepEqual(loading.requests.slice(1), Array(33).fill('TxnOffsetCommit'));
   });
 
   it('keeps to v1 when the cluster lacks them or the producer opts out', async () => {
