@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { NODE_FLAGS } from '../../cli/processes.ts';
 import { connectionsFromEnv } from '../../lib/settings.ts';
 
 const ROOT = new URL('../../', import.meta.url);
@@ -274,6 +275,18 @@ describe('Dockerfile', () => {
     assert.ok(users.length > 0 && !['root', '0'].includes(users.at(-1) ?? 'root'), 'the image must end on a non-root USER');
     assert.match(DOCKERFILE, /npm ci --omit=dev/);
     assert.match(DOCKERFILE, /ONNXRUNTIME_NODE_INSTALL=skip/);
+  });
+
+  it('starts Node with the flags sluice gives the processes it spawns, wherever a stage can start', () => {
+    // The young generation's size and the old generation's cap (cli/processes.ts NODE_FLAGS):
+    // a container, `npx sluice` and `npm run sluice` must run a stage as the demo, the benchmark and the tests do.
+    const flags = NODE_FLAGS.join(' ');
+    assert.equal(DOCKERFILE.match(/NODE_OPTIONS="([^"]*)"/)?.[1], flags, "the image's NODE_OPTIONS");
+    for (const bin of ['bin/sluice.js', 'bin/sluice.ts']) {
+      assert.equal(read(bin).split('\n', 1)[0], `#!/usr/bin/env -S node ${flags}`, `${bin}'s first line`);
+    }
+    const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
+    assert.equal(scripts['sluice'], `node ${flags} bin/sluice.js`, 'the sluice npm script');
   });
 
   it('keeps host-only files out of the build context', () => {
