@@ -7,7 +7,7 @@
  *   node_modules/.bin/node --expose-gc bench/dedup-memory.ts [--ids 500000] [--passes 5] [--json FILE]
  *
  * Memory is measured in a child process per store (this script again, with
- * --store and a stage's heap flags, NODE_FLAGS), so one's freed memory cannot
+ * --store and a stage's heap flags and malloc setting), so one's freed memory cannot
  * hide the other's resident pages: V8 heap used, external and array buffers,
  * and RSS, after full collections, before and after the fill (which follows a
  * warm-up fill). Time, in this process, the stores taking turns: ns per id
@@ -21,7 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { NODE_FLAGS } from '../cli/processes.ts';
+import { MALLOC_MMAP_THRESHOLD, NODE_FLAGS } from '../cli/processes.ts';
 import { percentile } from '../cli/traffic.ts';
 import { DedupState } from '../processors/validate/dedup.ts';
 
@@ -209,6 +209,8 @@ if (values.store !== undefined) {
     process.stderr.write(`${store}: memory of ${ids.toLocaleString('en')} ids...\n`);
     // Bytecode flushing off: else the start-up code V8 drops during the fill shows as a smaller heap.
     const run = spawnSync(process.execPath, [...NODE_FLAGS, ...process.execArgv, '--no-flush-bytecode', script, '--store', store, '--ids', String(ids)], {
+      // The stage processes' malloc setting too: which freed blocks go back to the system decides the RSS.
+      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: MALLOC_MMAP_THRESHOLD },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -12,7 +12,8 @@
  * per partition (IdLog below), nothing for the garbage collector to trace:
  * about 70 bytes per 36-character id (52 of them the id's bytes, its time,
  * offset and hash; the rest room to grow), 35 MB at the default bound,
- * measured on Node 24 with `bench/dedup-memory.ts`; the Map of strings it
+ * measured on Node 24 with `bench/dedup-memory.ts` (arrays it outgrows are
+ * freed at once, see release()); the Map of strings it
  * replaced held about 116 bytes per id on the heap in the same run. Exact: an
  * id is found by comparing its bytes, never by a hash alone, since taking a
  * distinct event for a duplicate would drop it. Bounded twice: ids older than
@@ -177,6 +178,18 @@ function encodeInto(id: string, into: Buffer, offset: number): number {
   if (id.isWellFormed()) return into.write(id, offset, 'utf8');
   into[offset] = UTF16_MARK;
   return 1 + into.write(id, offset + 1, 'utf16le');
+}
+
+/**
+ * Frees a replaced array's memory now (detaching its buffer), rather than when
+ * the collector next finds it: a growing log's old arrays would otherwise stay
+ * resident beside the new ones, up to a full collection later. Only an array
+ * that owns its whole buffer (every one here: typed arrays of their own and
+ * unpooled Buffers), never a view into memory something else uses.
+ */
+function release(replaced: Uint8Array | Uint32Array | Int32Array | Float64Array): void {
+  const buffer = replaced.buffer;
+  if (buffer instanceof ArrayBuffer && replaced.byteOffset === 0 && replaced.byteLength === buffer.byteLength) buffer.transfer(0);
 }
 
 /** The index's slots for a ring of `capacity` entries: a power of two, at least twice as many, so it is at most half full. */
@@ -361,6 +374,7 @@ class IdLog {
     } else {
       const arena = Buffer.allocUnsafeSlow(size);
       this.arena.copy(arena, 0, from, to);
+      release(this.arena);
       this.arena = arena;
     }
     this.base = this.first;
@@ -377,6 +391,9 @@ class IdLog {
       hash[i] = this.hash[from]!;
       at[i] = this.at[from]!;
     }
+    release(this.start);
+    release(this.hash);
+    release(this.at);
     this.start = start;
     this.hash = hash;
     this.at = at;
@@ -384,7 +401,10 @@ class IdLog {
     this.capacity = capacity;
     const slots = slotsFor(capacity);
     if (slots === this.slots.length) this.slots.fill(0);
-    else this.slots = new Int32Array(slots);
+    else {
+      release(this.slots);
+      this.slots = new Int32Array(slots);
+    }
     this.slotMask = slots - 1;
     for (let position = 0; position < this.count; position++) {
       let slot = hash[position]! & this.slotMask;

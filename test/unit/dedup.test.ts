@@ -177,6 +177,15 @@ describe('duplicate check: the compact store, against a Map of strings', () => {
     for (let i = 0; i < 10_000; i++) assert.equal(state.seenAt(i % 3, randomUuid(count + i), T0 + count), undefined);
   });
 
+  it('frees the arrays it outgrows at once: while it grows, the process holds what it reports, not every size it grew through', () => {
+    // Without the collector's help: a full collection would free them too, later, when a stage's peak was already reached.
+    const before = process.memoryUsage().arrayBuffers;
+    const state = new DedupState({ windowMs: DAY, maxIds: 1_000_000 });
+    for (let i = 0; i < 300_000; i += 1_000) state.record(0, Array.from({ length: 1_000 }, (_, j) => [randomUuid(i + j), T0] as const), T0);
+    const held = process.memoryUsage().arrayBuffers - before;
+    assert.ok(held < state.bytes * 1.1, `array buffers grew by ${held} bytes for a store of ${state.bytes}`);
+  });
+
   it('reuses its memory as ids expire: a steady stream through the window does not grow it, an emptied partition gives it back', () => {
     const windowMs = 60_000;
     const state = new DedupState({ windowMs, maxIds: 1_000_000 });
