@@ -21,7 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MALLOC_MMAP_THRESHOLD, NODE_FLAGS } from '../cli/processes.ts';
+import { NODE_FLAGS, stageProcessEnv } from '../cli/processes.ts';
 import { percentile } from '../cli/traffic.ts';
 import { DedupState } from '../processors/validate/dedup.ts';
 
@@ -210,7 +210,7 @@ if (values.store !== undefined) {
     // Bytecode flushing off: else the start-up code V8 drops during the fill shows as a smaller heap.
     const run = spawnSync(process.execPath, [...NODE_FLAGS, ...process.execArgv, '--no-flush-bytecode', script, '--store', store, '--ids', String(ids)], {
       // The stage processes' malloc setting too: which freed blocks go back to the system decides the RSS.
-      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: MALLOC_MMAP_THRESHOLD },
+      env: stageProcessEnv(),
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
     });

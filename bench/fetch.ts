@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { deleteTopics, ensureTopics } from '../connectors/kafka/admin.ts';
 import { createKafka } from '../connectors/kafka/client.ts';
 import { framedSocketFactory, kafkajsSocketFactory } from '../connectors/kafka/socket.ts';
-import { MALLOC_MMAP_THRESHOLD, NODE_FLAGS } from '../cli/processes.ts';
+import { NODE_FLAGS, stageProcessEnv } from '../cli/processes.ts';
 import { percentile } from '../cli/traffic.ts';
 import { connectionsFromEnv } from '../lib/settings.ts';
 import { positiveInteger } from './args.ts';
@@ -98,7 +98,7 @@ async function compare(): Promise<void> {
       const order = round % 2 === 0 ? SOCKETS : [...SOCKETS].reverse();
       for (const socket of order) {
         const output = execFileSync(process.execPath, [...NODE_FLAGS, script, '--read', topic, '--socket', socket, '--records', String(records)], {
-          env: { ...process.env, MALLOC_MMAP_THRESHOLD_: MALLOC_MMAP_THRESHOLD },
+          env: stageProcessEnv(),
           encoding: 'utf8',
         });
         const result = JSON.parse(output.trim().split('\n').at(-1)!) as Round;

@@ -45,6 +45,11 @@ const UNCAPPED_HEAP_FROM_DEDUP_IDS = 5_000_000;
  */
 export const MALLOC_MMAP_THRESHOLD = '131072';
 
+/** This process's environment with MALLOC_MMAP_THRESHOLD, unless it sets its own: what a stage process (or a benchmark's child measured as one) starts with. */
+export function stageProcessEnv(): NodeJS.ProcessEnv {
+  return { MALLOC_MMAP_THRESHOLD_: MALLOC_MMAP_THRESHOLD, ...process.env };
+}
+
 /** NODE_FLAGS for a process with environment `env`: without the old-generation cap where a raised duplicate-check bound could outgrow it. */
 export function nodeFlags(env: NodeJS.ProcessEnv): string[] {
   const dedupIds = Number(env['SLUICE_DEDUP_MAX_IDS'] ?? 0);
@@ -96,7 +101,7 @@ export function spawnProcess(options: {
   readyMessage?: string;
 }): StageProcess {
   const ready = `"msg":"${options.readyMessage ?? 'stage running'}"`;
-  const env = { MALLOC_MMAP_THRESHOLD_: MALLOC_MMAP_THRESHOLD, ...process.env, SLUICE_METRICS_PORT: '0', ...options.env };
+  const env = { ...stageProcessEnv(), SLUICE_METRICS_PORT: '0', ...options.env };
   const child = spawn(process.execPath, [...nodeFlags(env), options.script, ...options.args], {
     cwd: ROOT,
     env,
