@@ -23,7 +23,8 @@ WORKDIR /app
 
 # Dependencies first, so that a source change does not reinstall them.
 COPY package.json package-lock.json .npmrc ./
-# kafkajs is patched at install (patches/; docs/performance.md, How a stage commits and reads).
+# Dependencies are patched at install (patches/): kafkajs (docs/performance.md, How a stage commits and reads),
+# and the schema registry client and zod, so that a stage does not load what it never uses (docs/performance.md, Memory).
 COPY patches ./patches
 RUN npm ci --omit=dev \
     && npm cache clean --force
