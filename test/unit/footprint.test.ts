@@ -7,7 +7,7 @@
  * what sluice has no use for: the schema registry client's JSON Schema (ajv)
  * and Protobuf (protobufjs) support, which now loads on first use
  * (patches/@kafkajs+confluent-schema-registry+4.1.0.patch), and zod's
- * translations of its messages into some forty languages, which zod no longer
+ * translations of its messages into some sixty languages, which zod no longer
  * re-exports (patches/zod+4.6.7.patch; English stays, as zod's default).
  */
 import assert from 'node:assert/strict';
