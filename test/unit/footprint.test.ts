@@ -45,13 +45,16 @@ describe('what a stage process loads', () => {
   });
 
   it('still reads JSON Schema and Protobuf schemas, loading their support when first asked', () => {
+    const loaded = (name: string) => Object.keys(require.cache).some((path) => path.includes(`/node_modules/${name}/`));
     const { schemaFromConfluentSchema } = require('@kafkajs/confluent-schema-registry/dist/schemaTypeResolver.js');
     const { SchemaType } = require('@kafkajs/confluent-schema-registry');
+    assert.deepEqual([loaded('ajv'), loaded('protobufjs')], [false, false]);
     const json = schemaFromConfluentSchema({ type: SchemaType.JSON, schema: '{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}' });
     assert.equal(json.fromBuffer(json.toBuffer({ n: 1 })).n, 1);
     assert.throws(() => json.toBuffer({ n: 'one' }), /invalid payload/);
     const proto = schemaFromConfluentSchema({ type: SchemaType.PROTOBUF, schema: 'syntax = "proto3"; message Count { int32 n = 1; }' });
     assert.equal(proto.fromBuffer(proto.toBuffer({ n: 7 })).n, 7);
+    assert.deepEqual([loaded('ajv'), loaded('protobufjs')], [true, true]);
   });
 
   it("keeps zod's messages in English", () => {
